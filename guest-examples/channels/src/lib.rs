@@ -1,0 +1,146 @@
+//! Channels with members and posts. A channel lives in collection `channels`
+//! under its name; its posts live in collection `posts` under
+//! `<channel>/<post id>`. Every post also sends a notification to topic
+//! `channel-notifications`, committed together with the post or not at all.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sluice_sdk::documents::Collection;
+use sluice_sdk::{Claims, Error, Request, Response, queue};
+
+#[derive(Serialize, Deserialize)]
+struct Channel {
+    name: String,
+    owner: String,
+    members: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Post {
+    id: String,
+    channel: String,
+    author: String,
+    text: String,
+}
+
+/// The body of `POST /channels` (schemas/create-channel.json).
+#[derive(Deserialize)]
+struct NewChannel {
+    name: String,
+}
+
+/// The body of `POST /channels/{channel}/members` (schemas/add-member.json).
+#[derive(Deserialize)]
+struct NewMember {
+    subject: String,
+}
+
+/// The body of `POST /channels/{channel}/posts` (schemas/create-post.json).
+#[derive(Deserialize)]
+struct NewPost {
+    text: String,
+}
+
+fn channels() -> Collection<Channel> {
+    Collection::open("channels")
+}
+
+fn posts() -> Collection<Post> {
+    Collection::open("posts")
+}
+
+#[sluice_sdk::handler]
+fn handle(req: Request) -> Result<Response, Error> {
+    let user = req
+        .claims()
+        .ok_or_else(|| Error::forbidden("sign in first"))?;
+    match (req.method(), req.param("channel")) {
+        ("POST", None) => create(&req, user),
+        ("POST", Some(name)) if req.path().ends_with("/members") => add_member(&req, user, name),
+        ("POST", Some(name)) => post(&req, user, name),
+        ("GET", Some(name)) => list_posts(&req, user, name),
+        _ => Err(Error::not_found("no such route")),
+    }
+}
+
+fn create(req: &Request, user: &Claims) -> Result<Response, Error> {
+    let new: NewChannel = req.json()?;
+    if channels().get(&new.name)?.is_some() {
+        return Err(Error::conflict(format!(
+            "channel {} already exists",
+            new.name
+        )));
+    }
+    let channel = Channel {
+        name: new.name,
+        owner: user.subject.clone(),
+        members: vec![user.subject.clone()],
+    };
+    channels().put(&channel.name, &channel)?;
+    Response::json(201, &channel)
+}
+
+fn add_member(req: &Request, user: &Claims, name: &str) -> Result<Response, Error> {
+    let mut channel = find(name)?;
+    if channel.owner != user.subject && !user.has_role("admin") {
+        return Err(Error::forbidden("only the channel's owner may add members"));
+    }
+    let new: NewMember = req.json()?;
+    if !channel.members.contains(&new.subject) {
+        channel.members.push(new.subject);
+        channels().put(name, &channel)?;
+    }
+    Response::json(200, &channel)
+}
+
+fn post(req: &Request, user: &Claims, name: &str) -> Result<Response, Error> {
+    let channel = find(name)?;
+    require_member(user, &channel)?;
+    let new: NewPost = req.json()?;
+    let post = Post {
+        id: req.request_id().to_owned(),
+        channel: channel.name,
+        author: user.subject.clone(),
+        text: new.text,
+    };
+    posts().put(format!("{}/{}", post.channel, post.id), &post)?;
+    queue::send(
+        "channel-notifications",
+        &json!({
+            "channel": post.channel,
+            "post_id": post.id,
+            "author": post.author,
+            "members": channel.members,
+        }),
+    )?;
+    Response::json(201, &post)
+}
+
+/// A page of the channel's posts in key order; `?cursor=` asks for the next one.
+fn list_posts(req: &Request, user: &Claims, name: &str) -> Result<Response, Error> {
+    require_member(user, &find(name)?)?;
+    let page = posts().list(format!("{name}/"), 100, req.query("cursor"))?;
+    let posts: Vec<Post> = page.documents.into_iter().map(|doc| doc.value).collect();
+    Response::json(
+        200,
+        &json!({ "posts": posts, "next_cursor": page.next_cursor }),
+    )
+}
+
+fn find(name: &str) -> Result<Channel, Error> {
+    let channel = channels().get(name)?;
+    channel
+        .map(|doc| doc.value)
+        .ok_or_else(|| Error::not_found(format!("no channel {name}")))
+}
+
+fn require_member(user: &Claims, channel: &Channel) -> Result<(), Error> {
+    if channel.members.contains(&user.subject) || user.has_role("admin") {
+        Ok(())
+    } else {
+        Err(Error::forbidden(format!(
+            "{} is not a member of {}",
+            user.subject, channel.name
+        )))
+    }
+}

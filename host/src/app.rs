@@ -1,0 +1,173 @@
+//! Everything a running host shares between requests, built once from the
+//! configuration: routes, keys, the wasm runtime and the store.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::config::{AuthConfig, Config, KeyConfig};
+use crate::dev;
+use crate::manifest::{FunctionManifest, ManifestError};
+use crate::pipeline::authenticate::{KeyError, Keyring};
+use crate::pipeline::receive::{RouteConflict, RouteTarget, Routes};
+use crate::pipeline::validate::Schema;
+use crate::runtime::{LoadError, Runtime};
+use crate::store::{Store, StoreError};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory or development key could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A component could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A schema does not compile.
+    #[error("schema of {route}: {message}")]
+    Schema {
+        /// The route.
+        route: String,
+        /// The compiler's reason.
+        message: String,
+    },
+    /// Two routes collide.
+    #[error(transparent)]
+    Route(#[from] RouteConflict),
+    /// The keys are unusable.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The shared state of a running host.
+pub struct App {
+    /// The routing table.
+    pub routes: Routes,
+    /// Token verification keys.
+    pub keyring: Keyring,
+    /// The wasm runtime.
+    pub runtime: Runtime,
+    /// The database.
+    pub store: Store,
+    /// Time allowed for a request body.
+    pub body_timeout: Duration,
+    /// Re-runs allowed after a write conflict.
+    pub max_conflict_retries: u32,
+}
+
+impl App {
+    /// Opens the store, compiles every function and builds the routing table.
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let data_dir = &config.data_dir;
+        let io_err = |source| StartError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(io_err)?;
+        let keyring = Keyring::new(&effective_auth(config).map_err(io_err)?)?;
+        let store = Store::open(&config.database_url(), &config.database).await?;
+        let cache_dir = (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
+        let runtime = Runtime::new(&config.runtime, Some(&cache_dir))?;
+
+        let mut manifests = Vec::new();
+        for dir in &config.functions_dirs {
+            if dir.is_dir() {
+                manifests.extend(FunctionManifest::load_dir(dir)?);
+            } else {
+                tracing::warn!(dir = %dir.display(), "functions directory not found");
+            }
+        }
+        let mut routes = Routes::default();
+        for manifest in &manifests {
+            add_function(&mut routes, &runtime, manifest, config.http.max_body_bytes)?;
+        }
+        tracing::info!(functions = manifests.len(), routes = routes.len(), "functions loaded");
+        Ok(Self {
+            routes,
+            keyring,
+            runtime,
+            store,
+            body_timeout: Duration::from_millis(config.http.body_timeout_ms),
+            max_conflict_retries: config.runtime.max_conflict_retries,
+        })
+    }
+}
+
+/// The configured keys, or the development key when none are configured.
+pub fn effective_auth(config: &Config) -> std::io::Result<AuthConfig> {
+    let mut auth = config.auth.clone();
+    if auth.keys.is_empty() {
+        let secret = dev::dev_secret(&config.data_dir)?;
+        tracing::warn!(
+            key = %dev::dev_key_path(&config.data_dir).display(),
+            "no [[auth.keys]] configured: accepting tokens signed with the DEVELOPMENT key \
+             (mint one with `sluice token`); configure real keys before exposing this host"
+        );
+        auth.keys.push(KeyConfig {
+            kid: Some(dev::DEV_KID.to_owned()),
+            algorithm: "HS256".to_owned(),
+            secret: Some(secret),
+            public_key_file: None,
+        });
+    }
+    Ok(auth)
+}
+
+fn add_function(
+    routes: &mut Routes,
+    runtime: &Runtime,
+    manifest: &FunctionManifest,
+    default_body_limit: usize,
+) -> Result<(), StartError> {
+    let started = std::time::Instant::now();
+    let function = runtime.load(&manifest.tenant, &manifest.name, &manifest.component)?;
+    tracing::info!(
+        tenant = %manifest.tenant,
+        function = %manifest.name,
+        component = %manifest.component.display(),
+        ms = started.elapsed().as_millis() as u64,
+        "function loaded"
+    );
+    for route in &manifest.routes {
+        let m = &route.manifest;
+        let path = format!("/{}{}", manifest.tenant, m.path);
+        let name = format!("{} {path}", m.method);
+        let schema = route
+            .schema
+            .as_ref()
+            .map(Schema::compile)
+            .transpose()
+            .map_err(|message| StartError::Schema {
+                route: name.clone(),
+                message,
+            })?;
+        let method = Method::from_bytes(m.method.as_bytes()).map_err(|_| StartError::Schema {
+            route: name.clone(),
+            message: "invalid method".into(),
+        })?;
+        routes.add(
+            method,
+            &path,
+            RouteTarget {
+                function: function.clone(),
+                name: name.into(),
+                auth: m.auth.clone(),
+                body: m.body_kind(),
+                max_body_bytes: m.max_body_bytes.unwrap_or(default_body_limit),
+                schema,
+            },
+        )?;
+    }
+    Ok(())
+}

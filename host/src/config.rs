@@ -1,0 +1,245 @@
+//! `sluice serve` configuration: an optional TOML file; every field has a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: toml::de::Error,
+    },
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP listener binds.
+    pub listen: SocketAddr,
+    /// Where Sluice keeps its data (database, keys). Created on first start.
+    pub data_dir: PathBuf,
+    /// `sqlite://path` (default: `sluice.db` in the data directory).
+    pub database_url: Option<String>,
+    /// Directories whose subdirectories hold `sluice.toml` function manifests.
+    pub functions_dirs: Vec<PathBuf>,
+    /// JWT verification.
+    pub auth: AuthConfig,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// Per-invocation limits.
+    pub runtime: RuntimeConfig,
+    /// Database tuning.
+    pub database: DatabaseConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".sluice"),
+            database_url: None,
+            functions_dirs: vec![PathBuf::from("guest-examples")],
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            runtime: RuntimeConfig::default(),
+            database: DatabaseConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; relative paths inside it are taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        for dir in &mut config.functions_dirs {
+            *dir = base.join(&*dir);
+        }
+        for key in &mut config.auth.keys {
+            if let Some(file) = &mut key.public_key_file {
+                *file = base.join(&*file);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("sluice.db").display())
+        })
+    }
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Verification keys. With none configured, a development HS256 key is
+    /// generated in the data directory and the server says so at start-up.
+    pub keys: Vec<KeyConfig>,
+    /// Accepted `iss` values; when set, tokens must carry one of them.
+    pub issuer: Option<Vec<String>>,
+    /// Accepted `aud` values; when set, tokens must carry one of them.
+    pub audience: Option<Vec<String>>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_seconds: u64,
+    /// The claim that names the caller's tenant.
+    pub tenant_claim: String,
+    /// The claim that lists the caller's roles (an array, or a space-separated string).
+    pub roles_claim: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            issuer: None,
+            audience: None,
+            leeway_seconds: 30,
+            tenant_claim: "tenant".into(),
+            roles_claim: "roles".into(),
+        }
+    }
+}
+
+/// One verification key. The algorithm is the key's, never the token's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Matched against the token's `kid` header when both are present.
+    pub kid: Option<String>,
+    /// `HS256`, `HS384`, `HS512`, `RS256`, `RS384`, `RS512`, `PS256`, `ES256`, `ES384` or `EdDSA`.
+    pub algorithm: String,
+    /// The shared secret, for HS* algorithms.
+    pub secret: Option<String>,
+    /// A PEM public key file, for RS*, PS*, ES* and EdDSA.
+    pub public_key_file: Option<PathBuf>,
+}
+
+/// HTTP listener limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body accepted, unless a route sets its own.
+    pub max_body_bytes: usize,
+    /// Time allowed for a client to send the request head.
+    pub header_read_timeout_ms: u64,
+    /// Time allowed for a client to send the request body.
+    pub body_timeout_ms: u64,
+    /// Open connections beyond this wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Limits applied to every invocation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Wall-clock time a function may run.
+    pub timeout_ms: u64,
+    /// Largest linear memory a function may grow to.
+    pub max_memory_bytes: usize,
+    /// Instances that can exist at once (the pooling allocator's size).
+    pub max_instances: u32,
+    /// How many times an invocation is re-run after a write conflict before 409.
+    pub max_conflict_retries: u32,
+    /// Where compiled code is cached (default: `cache` in the data directory).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 10_000,
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_instances: 256,
+            max_conflict_retries: 8,
+            cache_dir: None,
+        }
+    }
+}
+
+/// SQLite durability: what a commit waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit: nothing acknowledged is lost on power failure.
+    #[default]
+    Full,
+    /// fsync at WAL checkpoints only: a power failure may lose the last commits, never corrupts.
+    Normal,
+}
+
+/// Database tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// SQLite `synchronous` setting.
+    pub synchronous: Synchronous,
+    /// Most invocations committed together in one transaction.
+    pub max_batch: usize,
+    /// Connections used for reads.
+    pub read_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Full,
+            max_batch: 512,
+            read_connections: 4,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c: Config = toml::from_str("").expect("parse");
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.database.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}

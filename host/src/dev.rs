@@ -1,0 +1,72 @@
+//! The development signing key and `sluice token`: for trying Sluice out,
+//! never for production (configure `[[auth.keys]]` there).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Map, Value, json};
+
+/// The key id of the development key.
+pub const DEV_KID: &str = "sluice-dev";
+
+/// Where the development key lives inside a data directory.
+pub fn dev_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("dev-signing-key")
+}
+
+/// Reads the development HS256 secret, creating a random one on first use.
+pub fn dev_secret(data_dir: &Path) -> std::io::Result<String> {
+    let path = dev_key_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(&path)?.write_all(secret.as_bytes())?;
+    Ok(secret)
+}
+
+/// What goes into a development token.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// `sub`.
+    pub subject: String,
+    /// The tenant claim's value.
+    pub tenant: String,
+    /// The roles claim's value.
+    pub roles: Vec<String>,
+    /// Lifetime in seconds.
+    pub ttl_seconds: u64,
+    /// Further claims.
+    pub extra: Map<String, Value>,
+}
+
+/// Signs an HS256 token with `secret`, using the configured claim names.
+pub fn mint(
+    secret: &str,
+    kid: Option<&str>,
+    tenant_claim: &str,
+    roles_claim: &str,
+    request: &TokenRequest,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = request.extra.clone();
+    claims.insert("sub".into(), json!(request.subject));
+    claims.insert(tenant_claim.into(), json!(request.tenant));
+    claims.insert(roles_claim.into(), json!(request.roles));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("exp".into(), json!(now + request.ttl_seconds));
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes()))
+}

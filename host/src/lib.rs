@@ -1,0 +1,32 @@
+//! Sluice: a WebAssembly plugin host for user-supplied backend functions.
+//!
+//! Every request runs through one pipeline; the host runs five stages
+//! natively and hands only *Process* to the tenant's sandboxed component:
+//!
+//! ```text
+//! receive ─▶ authenticate ─▶ validate ─▶ process ─▶ persist ─▶ respond
+//! (routes)   (JWT, rules)    (schema)    (wasm)     (one tx)   (problem+json)
+//! ```
+//!
+//! The function stages document writes and queue messages through the
+//! `sluice:function` WIT imports; the persist stage commits them together
+//! with the invocation record in one transaction, or nothing at all.
+//!
+//! Layout: [`pipeline`] holds one module per stage in that order; [`runtime`]
+//! is everything wasmtime; [`store`] is the only code that touches the
+//! database; [`staging`] is what passes from process to persist.
+
+pub mod app;
+pub mod config;
+pub mod dev;
+pub mod manifest;
+pub mod pipeline;
+pub mod problem;
+pub mod runtime;
+pub mod server;
+pub mod staging;
+pub mod store;
+
+pub use app::App;
+pub use config::Config;
+pub use server::Server;

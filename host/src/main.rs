@@ -1,0 +1,172 @@
+//! The `sluice` binary: `sluice serve` runs the host, `sluice token` mints a
+//! development token.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value};
+use sluice_host::{App, Config, Server, app, dev};
+use tracing_subscriber::EnvFilter;
+
+/// Sluice: a WebAssembly plugin host for backend functions.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML). Default: `sluice.toml` in the current directory if
+    /// present, else built-in defaults.
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database, development key, compiled-code cache).
+    #[arg(long, global = true, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the functions found in the functions directory.
+    Serve {
+        /// Listen address, e.g. 127.0.0.1:8080.
+        #[arg(long, env = "SLUICE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Directory whose subdirectories hold `sluice.toml` manifests; repeat for several.
+        #[arg(long = "functions-dir")]
+        functions_dirs: Vec<PathBuf>,
+        /// Database URL (default: sqlite://<data-dir>/sluice.db).
+        #[arg(long, env = "SLUICE_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Print a JWT signed with the development key (or the configured HS* key).
+    Token {
+        /// The `sub` claim: who the caller is.
+        #[arg(long)]
+        sub: String,
+        /// The tenant claim.
+        #[arg(long)]
+        tenant: String,
+        /// A role; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// An extra claim as NAME=JSON (or NAME=text); repeat for several.
+        #[arg(long = "claim", value_parser = parse_claim)]
+        claims: Vec<(String, Value)>,
+    },
+}
+
+fn parse_claim(s: &str) -> Result<(String, Value), String> {
+    let (name, value) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((name.to_owned(), value))
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None if Path::new("sluice.toml").is_file() => Config::load(Path::new("sluice.toml"))?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve {
+            listen,
+            functions_dirs,
+            database_url,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .init();
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if !functions_dirs.is_empty() {
+                config.functions_dirs = functions_dirs;
+            }
+            if database_url.is_some() {
+                config.database_url = database_url;
+            }
+            serve(config).await
+        }
+        Command::Token {
+            sub,
+            tenant,
+            roles,
+            ttl,
+            claims,
+        } => {
+            let auth = app::effective_auth(&config).context("reading the development key")?;
+            let Some(key) = auth.keys.iter().find(|k| k.algorithm.starts_with("HS")) else {
+                bail!("`sluice token` signs with an HS256 key; none is configured");
+            };
+            let Some(secret) = &key.secret else {
+                bail!("the HS key has no secret");
+            };
+            let request = dev::TokenRequest {
+                subject: sub,
+                tenant,
+                roles,
+                ttl_seconds: ttl,
+                extra: claims.into_iter().collect::<Map<_, _>>(),
+            };
+            let token = dev::mint(
+                secret,
+                key.kid.as_deref(),
+                &auth.tenant_claim,
+                &auth.roles_claim,
+                &request,
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let app = App::build(&config).await.context("starting sluice")?;
+    let server = Server::bind(app, config.listen, config.http.clone())
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(
+        address = %server.local_addr()?,
+        data_dir = %config.data_dir.display(),
+        database = %config.database_url(),
+        "sluice is serving"
+    );
+    server
+        .run(shutdown_signal())
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,270 @@
+//! Function manifests (`sluice.toml`): which component, which tenant, which routes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a manifest could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The manifest is not valid TOML for this schema.
+    #[error("invalid manifest {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: toml::de::Error,
+    },
+    /// A schema file is not JSON.
+    #[error("schema {path} is not JSON: {source}")]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: serde_json::Error,
+    },
+    /// A field breaks a naming rule.
+    #[error("manifest {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum AuthRule {
+    /// `"public"` or `"authenticated"`.
+    Named(NamedRule),
+    /// `{ any_role = ["admin", …] }`: authenticated and holding one of these roles.
+    AnyRole {
+        /// The roles, any one of which admits the caller.
+        any_role: Vec<String>,
+    },
+}
+
+/// The auth rules that need no parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamedRule {
+    /// Anyone, no token needed; the function sees no claims.
+    Public,
+    /// Any valid token of the function's tenant.
+    Authenticated,
+}
+
+impl Default for AuthRule {
+    fn default() -> Self {
+        AuthRule::Named(NamedRule::Authenticated)
+    }
+}
+
+/// What a route does with the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyKind {
+    /// A JSON body, parsed and checked against the schema if there is one.
+    Json,
+    /// The body is not read; the function gets an empty one.
+    None,
+}
+
+/// One route of a function.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteManifest {
+    /// HTTP method.
+    pub method: String,
+    /// Path pattern under the tenant, e.g. `/todos/{id}`.
+    pub path: String,
+    /// Who may call it.
+    #[serde(default)]
+    pub auth: AuthRule,
+    /// JSON Schema file for the body, relative to the manifest.
+    pub schema: Option<PathBuf>,
+    /// What to do with the body; defaults by method.
+    pub body: Option<BodyKind>,
+    /// Per-route body size limit.
+    pub max_body_bytes: Option<usize>,
+}
+
+impl RouteManifest {
+    /// The body kind, defaulting to JSON for methods that usually carry one.
+    pub fn body_kind(&self) -> BodyKind {
+        self.body.unwrap_or(match self.method.as_str() {
+            "POST" | "PUT" | "PATCH" => BodyKind::Json,
+            _ => BodyKind::None,
+        })
+    }
+}
+
+/// A route with its schema loaded.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The route as written.
+    pub manifest: RouteManifest,
+    /// The schema document, if any.
+    pub schema: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    tenant: String,
+    name: String,
+    component: PathBuf,
+    #[serde(default)]
+    routes: Vec<RouteManifest>,
+}
+
+/// A loaded manifest: everything needed to serve a function.
+#[derive(Debug, Clone)]
+pub struct FunctionManifest {
+    /// The owning tenant.
+    pub tenant: String,
+    /// The function's name, unique within its tenant.
+    pub name: String,
+    /// The component file.
+    pub component: PathBuf,
+    /// Its routes.
+    pub routes: Vec<Route>,
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// True for names made of `[a-z0-9-]`, starting with a letter or digit, at most 63 long.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl FunctionManifest {
+    /// Reads a `sluice.toml` and the schema files it names.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| ManifestError::Read {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let file: ManifestFile =
+            toml::from_str(&read(path)?).map_err(|source| ManifestError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
+        for (what, value) in [("tenant", &file.tenant), ("name", &file.name)] {
+            if !is_valid_name(value) {
+                return Err(invalid(format!(
+                    "{what} {value:?} must be 1-63 characters of a-z, 0-9 and -"
+                )));
+            }
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut routes = Vec::with_capacity(file.routes.len());
+        for mut route in file.routes {
+            route.method = route.method.to_ascii_uppercase();
+            if !METHODS.contains(&route.method.as_str()) {
+                return Err(invalid(format!("unsupported method {}", route.method)));
+            }
+            if !route.path.starts_with('/') || route.path.starts_with("/_sluice") {
+                return Err(invalid(format!(
+                    "route path {:?} must start with / and not with /_sluice",
+                    route.path
+                )));
+            }
+            let schema = match &route.schema {
+                Some(rel) => {
+                    let schema_path = base.join(rel);
+                    let text = read(&schema_path)?;
+                    Some(serde_json::from_str(&text).map_err(|source| {
+                        ManifestError::Schema {
+                            path: schema_path,
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
+            routes.push(Route {
+                manifest: route,
+                schema,
+            });
+        }
+        Ok(Self {
+            tenant: file.tenant,
+            name: file.name,
+            component: base.join(file.component),
+            routes,
+        })
+    }
+
+    /// Loads every `*/sluice.toml` one level below `dir`, in name order.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Self>, ManifestError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| ManifestError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("sluice.toml"))
+            .filter(|p| p.is_file())
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Self::load(p)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_rules_parse_in_all_three_forms() {
+        #[derive(Deserialize)]
+        struct T {
+            a: AuthRule,
+            b: AuthRule,
+            c: AuthRule,
+        }
+        let t: T = toml::from_str(
+            "a = \"public\"\nb = \"authenticated\"\nc = { any_role = [\"admin\"] }",
+        )
+        .expect("parse");
+        assert_eq!(t.a, AuthRule::Named(NamedRule::Public));
+        assert_eq!(t.b, AuthRule::Named(NamedRule::Authenticated));
+        assert_eq!(
+            t.c,
+            AuthRule::AnyRole {
+                any_role: vec!["admin".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        assert!(is_valid_name("demo-1"));
+        assert!(!is_valid_name("Demo"));
+        assert!(!is_valid_name("-x"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("a/b"));
+    }
+}

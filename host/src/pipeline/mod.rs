@@ -1,0 +1,189 @@
+//! The request pipeline: Receive → Authenticate → Validate → Process →
+//! Persist → Respond. [`handle`] calls the stages in that order; each stage
+//! takes what the one before produced.
+
+pub mod authenticate;
+pub mod persist;
+pub mod process;
+pub mod receive;
+pub mod respond;
+pub mod validate;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use hyper::body::Body;
+use tracing::{Instrument, field::Empty, info_span};
+
+use crate::app::App;
+use crate::runtime::InvokeError;
+use crate::runtime::bindings::GuestError;
+use crate::store::{CommitError, CommitOutcome};
+
+pub use respond::Body as ResponseBody;
+
+/// The path of the host's health check.
+pub const HEALTH_PATH: &str = "/_sluice/health";
+
+/// Everything that can end a request early, one variant per stage.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// No route matched.
+    #[error(transparent)]
+    Receive(#[from] receive::ReceiveError),
+    /// The caller is unknown or not allowed.
+    #[error(transparent)]
+    Authenticate(#[from] authenticate::AuthError),
+    /// The body was refused.
+    #[error(transparent)]
+    Validate(#[from] validate::ValidateError),
+    /// The function did not finish.
+    #[error(transparent)]
+    Process(#[from] InvokeError),
+    /// The function answered with an error.
+    #[error("the function returned an error: {0:?}")]
+    Guest(GuestError),
+    /// Every attempt hit a write conflict.
+    #[error("the documents this request depends on kept changing; gave up after {attempts} attempts")]
+    Conflict {
+        /// How many times the function ran.
+        attempts: u32,
+    },
+    /// The function's response could not be sent.
+    #[error("the function's response is invalid: {0}")]
+    InvalidResponse(String),
+    /// The commit failed.
+    #[error(transparent)]
+    Persist(#[from] CommitError),
+}
+
+impl PipelineError {
+    /// The outcome recorded for a request that reached the process stage.
+    fn outcome(&self) -> &'static str {
+        match self {
+            PipelineError::Process(InvokeError::Timeout(_)) => "timeout",
+            PipelineError::Process(_) => "trap",
+            PipelineError::Guest(_) => "guest-error",
+            PipelineError::Conflict { .. } => "conflict",
+            PipelineError::InvalidResponse(_) => "invalid-response",
+            _ => "unavailable",
+        }
+    }
+}
+
+/// Runs one request through the pipeline. Never fails: errors become problem responses.
+pub async fn handle<B>(app: &App, req: Request<B>) -> http::Response<ResponseBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = Instant::now();
+    let request_id = uuid::Uuid::now_v7().to_string();
+    if req.uri().path() == HEALTH_PATH {
+        return respond::json(StatusCode::OK, &request_id, &serde_json::json!({"status": "ok"}));
+    }
+    let span = info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        tenant = Empty,
+        function = Empty,
+        status = Empty,
+    );
+    async {
+        let response = match run(app, req, &request_id, started).await {
+            Ok(response) => response,
+            Err(error) => {
+                let response = respond::failure(&request_id, &error);
+                if response.status().is_server_error() {
+                    tracing::error!(error = %error, "request failed");
+                } else {
+                    tracing::debug!(error = %error, "request refused");
+                }
+                response
+            }
+        };
+        let span = tracing::Span::current();
+        span.record("status", response.status().as_u16());
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "done");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run<B>(
+    app: &App,
+    req: Request<B>,
+    request_id: &str,
+    started: Instant,
+) -> Result<http::Response<ResponseBody>, PipelineError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+
+    let (target, params) =
+        info_span!("receive").in_scope(|| app.routes.route(&parts.method, parts.uri.path()))?;
+    let span = tracing::Span::current();
+    span.record("tenant", &*target.function.tenant);
+    span.record("function", &*target.function.name);
+
+    let principal = info_span!("authenticate").in_scope(|| {
+        authenticate::check(&app.keyring, &target.auth, &target.function.tenant, &parts.headers)
+    })?;
+
+    let body = validate::body(&target, &parts.headers, body, app.body_timeout)
+        .instrument(info_span!("validate"))
+        .await?;
+
+    let request = process::request(&parts, params, body, principal, request_id);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let finished = async {
+            let invocation = process::run(&app.runtime, &app.store, &target.function, &request)
+                .instrument(info_span!("process", attempt = attempts))
+                .await?;
+            let response = invocation.result.map_err(PipelineError::Guest)?;
+            let response = respond::success(request_id, response)
+                .map_err(PipelineError::InvalidResponse)?;
+            let record = persist::record(
+                &target,
+                request_id,
+                response.status().as_u16(),
+                "ok",
+                attempts,
+                started,
+            );
+            let outcome = persist::commit(
+                &app.store,
+                target.function.tenant.clone(),
+                invocation.staging,
+                record,
+            )
+            .instrument(info_span!("persist"))
+            .await?;
+            Ok::<_, PipelineError>((outcome, response))
+        }
+        .await;
+        let error = match finished {
+            Ok((CommitOutcome::Committed, response)) => return Ok(response),
+            Ok((CommitOutcome::Conflict, _)) if attempts <= app.max_conflict_retries => {
+                tracing::debug!(attempts, "write conflict; running the function again");
+                // A short, growing pause lets the competing commit land.
+                tokio::time::sleep(Duration::from_micros(200 * u64::from(attempts))).await;
+                continue;
+            }
+            Ok((CommitOutcome::Conflict, _)) => PipelineError::Conflict { attempts },
+            Err(e) => e,
+        };
+        let status = respond::problem(&error).status;
+        let record = persist::record(&target, request_id, status, error.outcome(), attempts, started);
+        persist::record_only(&app.store, record).await;
+        return Err(error);
+    }
+}

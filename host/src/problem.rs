@@ -1,0 +1,87 @@
+//! RFC 9457 problem details: the one shape every host-made error takes.
+
+use serde::Serialize;
+
+/// The `content-type` of every error the host makes.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// One failing location inside a request body (a JSON pointer) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// JSON pointer into the body, `""` for the whole document.
+    pub pointer: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// An `application/problem+json` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem: `urn:sluice:problem:<slug>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, the same for every problem of this kind.
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, safe to show to the client.
+    pub detail: String,
+    /// The request this answers; also in the `x-request-id` header.
+    pub request_id: String,
+    /// Every failing location, for validation problems.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    /// A problem of kind `slug` with the given status, title and detail.
+    pub fn new(status: u16, slug: &str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:sluice:problem:{slug}"),
+            title,
+            status,
+            detail: detail.into(),
+            request_id: String::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Adds the failing locations.
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// The body as JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain strings and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc9457_members() {
+        let mut p = Problem::new(422, "schema", "Body does not match the schema", "2 errors")
+            .with_errors(vec![FieldError {
+                pointer: "/title".into(),
+                message: "too long".into(),
+            }]);
+        p.request_id = "r1".into();
+        let v: serde_json::Value = serde_json::from_slice(&p.to_json()).expect("json");
+        assert_eq!(v["type"], "urn:sluice:problem:schema");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["request_id"], "r1");
+        assert_eq!(v["errors"][0]["pointer"], "/title");
+    }
+
+    #[test]
+    fn omits_empty_errors() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&Problem::new(404, "x", "t", "d").to_json()).expect("json");
+        assert!(v.get("errors").is_none());
+    }
+}

@@ -1,0 +1,19 @@
+//! The one `bindgen!` of the host, generated from the shared contract in `wit/`.
+
+#![expect(missing_docs, reason = "bindgen-generated code")]
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "sluice:function/http-function",
+    imports: {
+        // Reads touch the database; everything else is in memory.
+        "sluice:function/documents.get": async | tracing,
+        "sluice:function/documents.list": async | tracing,
+        "sluice:function/documents.delete": async | tracing,
+        default: tracing,
+    },
+    exports: { default: async },
+});
+
+pub use exports::sluice::function::handler::{Error as GuestError, Request, Response};
+pub use sluice::function::types::Claims;

@@ -1,0 +1,35 @@
+//! The host side of the Sluice imports, one file per WIT interface.
+
+mod documents;
+mod queue;
+
+use wasmtime::component::Linker;
+
+use super::bindings::sluice::function;
+use super::state::{Caps, InvocationState};
+
+/// Adds WASI (locked down by [`InvocationState`]) and every Sluice import to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    function::types::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    function::documents::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    function::queue::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    Ok(())
+}
+
+/// True for names made of `[A-Za-z0-9_.-]`, 1 to 128 long: collections and topics.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Keys: 1 to 512 bytes, no control characters.
+fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 512 && !key.chars().any(char::is_control)
+}
+
+/// `types` has no functions; the impl only satisfies the generated linker.
+impl function::types::Host for super::state::Capabilities {}

@@ -1,0 +1,31 @@
+//! `sluice:function/queue`: sends are staged, never delivered from here.
+
+use super::super::bindings::sluice::function::queue::{Error, Host, SendOptions};
+use super::is_valid_name;
+use crate::runtime::state::Capabilities;
+use crate::staging::StagedMessage;
+
+impl Host for Capabilities {
+    fn send(&mut self, topic: String, payload: Vec<u8>, options: SendOptions) -> Result<(), Error> {
+        if !is_valid_name(&topic) {
+            return Err(Error::Invalid(format!(
+                "topic {topic:?} must be 1-128 characters of A-Z, a-z, 0-9, _, . and -"
+            )));
+        }
+        if let Some(key) = &options.idempotency_key
+            && (key.is_empty() || key.len() > 256)
+        {
+            return Err(Error::Invalid(
+                "idempotency key must be 1-256 bytes".to_owned(),
+            ));
+        }
+        self.staging
+            .send(StagedMessage {
+                topic,
+                payload,
+                delay_ms: options.delay_ms.unwrap_or(0),
+                idempotency_key: options.idempotency_key,
+            })
+            .map_err(|e| Error::LimitExceeded(e.0))
+    }
+}

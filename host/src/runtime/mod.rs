@@ -1,0 +1,234 @@
+//! Everything wasmtime: one shared [`Engine`], components compiled once into
+//! an [`InstancePre`](wasmtime::component::InstancePre), a fresh `Store` per
+//! invocation. The process stage is its only caller.
+
+pub mod bindings;
+mod host;
+mod state;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore,
+    StoreLimitsBuilder, Trap,
+};
+
+pub use state::Capabilities;
+use state::InvocationState;
+
+use crate::config::RuntimeConfig;
+use crate::staging::{Staging, StagingLimits};
+use crate::store::Store;
+use bindings::{GuestError, HttpFunctionPre, Request, Response};
+
+/// How often the epoch advances; the granularity of invocation timeouts.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why the runtime could not start or a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The engine configuration was refused.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+    /// The component file could not be read or compiled.
+    #[error("cannot compile {path}: {message}")]
+    Compile {
+        /// The component file.
+        path: String,
+        /// The compiler's reason.
+        message: String,
+    },
+    /// The component imports something the host does not provide, or does
+    /// not export the handler.
+    #[error("component {path} does not fit the sluice:function/http-function world: {message}")]
+    Link {
+        /// The component file.
+        path: String,
+        /// The linker's reason, naming the import or export.
+        message: String,
+    },
+}
+
+/// Why an invocation produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// The function ran past its deadline.
+    #[error("the function ran longer than {0:?}")]
+    Timeout(Duration),
+    /// The function trapped (a panic, an out-of-bounds access, …).
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    /// No instance could be created (e.g. the instance pool is exhausted).
+    #[error("the function could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// A function's outcome and everything it staged.
+pub struct Invocation {
+    /// The handler's answer.
+    pub result: Result<Response, GuestError>,
+    /// What it read and staged.
+    pub staging: Staging,
+    /// Captured stdout.
+    pub stdout: Bytes,
+    /// Captured stderr.
+    pub stderr: Bytes,
+}
+
+/// A compiled, linked component ready to instantiate.
+#[derive(Clone)]
+pub struct Function {
+    /// The owning tenant.
+    pub tenant: Arc<str>,
+    /// The function's name.
+    pub name: Arc<str>,
+    pre: HttpFunctionPre<InvocationState>,
+}
+
+/// The shared engine and linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<InvocationState>,
+    config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator, epoch interruption) and the linker.
+    /// Compiled code is cached in `cache_dir`, so a restart does not recompile.
+    pub fn new(config: &RuntimeConfig, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
+        let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let instances = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust wasip2 component holds a few core instances, memories and
+        // tables (its own plus the WASI adapter's).
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(8))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(4))
+            .total_stacks(instances)
+            .max_memory_size(config.max_memory_bytes);
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = cache_dir {
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            wasm.cache(Some(Cache::new(cache).map_err(engine_err)?));
+        }
+        let engine = Engine::new(&wasm).map_err(engine_err)?;
+        let mut linker = Linker::new(&engine);
+        host::add_to_linker(&mut linker).map_err(engine_err)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticking) = (ticker_stop.clone(), engine.clone());
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        Ok(Self {
+            engine,
+            linker,
+            config: config.clone(),
+            ticker_stop,
+        })
+    }
+
+    /// Compiles the component at `path` and links it against the host's imports.
+    pub fn load(&self, tenant: &str, name: &str, path: &Path) -> Result<Function, LoadError> {
+        let shown = path.display().to_string();
+        let component = Component::from_file(&self.engine, path).map_err(|e| LoadError::Compile {
+            path: shown.clone(),
+            message: format!("{e:#}"),
+        })?;
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            path: shown.clone(),
+            message: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = HttpFunctionPre::new(pre).map_err(link_err)?;
+        Ok(Function {
+            tenant: tenant.into(),
+            name: name.into(),
+            pre,
+        })
+    }
+
+    /// Runs `request` through `function` on a fresh instance.
+    pub async fn invoke(
+        &self,
+        function: &Function,
+        store: &Store,
+        request: &Request,
+    ) -> Result<Invocation, InvokeError> {
+        let caps = Capabilities {
+            tenant: function.tenant.clone(),
+            store: store.clone(),
+            staging: Staging::new(StagingLimits::default()),
+        };
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.config.max_memory_bytes)
+            .instances(16)
+            .build();
+        let mut wasm = WasmStore::new(&self.engine, InvocationState::new(caps, limits));
+        wasm.limiter(|s| &mut s.limits);
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let ticks = (self.config.timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
+        wasm.set_epoch_deadline(ticks);
+        wasm.epoch_deadline_trap();
+
+        let trap = |e: wasmtime::Error| match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => InvokeError::Timeout(timeout),
+            _ => InvokeError::Trap(format!("{e:#}")),
+        };
+        let instance = function
+            .pre
+            .instantiate_async(&mut wasm)
+            .await
+            .map_err(|e| match e.downcast_ref::<Trap>() {
+                Some(_) => trap(e),
+                None => InvokeError::Instantiate(format!("{e:#}")),
+            })?;
+        let result = instance
+            .sluice_function_handler()
+            .call_handle(&mut wasm, request)
+            .await;
+        let state = wasm.into_data();
+        let stdout = state.stdout.contents();
+        let stderr = state.stderr.contents();
+        log_output(&stdout, &stderr);
+        Ok(Invocation {
+            result: result.map_err(trap)?,
+            staging: state.caps.staging,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Logs the guest's output line by line, inside the request's span.
+fn log_output(stdout: &[u8], stderr: &[u8]) {
+    for line in String::from_utf8_lossy(stdout).lines() {
+        tracing::info!(target: "sluice::guest", stream = "stdout", "{line}");
+    }
+    for line in String::from_utf8_lossy(stderr).lines() {
+        tracing::warn!(target: "sluice::guest", stream = "stderr", "{line}");
+    }
+}

@@ -1,0 +1,76 @@
+//! What a `Store` holds for one invocation: WASI, limits and the capabilities.
+
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::staging::Staging;
+use crate::store::Store;
+
+/// Bytes of stdout and of stderr kept per invocation.
+pub(crate) const CAPTURE_BYTES: usize = 1024 * 1024;
+
+/// The `Store<T>` data of one invocation. Built fresh for every request.
+pub struct InvocationState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) caps: Capabilities,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+}
+
+impl InvocationState {
+    /// A locked-down state: no preopens, environment, arguments, sockets or stdin;
+    /// stdout and stderr go to memory for the host to log.
+    pub(crate) fn new(caps: Capabilities, limits: StoreLimits) -> Self {
+        let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
+        let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            caps,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The part of the state the Sluice imports may touch: the function's tenant,
+/// read access to committed documents, and the staging area. Nothing here can
+/// write to the database.
+pub struct Capabilities {
+    /// Every key and topic is namespaced by this tenant.
+    pub tenant: Arc<str>,
+    /// For committed reads.
+    pub store: Store,
+    /// What the invocation read and staged.
+    pub staging: Staging,
+}
+
+/// Projects [`InvocationState`] onto [`Capabilities`] for the generated `add_to_linker`.
+pub(crate) struct Caps;
+
+impl HasData for Caps {
+    type Data<'a> = &'a mut Capabilities;
+}

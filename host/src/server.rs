@@ -1,0 +1,123 @@
+//! The HTTP listener: accepts connections, applies connection-level limits
+//! and hands each request to the pipeline on its own task.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::config::HttpConfig;
+use crate::pipeline;
+
+/// How long shutdown waits for requests in flight.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// A bound listener and the app it serves.
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    http: HttpConfig,
+}
+
+impl Server {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(app: App, addr: SocketAddr, http: HttpConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            app: Arc::new(app),
+            http,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets requests in flight finish
+    /// (up to 10 s) and waits for every queued commit.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            app,
+            http,
+        } = self;
+        let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(http.header_read_timeout_ms))
+            .keep_alive(true);
+        tokio::pin!(shutdown);
+        loop {
+            // Past the connection cap, new connections wait in the kernel's backlog.
+            let permit = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move {
+                    // Its own task: a client that disconnects does not cancel
+                    // a function call or a commit half-way.
+                    let handled = tokio::spawn(async move { pipeline::handle(&app, req).await });
+                    match handled.await {
+                        Ok(response) => Ok::<_, std::convert::Infallible>(response),
+                        Err(e) => {
+                            tracing::error!(error = %e, "request task failed");
+                            Ok(internal_error())
+                        }
+                    }
+                }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: draining requests in flight");
+        if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+            tracing::warn!("requests still in flight after {DRAIN:?}; closing");
+        }
+        match Arc::try_unwrap(app) {
+            Ok(app) => app.store.close().await,
+            Err(app) => app.store.committer().flush().await,
+        }
+    }
+}
+
+fn internal_error() -> http::Response<pipeline::ResponseBody> {
+    let mut response = http::Response::new(pipeline::ResponseBody::default());
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response
+}

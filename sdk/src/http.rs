@@ -1,0 +1,673 @@
+//! The request a handler receives, the response it returns and the errors it
+//! may answer with instead. Conversions from and to the WIT types live here
+//! too, so `#[handler]` only wires things up.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::wit::exports::sluice::function::handler as wit;
+
+/// A request that passed the host's receive, authenticate and validate stages.
+///
+/// ```no_run
+/// use sluice_sdk::{Error, Request, Response};
+///
+/// fn show(req: &Request) -> Result<Response, Error> {
+///     let id = req.param("id").ok_or_else(|| Error::bad_request("missing id"))?;
+///     Ok(Response::text(200, format!("{} {} asked for {id}", req.method(), req.path())))
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    path: String,
+    params: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    claims: Option<Claims>,
+    request_id: String,
+}
+
+impl Request {
+    pub(crate) fn from_wit(request: wit::Request) -> Self {
+        Self {
+            method: request.method,
+            path: request.path,
+            params: request.params,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+            claims: request.claims.map(Claims::from_wit),
+            request_id: request.request_id,
+        }
+    }
+
+    /// The upper-case HTTP method, e.g. `"POST"`.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let creating = req.method() == "POST";
+    /// # }
+    /// ```
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request path, without the query string.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let last = req.path().rsplit('/').next();
+    /// # }
+    /// ```
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The parameter the route pattern captured under `name`: for a route
+    /// `/todos/{id}`, `param("id")`.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// # fn f(req: sluice_sdk::Request) -> Result<(), Error> {
+    /// let id = req.param("id").ok_or_else(|| Error::bad_request("missing id"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn param(&self, name: &str) -> Option<&str> {
+        find(&self.params, |key| key == name)
+    }
+
+    /// Every parameter the route pattern captured, in pattern order.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// for (name, value) in req.params() {
+    ///     println!("{name} = {value}");
+    /// }
+    /// # }
+    /// ```
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        pairs(&self.params)
+    }
+
+    /// The first value of the query string parameter `name`, decoded.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let limit: u32 = req.query("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+    /// # }
+    /// ```
+    pub fn query(&self, name: &str) -> Option<&str> {
+        find(&self.query, |key| key == name)
+    }
+
+    /// Every query string pair, decoded, in the order the client sent them.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let tags: Vec<&str> = req.query_pairs().filter(|(k, _)| *k == "tag").map(|(_, v)| v).collect();
+    /// # }
+    /// ```
+    pub fn query_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        pairs(&self.query)
+    }
+
+    /// The first value of the header `name`, compared case-insensitively.
+    ///
+    /// The host removes `authorization` and hop-by-hop headers before the
+    /// handler sees the request; the caller's identity is in [`Request::claims`].
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let agent = req.header("User-Agent").unwrap_or("unknown");
+    /// # }
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find(&self.headers, |key| key.eq_ignore_ascii_case(name))
+    }
+
+    /// Every header, with lower-case names, in the order the client sent them.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let count = req.headers().count();
+    /// # }
+    /// ```
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        pairs(&self.headers)
+    }
+
+    /// The raw body; empty when the request had none.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let size = req.body().len();
+    /// # }
+    /// ```
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body parsed as JSON into `T`.
+    ///
+    /// On a route with a `schema` the host has already checked the body
+    /// against it, so `T` only has to match the schema. A body that does not
+    /// parse into `T` is [`Error::BadRequest`].
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// #[derive(serde::Deserialize)]
+    /// struct NewPost { text: String }
+    ///
+    /// # fn f(req: sluice_sdk::Request) -> Result<(), Error> {
+    /// let post: NewPost = req.json()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body)
+            .map_err(|err| Error::bad_request(format!("invalid request body: {err}")))
+    }
+
+    /// The caller's verified claims; `None` on a route with `auth = "public"`.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// # fn f(req: sluice_sdk::Request) -> Result<(), Error> {
+    /// let user = req.claims().ok_or_else(|| Error::forbidden("login required"))?;
+    /// println!("called by {}", user.subject);
+    /// # Ok(()) }
+    /// ```
+    pub fn claims(&self) -> Option<&Claims> {
+        self.claims.as_ref()
+    }
+
+    /// The id the host gave this request, unique per request. The client sees
+    /// it in the `x-request-id` response header, and the host logs it; it also
+    /// makes a good document key.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let key = format!("posts/{}", req.request_id());
+    /// # }
+    /// ```
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+}
+
+fn find(fields: &[(String, String)], matches: impl Fn(&str) -> bool) -> Option<&str> {
+    fields
+        .iter()
+        .find(|(key, _)| matches(key))
+        .map(|(_, value)| value.as_str())
+}
+
+fn pairs(fields: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    fields
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+}
+
+/// The verified identity behind a request, from the token the host checked.
+///
+/// ```no_run
+/// # use sluice_sdk::{Claims, Error};
+/// fn require_admin(user: &Claims) -> Result<(), Error> {
+///     if user.has_role("admin") {
+///         Ok(())
+///     } else {
+///         Err(Error::forbidden(format!("{} is not an admin", user.subject)))
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// Who is calling: the token's `sub` claim.
+    pub subject: String,
+    /// The token's tenant; always the function's own tenant.
+    pub tenant: String,
+    /// The token's roles; empty when it has none.
+    pub roles: Vec<String>,
+    all: Map<String, Value>,
+}
+
+impl Claims {
+    fn from_wit(claims: crate::wit::sluice::function::types::Claims) -> Self {
+        // The host sends the token's claims as a JSON object; anything else
+        // would be a host bug, and reads as "no further claims".
+        let all = match serde_json::from_str(&claims.all) {
+            Ok(Value::Object(all)) => all,
+            _ => Map::new(),
+        };
+        Self {
+            subject: claims.subject,
+            tenant: claims.tenant,
+            roles: claims.roles,
+            all,
+        }
+    }
+
+    /// Whether the token grants `role`.
+    ///
+    /// ```no_run
+    /// # fn f(user: &sluice_sdk::Claims) {
+    /// let sees_everything = user.has_role("admin");
+    /// # }
+    /// ```
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Every claim of the token, including `sub`, `exp` and any custom ones.
+    ///
+    /// ```no_run
+    /// # fn f(user: &sluice_sdk::Claims) {
+    /// let expires = user.all().get("exp").and_then(|exp| exp.as_u64());
+    /// # }
+    /// ```
+    pub fn all(&self) -> &Map<String, Value> {
+        &self.all
+    }
+
+    /// The claim `name` as a `T`; `None` if the token has no such claim or
+    /// it is not a `T`.
+    ///
+    /// ```no_run
+    /// # fn f(user: &sluice_sdk::Claims) {
+    /// let email: Option<String> = user.get("email");
+    /// # }
+    /// ```
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.all
+            .get(name)
+            .and_then(|value| T::deserialize(value).ok())
+    }
+}
+
+/// What a handler answers when it succeeds.
+///
+/// The host adds `content-length`, hop-by-hop headers and `x-request-id`.
+///
+/// ```no_run
+/// use sluice_sdk::{Error, Response};
+///
+/// fn created(id: &str) -> Result<Response, Error> {
+///     Ok(Response::json(201, &serde_json::json!({ "id": id }))?
+///         .with_header("location", format!("/demo/todos/{id}")))
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    /// A response with `status` (`100..=599`), no headers and an empty body.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// let accepted = Response::new(202);
+    /// ```
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// `value` serialized as JSON, with `content-type: application/json`.
+    ///
+    /// Fails with [`Error::Internal`] if `value` cannot be serialized (a map
+    /// with non-string keys, say): that is the function's fault, not the
+    /// caller's.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::{Error, Response};
+    /// # fn f() -> Result<Response, Error> {
+    /// Response::json(200, &vec!["a", "b"])
+    /// # }
+    /// ```
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Result<Self, Error> {
+        Ok(Self::new(status)
+            .with_header("content-type", "application/json")
+            .with_body(serde_json::to_vec(value)?))
+    }
+
+    /// `text` as the body, with `content-type: text/plain; charset=utf-8`.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// let pong = Response::text(200, "pong");
+    /// ```
+    pub fn text(status: u16, text: impl Into<String>) -> Self {
+        Self::new(status)
+            .with_header("content-type", "text/plain; charset=utf-8")
+            .with_body(text.into())
+    }
+
+    /// `204 No Content`.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::{Error, Response};
+    /// # fn f() -> Result<Response, Error> {
+    /// Ok(Response::no_content())
+    /// # }
+    /// ```
+    pub fn no_content() -> Self {
+        Self::new(204)
+    }
+
+    /// Sets the header `name` to `value`, replacing any value it had.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// let cached = Response::text(200, "static").with_header("cache-control", "max-age=60");
+    /// ```
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.headers
+            .retain(|(existing, _)| !existing.eq_ignore_ascii_case(&name));
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Replaces the body. Set `content-type` with [`Response::with_header`].
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// let csv = Response::new(200)
+    ///     .with_header("content-type", "text/csv")
+    ///     .with_body("id,title\n1,milk\n");
+    /// ```
+    #[must_use]
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The HTTP status.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// assert_eq!(Response::no_content().status(), 204);
+    /// ```
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The value of the header `name`, compared case-insensitively.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// let response = Response::text(200, "hi");
+    /// assert_eq!(response.header("Content-Type"), Some("text/plain; charset=utf-8"));
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find(&self.headers, |key| key.eq_ignore_ascii_case(name))
+    }
+
+    /// The body.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// assert_eq!(Response::text(200, "hi").body(), b"hi");
+    /// ```
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    pub(crate) fn into_wit(self) -> wit::Response {
+        wit::Response {
+            status: self.status,
+            headers: self.headers,
+            body: self.body,
+        }
+    }
+}
+
+/// A failure the handler answers with on purpose, one variant per HTTP status.
+///
+/// The host turns it into an `application/problem+json` response and commits
+/// nothing the handler staged. Every SDK call returns this type, so `?` works
+/// throughout a handler.
+///
+/// ```no_run
+/// use sluice_sdk::{documents::Collection, Error};
+///
+/// fn title(todos: &Collection<String>, key: &str) -> Result<String, Error> {
+///     let todo = todos.get(key)?.ok_or_else(|| Error::not_found("no such todo"))?;
+///     Ok(todo.value)
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// 400: the request makes no sense to the function.
+    BadRequest(String),
+    /// 403: the caller may not do this.
+    Forbidden(String),
+    /// 404: the thing asked for does not exist.
+    NotFound(String),
+    /// 409: the request conflicts with the current state.
+    Conflict(String),
+    /// 500: the function failed.
+    Internal(String),
+}
+
+impl Error {
+    /// 400: the request makes no sense to the function.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// let err = Error::bad_request("`limit` must be a number");
+    /// ```
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+
+    /// 403: the caller may not do this.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// let err = Error::forbidden("only members may post");
+    /// ```
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden(message.into())
+    }
+
+    /// 404: the thing asked for does not exist.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// let err = Error::not_found("no such channel");
+    /// ```
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(message.into())
+    }
+
+    /// 409: the request conflicts with the current state.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// let err = Error::conflict("channel already exists");
+    /// ```
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(message.into())
+    }
+
+    /// 500: the function failed.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// let err = Error::internal("index and document disagree");
+    /// ```
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal(message.into())
+    }
+
+    /// The message the error was made with.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// assert_eq!(Error::not_found("gone").message(), "gone");
+    /// ```
+    pub fn message(&self) -> &str {
+        match self {
+            Self::BadRequest(message)
+            | Self::Forbidden(message)
+            | Self::NotFound(message)
+            | Self::Conflict(message)
+            | Self::Internal(message) => message,
+        }
+    }
+
+    pub(crate) fn into_wit(self) -> wit::Error {
+        match self {
+            Self::BadRequest(message) => wit::Error::BadRequest(message),
+            Self::Forbidden(message) => wit::Error::Forbidden(message),
+            Self::NotFound(message) => wit::Error::NotFound(message),
+            Self::Conflict(message) => wit::Error::Conflict(message),
+            Self::Internal(message) => wit::Error::Internal(message),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self {
+            Self::BadRequest(_) => "bad request",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not found",
+            Self::Conflict(_) => "conflict",
+            Self::Internal(_) => "internal error",
+        };
+        write!(f, "{kind}: {}", self.message())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Serializing is the function's own business, so a failure is a 500.
+/// (Parsing the request is the caller's: [`Request::json`] answers 400.)
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Self::internal(format!("JSON serialization failed: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wit::sluice::function::types;
+
+    fn pair(name: &str, value: &str) -> (String, String) {
+        (name.to_owned(), value.to_owned())
+    }
+
+    fn request(body: &str, claims: Option<types::Claims>) -> Request {
+        Request::from_wit(types::Request {
+            method: "POST".to_owned(),
+            path: "/acme/echo/x".to_owned(),
+            params: vec![pair("a", "x")],
+            query: vec![pair("tag", "1"), pair("tag", "2")],
+            headers: vec![pair("content-type", "application/json")],
+            body: body.as_bytes().to_vec(),
+            claims,
+            request_id: "r1".to_owned(),
+        })
+    }
+
+    fn claims(all: &str) -> types::Claims {
+        types::Claims {
+            subject: "alice".to_owned(),
+            tenant: "acme".to_owned(),
+            roles: vec!["editor".to_owned()],
+            all: all.to_owned(),
+        }
+    }
+
+    #[test]
+    fn lookups_find_the_first_match_and_headers_ignore_case() {
+        let req = request("", None);
+        assert_eq!(req.param("a"), Some("x"));
+        assert_eq!(req.query("tag"), Some("1"));
+        assert_eq!(req.query_pairs().count(), 2);
+        assert_eq!(req.header("Content-Type"), Some("application/json"));
+        assert_eq!(req.header("accept"), None);
+        assert!(req.claims().is_none());
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_is_a_bad_request() {
+        let err = request("{", None).json::<Value>().expect_err("must fail");
+        assert!(matches!(err, Error::BadRequest(_)), "{err:?}");
+        assert_eq!(
+            request(r#"{"n":1}"#, None).json::<Value>(),
+            Ok(serde_json::json!({"n": 1}))
+        );
+    }
+
+    #[test]
+    fn claims_parse_all_and_tolerate_garbage() {
+        let req = request("", Some(claims(r#"{"sub":"alice","email":"a@x"}"#)));
+        let user = req.claims().expect("claims");
+        assert!(user.has_role("editor"));
+        assert!(!user.has_role("admin"));
+        assert_eq!(user.get::<String>("email").as_deref(), Some("a@x"));
+        assert_eq!(user.get::<u64>("email"), None);
+        assert_eq!(user.all().len(), 2);
+
+        let req = request("", Some(claims("not json")));
+        assert!(req.claims().expect("claims").all().is_empty());
+    }
+
+    #[test]
+    fn responses_set_content_type_and_replace_headers() {
+        let json = Response::json(201, &serde_json::json!({"id": 1})).expect("serializes");
+        assert_eq!(json.status(), 201);
+        assert_eq!(json.header("content-type"), Some("application/json"));
+        assert_eq!(json.body(), br#"{"id":1}"#);
+
+        let text = Response::text(200, "hi").with_header("Content-Type", "text/html");
+        assert_eq!(
+            text.into_wit().headers,
+            vec![pair("Content-Type", "text/html")]
+        );
+        assert_eq!(Response::no_content().status(), 204);
+    }
+
+    #[test]
+    fn errors_map_one_to_one_onto_the_wit_variants() {
+        assert!(matches!(
+            Error::bad_request("m").into_wit(),
+            wit::Error::BadRequest(m) if m == "m"
+        ));
+        assert!(matches!(
+            Error::forbidden("m").into_wit(),
+            wit::Error::Forbidden(_)
+        ));
+        assert!(matches!(
+            Error::not_found("m").into_wit(),
+            wit::Error::NotFound(_)
+        ));
+        assert!(matches!(
+            Error::conflict("m").into_wit(),
+            wit::Error::Conflict(_)
+        ));
+        assert!(matches!(
+            Error::internal("m").into_wit(),
+            wit::Error::Internal(_)
+        ));
+        assert_eq!(
+            Error::not_found("no todo 7").to_string(),
+            "not found: no todo 7"
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! Test guest: answers with everything it received, and writes one line to
+//! stdout and one to stderr.
+
+use serde_json::{Value, json};
+use sluice_sdk::{Error, Request, Response};
+
+#[sluice_sdk::handler]
+fn handle(req: Request) -> Result<Response, Error> {
+    println!("echo stdout: {} {}", req.method(), req.path());
+    eprintln!("echo stderr: request {}", req.request_id());
+
+    let body = serde_json::from_slice::<Value>(req.body())
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(req.body()).into_owned()));
+    let claims = req.claims().map(|claims| {
+        json!({
+            "subject": claims.subject,
+            "tenant": claims.tenant,
+            "roles": claims.roles,
+            "all": claims.all(),
+        })
+    });
+    Response::json(
+        200,
+        &json!({
+            "method": req.method(),
+            "path": req.path(),
+            "params": req.params().collect::<Vec<_>>(),
+            "query": req.query_pairs().collect::<Vec<_>>(),
+            "headers": req.headers().collect::<Vec<_>>(),
+            "body": body,
+            "claims": claims,
+            "request_id": req.request_id(),
+        }),
+    )
+}

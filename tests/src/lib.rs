@@ -1,0 +1,316 @@
+//! Test harness: a real Sluice host on an ephemeral loopback port, with a
+//! temporary data directory and SQLite file, spoken to over real HTTP.
+//!
+//! Guests are built once by `scripts/build-guests.sh` (the test script runs
+//! it first); every host here loads the example guests and the test guests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use sluice_host::config::{Config, KeyConfig};
+use sluice_host::{App, Server};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use reqwest::StatusCode;
+
+/// The HS256 secret the test hosts accept.
+pub const HS_SECRET: &str = "sluice-tests-hs256-secret-0123456789abcdef";
+
+/// A hang guard for every network call: a failing host fails the test, it
+/// does not hang CI. Not a performance assertion.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A test fixture file.
+pub fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures").join(name)
+}
+
+/// Reads a test fixture file.
+pub fn read_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap_or_default()
+}
+
+/// A running host.
+pub struct TestHost {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    data: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The configuration every test host uses, with its data in `data_dir`.
+pub fn config(data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        functions_dirs: vec![root().join("guest-examples"), root().join("tests/guests")],
+        ..Config::default()
+    };
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.auth.keys = vec![
+        KeyConfig {
+            kid: None,
+            algorithm: "HS256".into(),
+            secret: Some(HS_SECRET.into()),
+            public_key_file: None,
+        },
+        KeyConfig {
+            kid: Some("rsa".into()),
+            algorithm: "RS256".into(),
+            secret: None,
+            public_key_file: Some(fixture("rs256-public.pem")),
+        },
+        KeyConfig {
+            kid: Some("ec".into()),
+            algorithm: "ES256".into(),
+            secret: None,
+            public_key_file: Some(fixture("es256-public.pem")),
+        },
+    ];
+    config.http.max_body_bytes = 64 * 1024;
+    config.runtime.max_instances = 128;
+    // Compiled guests are shared by every test host: compile once per run.
+    config.runtime.cache_dir = Some(root().join("target/sluice-test-cache"));
+    config
+}
+
+impl TestHost {
+    /// Starts a host with the test configuration on a fresh data directory.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(TempDir::new()?, |_| {}).await
+    }
+
+    /// Starts a host on `data`, letting `adjust` change the configuration.
+    pub async fn start_with(data: TempDir, adjust: impl FnOnce(&mut Config)) -> Result<Self> {
+        let todo = root().join("target/wasm32-wasip2/guest/todo.wasm");
+        if !todo.is_file() {
+            bail!(
+                "guests are not built ({} is missing): run scripts/build-guests.sh",
+                todo.display()
+            );
+        }
+        let mut config = config(data.path());
+        adjust(&mut config);
+        let app = App::build(&config).await.context("building the app")?;
+        let server = Server::bind(app, config.listen, config.http.clone()).await?;
+        let base = format!("http://{}", server.local_addr()?);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            base,
+            client: reqwest::Client::builder().timeout(HANG_GUARD).build()?,
+            data,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// Stops the host gracefully (in-flight requests finish, commits flush)
+    /// and returns its data directory.
+    pub async fn stop(mut self) -> Result<TempDir> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(HANG_GUARD, task)
+                .await
+                .context("host did not stop")??;
+        }
+        Ok(self.data)
+    }
+
+    /// Stops this host and starts a new one on the same data directory.
+    pub async fn restart(self) -> Result<Self> {
+        let data = self.stop().await?;
+        Self::start_with(data, |_| {}).await
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// A read-only pool on the host's SQLite file, to check what was committed.
+    pub async fn db(&self) -> Result<SqlitePool> {
+        db(self.data.path()).await
+    }
+
+    /// Runs a `SELECT count(*) …` with one bound value on the host's database.
+    /// Invocation records of requests that staged nothing are written after
+    /// the response: count those after [`TestHost::stop`], with [`count`].
+    pub async fn count(&self, sql: &'static str, bind: &str) -> Result<i64> {
+        count(self.data.path(), sql, bind).await
+    }
+
+    /// Sends a request and reads the whole response: status, headers, JSON body (or `Null`).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply> {
+        let response = tokio::time::timeout(HANG_GUARD, req.send())
+            .await
+            .context("request hung")??;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+            raw: bytes.to_vec(),
+        })
+    }
+
+    /// GET `path` with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Reply> {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    /// POST `body` as JSON to `path` with an optional bearer token.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Reply> {
+        self.send_json(reqwest::Method::POST, path, token, body).await
+    }
+
+    /// Sends `body` as JSON with `method` to `path` with an optional bearer token.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<Reply> {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON, `Null` when it is not JSON.
+    pub body: Value,
+    /// The body bytes.
+    pub raw: Vec<u8>,
+}
+
+impl Reply {
+    /// A header's value, `""` when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The `x-request-id` header.
+    pub fn request_id(&self) -> &str {
+        self.header("x-request-id")
+    }
+
+    /// Asserts this is a problem+json response with `status` that carries the request id.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        assert_eq!(self.body["status"], status);
+        assert!(!self.request_id().is_empty());
+        assert_eq!(self.body["request_id"], self.request_id());
+    }
+}
+
+/// Claims valid for ten minutes.
+pub fn claims(sub: &str, tenant: &str, roles: &[&str]) -> Value {
+    json!({
+        "sub": sub,
+        "tenant": tenant,
+        "roles": roles,
+        "exp": jsonwebtoken::get_current_timestamp() + 600,
+    })
+}
+
+/// An HS256 token the test hosts accept.
+pub fn token(sub: &str, tenant: &str, roles: &[&str]) -> String {
+    sign_hs256(&claims(sub, tenant, roles), HS_SECRET.as_bytes())
+}
+
+/// Signs `claims` with HS256 and `secret`.
+pub fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap_or_default()
+}
+
+/// Signs `claims` with the RS256 test key (kid `rsa`).
+pub fn sign_rs256(claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa".into());
+    let key = EncodingKey::from_rsa_pem(&read_fixture("rs256-private.pem"));
+    key.and_then(|k| encode(&header, claims, &k))
+        .unwrap_or_default()
+}
+
+/// Signs `claims` with the ES256 test key (kid `ec`).
+pub fn sign_es256(claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec".into());
+    let key = EncodingKey::from_ec_pem(&read_fixture("es256-private.pem"));
+    key.and_then(|k| encode(&header, claims, &k))
+        .unwrap_or_default()
+}
+
+/// A read-only pool on the SQLite file in `data_dir`.
+pub async fn db(data_dir: &Path) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .filename(data_dir.join("sluice.db"))
+        .read_only(true);
+    Ok(SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?)
+}
+
+/// Runs a `SELECT count(*) …` with one bound value on the database in `data_dir`.
+pub async fn count(data_dir: &Path, sql: &'static str, bind: &str) -> Result<i64> {
+    let db = db(data_dir).await?;
+    let n: i64 = sqlx::query_scalar(sql).bind(bind).fetch_one(&db).await?;
+    db.close().await;
+    Ok(n)
+}

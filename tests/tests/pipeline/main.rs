@@ -1,0 +1,9 @@
+//! End-to-end tests of the request pipeline, one module per stage, plus the
+//! example guests. One binary, so the host is linked once.
+
+mod authenticate;
+mod examples;
+mod persist;
+mod process;
+mod receive;
+mod validate;

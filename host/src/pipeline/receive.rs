@@ -46,6 +46,9 @@ pub struct RouteTarget {
     pub schema: Option<Schema>,
 }
 
+/// A matched route and its captured path parameters.
+pub type Matched = (Arc<RouteTarget>, Vec<(String, String)>);
+
 /// The routing table: path patterns to per-method targets.
 #[derive(Default)]
 pub struct Routes {
@@ -103,7 +106,7 @@ impl Routes {
         &self,
         method: &Method,
         path: &str,
-    ) -> Result<(Arc<RouteTarget>, Vec<(String, String)>), ReceiveError> {
+    ) -> Result<Matched, ReceiveError> {
         let matched = self
             .router
             .at(path)

@@ -73,7 +73,7 @@ pub enum CommitError {
 
 enum Job {
     Commit {
-        request: CommitRequest,
+        request: Box<CommitRequest>,
         reply: Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>,
     },
     Flush(oneshot::Sender<()>),
@@ -101,7 +101,7 @@ impl Committer {
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job::Commit {
-                request,
+                request: Box::new(request),
                 reply: Some(reply),
             })
             .await
@@ -113,7 +113,7 @@ impl Committer {
     /// whose record need not hold up the response.
     pub async fn submit(&self, request: CommitRequest) {
         let sent = self.jobs.send(Job::Commit {
-            request,
+            request: Box::new(request),
             reply: None,
         });
         if sent.await.is_err() {
@@ -137,7 +137,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, max_batch:
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Commit { request, reply } => batch.push((request, reply)),
+                Job::Commit { request, reply } => batch.push((*request, reply)),
                 Job::Flush(done) => flushes.push(done),
             }
             if batch.len() < max_batch {

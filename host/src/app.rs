@@ -9,6 +9,7 @@ use crate::config::{AuthConfig, Config, KeyConfig};
 use crate::dev;
 use crate::manifest::{FunctionManifest, ManifestError};
 use crate::pipeline::authenticate::{KeyError, Keyring};
+use crate::pipeline::persist::Contention;
 use crate::pipeline::receive::{RouteConflict, RouteTarget, Routes};
 use crate::pipeline::validate::Schema;
 use crate::runtime::{LoadError, Runtime};
@@ -64,6 +65,8 @@ pub struct App {
     pub body_timeout: Duration,
     /// Re-runs allowed after a write conflict.
     pub max_conflict_retries: u32,
+    /// Serialises re-runs on contended documents.
+    pub contention: Contention,
 }
 
 impl App {
@@ -77,7 +80,8 @@ impl App {
         std::fs::create_dir_all(data_dir).map_err(io_err)?;
         let keyring = Keyring::new(&effective_auth(config).map_err(io_err)?)?;
         let store = Store::open(&config.database_url(), &config.database).await?;
-        let cache_dir = (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
+        let cache_dir =
+            (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
         let runtime = Runtime::new(&config.runtime, Some(&cache_dir))?;
 
         let mut manifests = Vec::new();
@@ -92,7 +96,11 @@ impl App {
         for manifest in &manifests {
             add_function(&mut routes, &runtime, manifest, config.http.max_body_bytes)?;
         }
-        tracing::info!(functions = manifests.len(), routes = routes.len(), "functions loaded");
+        tracing::info!(
+            functions = manifests.len(),
+            routes = routes.len(),
+            "functions loaded"
+        );
         Ok(Self {
             routes,
             keyring,
@@ -100,6 +108,7 @@ impl App {
             store,
             body_timeout: Duration::from_millis(config.http.body_timeout_ms),
             max_conflict_retries: config.runtime.max_conflict_retries,
+            contention: Contention::default(),
         })
     }
 }

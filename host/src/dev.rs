@@ -68,5 +68,9 @@ pub fn mint(
     claims.insert("exp".into(), json!(now + request.ttl_seconds));
     let mut header = Header::new(Algorithm::HS256);
     header.kid = kid.map(str::to_owned);
-    encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes()))
+    encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
 }

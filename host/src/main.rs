@@ -148,9 +148,7 @@ async fn serve(config: Config) -> Result<()> {
         database = %config.database_url(),
         "sluice is serving"
     );
-    server
-        .run(shutdown_signal())
-        .await;
+    server.run(shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

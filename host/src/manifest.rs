@@ -195,12 +195,12 @@ impl FunctionManifest {
                 Some(rel) => {
                     let schema_path = base.join(rel);
                     let text = read(&schema_path)?;
-                    Some(serde_json::from_str(&text).map_err(|source| {
-                        ManifestError::Schema {
+                    Some(
+                        serde_json::from_str(&text).map_err(|source| ManifestError::Schema {
                             path: schema_path,
                             source,
-                        }
-                    })?)
+                        })?,
+                    )
                 }
                 None => None,
             };
@@ -245,10 +245,9 @@ mod tests {
             b: AuthRule,
             c: AuthRule,
         }
-        let t: T = toml::from_str(
-            "a = \"public\"\nb = \"authenticated\"\nc = { any_role = [\"admin\"] }",
-        )
-        .expect("parse");
+        let t: T =
+            toml::from_str("a = \"public\"\nb = \"authenticated\"\nc = { any_role = [\"admin\"] }")
+                .expect("parse");
         assert_eq!(t.a, AuthRule::Named(NamedRule::Public));
         assert_eq!(t.b, AuthRule::Named(NamedRule::Authenticated));
         assert_eq!(

@@ -106,7 +106,10 @@ impl Server {
         }
         drop(listener);
         tracing::info!("shutting down: draining requests in flight");
-        if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(DRAIN, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("requests still in flight after {DRAIN:?}; closing");
         }
         match Arc::try_unwrap(app) {

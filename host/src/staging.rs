@@ -202,9 +202,11 @@ mod tests {
         let mut s = Staging::default();
         s.record_read(key("a"), 3);
         s.record_read(key("a"), 7);
-        s.write(key("a"), StagedWrite::Put("1".into())).expect("write");
+        s.write(key("a"), StagedWrite::Put("1".into()))
+            .expect("write");
         assert_eq!(s.staged(&key("a")).map(|(_, v)| v), Some(4));
-        s.write(key("b"), StagedWrite::Put("1".into())).expect("write");
+        s.write(key("b"), StagedWrite::Put("1".into()))
+            .expect("write");
         assert_eq!(s.staged(&key("b")).map(|(_, v)| v), Some(0));
     }
 
@@ -216,8 +218,10 @@ mod tests {
             ..StagingLimits::default()
         });
         assert!(s.write(key("a"), StagedWrite::Put("12345".into())).is_err());
-        s.write(key("a"), StagedWrite::Put("1".into())).expect("first");
-        s.write(key("a"), StagedWrite::Put("2".into())).expect("same key again");
+        s.write(key("a"), StagedWrite::Put("1".into()))
+            .expect("first");
+        s.write(key("a"), StagedWrite::Put("2".into()))
+            .expect("same key again");
         assert!(s.write(key("b"), StagedWrite::Put("1".into())).is_err());
     }
 

@@ -193,7 +193,8 @@ impl TestHost {
 
     /// POST `body` as JSON to `path` with an optional bearer token.
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Reply> {
-        self.send_json(reqwest::Method::POST, path, token, body).await
+        self.send_json(reqwest::Method::POST, path, token, body)
+            .await
     }
 
     /// Sends `body` as JSON with `method` to `path` with an optional bearer token.

@@ -9,7 +9,7 @@ pub mod receive;
 pub mod respond;
 pub mod validate;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -45,7 +45,9 @@ pub enum PipelineError {
     #[error("the function returned an error: {0:?}")]
     Guest(GuestError),
     /// Every attempt hit a write conflict.
-    #[error("the documents this request depends on kept changing; gave up after {attempts} attempts")]
+    #[error(
+        "the documents this request depends on kept changing; gave up after {attempts} attempts"
+    )]
     Conflict {
         /// How many times the function ran.
         attempts: u32,
@@ -81,7 +83,11 @@ where
     let started = Instant::now();
     let request_id = uuid::Uuid::now_v7().to_string();
     if req.uri().path() == HEALTH_PATH {
-        return respond::json(StatusCode::OK, &request_id, &serde_json::json!({"status": "ok"}));
+        return respond::json(
+            StatusCode::OK,
+            &request_id,
+            &serde_json::json!({"status": "ok"}),
+        );
     }
     let span = info_span!(
         "request",
@@ -133,7 +139,12 @@ where
     span.record("function", &*target.function.name);
 
     let principal = info_span!("authenticate").in_scope(|| {
-        authenticate::check(&app.keyring, &target.auth, &target.function.tenant, &parts.headers)
+        authenticate::check(
+            &app.keyring,
+            &target.auth,
+            &target.function.tenant,
+            &parts.headers,
+        )
     })?;
 
     let body = validate::body(&target, &parts.headers, body, app.body_timeout)
@@ -142,6 +153,8 @@ where
 
     let request = process::request(&parts, params, body, principal, request_id);
     let mut attempts = 0;
+    // Held from the first conflict on: see `persist::Contention`.
+    let mut serialized = None;
     loop {
         attempts += 1;
         let finished = async {
@@ -149,8 +162,8 @@ where
                 .instrument(info_span!("process", attempt = attempts))
                 .await?;
             let response = invocation.result.map_err(PipelineError::Guest)?;
-            let response = respond::success(request_id, response)
-                .map_err(PipelineError::InvalidResponse)?;
+            let response =
+                respond::success(request_id, response).map_err(PipelineError::InvalidResponse)?;
             let record = persist::record(
                 &target,
                 request_id,
@@ -172,17 +185,26 @@ where
         .await;
         let error = match finished {
             Ok((CommitOutcome::Committed, response)) => return Ok(response),
-            Ok((CommitOutcome::Conflict, _)) if attempts <= app.max_conflict_retries => {
-                tracing::debug!(attempts, "write conflict; running the function again");
-                // A short, growing pause lets the competing commit land.
-                tokio::time::sleep(Duration::from_micros(200 * u64::from(attempts))).await;
+            Ok((CommitOutcome::Conflict(key), _)) if attempts <= app.max_conflict_retries => {
+                tracing::debug!(attempts, collection = %key.collection, key = %key.key,
+                    "write conflict; running the function again");
+                if serialized.is_none() {
+                    serialized = Some(app.contention.lock(&target.function.tenant, &key).await);
+                }
                 continue;
             }
-            Ok((CommitOutcome::Conflict, _)) => PipelineError::Conflict { attempts },
+            Ok((CommitOutcome::Conflict(_), _)) => PipelineError::Conflict { attempts },
             Err(e) => e,
         };
         let status = respond::problem(&error).status;
-        let record = persist::record(&target, request_id, status, error.outcome(), attempts, started);
+        let record = persist::record(
+            &target,
+            request_id,
+            status,
+            error.outcome(),
+            attempts,
+            started,
+        );
         persist::record_only(&app.store, record).await;
         return Err(error);
     }

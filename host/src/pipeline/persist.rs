@@ -1,10 +1,13 @@
 //! Persist: commit what the function staged — document writes, outbox
 //! messages and the invocation record — in one transaction, or nothing.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::staging::Staging;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::staging::{DocKey, Staging};
 use crate::store::{CommitError, CommitOutcome, CommitRequest, InvocationRecord, Store};
 
 use super::receive::RouteTarget;
@@ -65,4 +68,32 @@ pub async fn record_only(store: &Store, record: InvocationRecord) {
             record,
         })
         .await;
+}
+
+/// Serialises the re-runs of invocations that conflicted on the same
+/// document. Optimistic concurrency alone lets N clients of one hot document
+/// waste O(N²) runs (each round only one wins); re-runs that hold the
+/// document's lock read fresh data and commit one after another, so every
+/// re-run makes progress. First attempts stay lock-free.
+pub struct Contention {
+    stripes: Vec<Arc<Mutex<()>>>,
+    hasher: RandomState,
+}
+
+impl Default for Contention {
+    fn default() -> Self {
+        Self {
+            stripes: (0..256).map(|_| Arc::new(Mutex::new(()))).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Contention {
+    /// Waits for the lock that covers `key` of `tenant`.
+    pub async fn lock(&self, tenant: &str, key: &DocKey) -> OwnedMutexGuard<()> {
+        let hash = self.hasher.hash_one((tenant, &key.collection, &key.key));
+        let stripe = &self.stripes[(hash % self.stripes.len() as u64) as usize];
+        stripe.clone().lock_owned().await
+    }
 }

@@ -102,11 +102,7 @@ impl Routes {
     }
 
     /// Finds the route for `method` `path`, with its captured parameters.
-    pub fn route(
-        &self,
-        method: &Method,
-        path: &str,
-    ) -> Result<Matched, ReceiveError> {
+    pub fn route(&self, method: &Method, path: &str) -> Result<Matched, ReceiveError> {
         let matched = self
             .router
             .at(path)

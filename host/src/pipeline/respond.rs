@@ -56,7 +56,11 @@ pub fn success(request_id: &str, response: Response) -> Result<http::Response<Bo
 }
 
 /// A plain JSON response made by the host itself.
-pub fn json(status: StatusCode, request_id: &str, body: &serde_json::Value) -> http::Response<Body> {
+pub fn json(
+    status: StatusCode,
+    request_id: &str,
+    body: &serde_json::Value,
+) -> http::Response<Body> {
     let mut out = http::Response::new(Full::new(Bytes::from(body.to_string())));
     *out.status_mut() = status;
     out.headers_mut()
@@ -78,9 +82,12 @@ pub fn problem(error: &PipelineError) -> Problem {
             "Method not allowed",
             error.to_string(),
         ),
-        E::Authenticate(e) if e.is_unauthenticated() => {
-            Problem::new(401, "unauthenticated", "Authentication required", e.to_string())
-        }
+        E::Authenticate(e) if e.is_unauthenticated() => Problem::new(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            e.to_string(),
+        ),
         E::Authenticate(e) => Problem::new(403, "forbidden", "Not allowed", e.to_string()),
         E::Validate(e) => match e {
             ValidateError::UnsupportedMediaType => Problem::new(
@@ -89,15 +96,21 @@ pub fn problem(error: &PipelineError) -> Problem {
                 "Unsupported media type",
                 e.to_string(),
             ),
-            ValidateError::TooLarge(_) => {
-                Problem::new(413, "body-too-large", "Request body too large", e.to_string())
-            }
+            ValidateError::TooLarge(_) => Problem::new(
+                413,
+                "body-too-large",
+                "Request body too large",
+                e.to_string(),
+            ),
             ValidateError::Timeout(_) => {
                 Problem::new(408, "body-timeout", "Request body timed out", e.to_string())
             }
-            ValidateError::Read => {
-                Problem::new(400, "body-unreadable", "Request body unreadable", e.to_string())
-            }
+            ValidateError::Read => Problem::new(
+                400,
+                "body-unreadable",
+                "Request body unreadable",
+                e.to_string(),
+            ),
             ValidateError::MalformedJson(_) => {
                 Problem::new(400, "malformed-json", "Malformed JSON", e.to_string())
             }
@@ -137,7 +150,9 @@ pub fn problem(error: &PipelineError) -> Problem {
             };
             Problem::new(status, slug, title, message.clone())
         }
-        E::Conflict { .. } => Problem::new(409, "write-conflict", "Write conflict", error.to_string()),
+        E::Conflict { .. } => {
+            Problem::new(409, "write-conflict", "Write conflict", error.to_string())
+        }
         E::InvalidResponse(_) => Problem::new(
             502,
             "invalid-function-response",
@@ -160,7 +175,10 @@ pub fn failure(request_id: &str, error: &PipelineError) -> http::Response<Body> 
     let mut out = http::Response::new(Full::new(Bytes::from(p.to_json())));
     *out.status_mut() = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = out.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(problem::CONTENT_TYPE));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(problem::CONTENT_TYPE),
+    );
     match error {
         PipelineError::Authenticate(e) if e.is_unauthenticated() => {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

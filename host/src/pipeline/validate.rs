@@ -86,12 +86,10 @@ fn is_json(headers: &HeaderMap) -> bool {
     };
     let essence = value.split(';').next().unwrap_or("").trim();
     essence.eq_ignore_ascii_case("application/json")
-        || essence
-            .rsplit_once('+')
-            .is_some_and(|(ty, suffix)| {
-                ty.to_ascii_lowercase().starts_with("application/")
-                    && suffix.eq_ignore_ascii_case("json")
-            })
+        || essence.rsplit_once('+').is_some_and(|(ty, suffix)| {
+            ty.to_ascii_lowercase().starts_with("application/")
+                && suffix.eq_ignore_ascii_case("json")
+        })
 }
 
 /// Reads and checks the body of a request for `target`.

@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore,
-    StoreLimitsBuilder, Trap,
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    Store as WasmStore, StoreLimitsBuilder, Trap,
 };
 
 pub use state::Capabilities;
@@ -148,10 +148,11 @@ impl Runtime {
     /// Compiles the component at `path` and links it against the host's imports.
     pub fn load(&self, tenant: &str, name: &str, path: &Path) -> Result<Function, LoadError> {
         let shown = path.display().to_string();
-        let component = Component::from_file(&self.engine, path).map_err(|e| LoadError::Compile {
-            path: shown.clone(),
-            message: format!("{e:#}"),
-        })?;
+        let component =
+            Component::from_file(&self.engine, path).map_err(|e| LoadError::Compile {
+                path: shown.clone(),
+                message: format!("{e:#}"),
+            })?;
         let link_err = |e: wasmtime::Error| LoadError::Link {
             path: shown.clone(),
             message: format!("{e:#}"),

@@ -52,12 +52,12 @@ pub struct CommitRequest {
 }
 
 /// How a commit ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
     /// Everything is durable.
     Committed,
     /// A document it read changed since; nothing was written.
-    Conflict,
+    Conflict(DocKey),
 }
 
 /// Why a commit failed.
@@ -223,9 +223,9 @@ async fn write_batch<'a>(
         let full = |k: &DocKey| (tenant.clone(), k.collection.clone(), k.key.clone());
         let stale = reads
             .iter()
-            .any(|(k, read)| versions.get(&full(k)).copied().unwrap_or(0) != *read as i64);
-        if stale {
-            outcomes.push(CommitOutcome::Conflict);
+            .find(|(k, read)| versions.get(&full(k)).copied().unwrap_or(0) != **read as i64);
+        if let Some((key, _)) = stale {
+            outcomes.push(CommitOutcome::Conflict(key.clone()));
             continue;
         }
         for (k, write) in writes {

@@ -36,19 +36,33 @@ async fn only_verified_tokens_pass() -> Result<()> {
     let good = claims("alice", "acme", &[]);
 
     let wrong_secret = sign_hs256(&good, b"another-secret-another-secret-0123456789");
-    post_counter(&host, Some(&wrong_secret)).await?.assert_problem(401);
+    post_counter(&host, Some(&wrong_secret))
+        .await?
+        .assert_problem(401);
 
     let mut expired = good.clone();
     expired["exp"] = json!(jsonwebtoken::get_current_timestamp() - 3600);
-    let reply = post_counter(&host, Some(&sign_hs256(&expired, sluice_tests::HS_SECRET.as_bytes()))).await?;
+    let reply = post_counter(
+        &host,
+        Some(&sign_hs256(&expired, sluice_tests::HS_SECRET.as_bytes())),
+    )
+    .await?;
     reply.assert_problem(401);
-    assert!(reply.body["detail"].as_str().unwrap_or("").contains("expired"));
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired")
+    );
 
     let mut early = good.clone();
     early["nbf"] = json!(jsonwebtoken::get_current_timestamp() + 3600);
-    post_counter(&host, Some(&sign_hs256(&early, sluice_tests::HS_SECRET.as_bytes())))
-        .await?
-        .assert_problem(401);
+    post_counter(
+        &host,
+        Some(&sign_hs256(&early, sluice_tests::HS_SECRET.as_bytes())),
+    )
+    .await?
+    .assert_problem(401);
 
     // alg: none, no signature.
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -69,15 +83,27 @@ async fn only_verified_tokens_pass() -> Result<()> {
             &jsonwebtoken::EncodingKey::from_secret(&read_fixture("rs256-public.pem")),
         )?
     };
-    post_counter(&host, Some(&confused)).await?.assert_problem(401);
+    post_counter(&host, Some(&confused))
+        .await?
+        .assert_problem(401);
 
-    post_counter(&host, Some("not-a-jwt")).await?.assert_problem(401);
+    post_counter(&host, Some("not-a-jwt"))
+        .await?
+        .assert_problem(401);
     let basic = host
-        .send(host.client.post(host.url(COUNTER)).header("authorization", "Basic YTpi"))
+        .send(
+            host.client
+                .post(host.url(COUNTER))
+                .header("authorization", "Basic YTpi"),
+        )
         .await?;
     basic.assert_problem(401);
 
-    for valid in [token("alice", "acme", &[]), sign_rs256(&good), sign_es256(&good)] {
+    for valid in [
+        token("alice", "acme", &[]),
+        sign_rs256(&good),
+        sign_es256(&good),
+    ] {
         let reply = post_counter(&host, Some(&valid)).await?;
         assert_eq!(reply.status.as_u16(), 200, "body: {}", reply.body);
     }
@@ -93,9 +119,21 @@ async fn other_tenant_and_missing_role_are_403() -> Result<()> {
     reply.assert_problem(403);
 
     let body = json!({"name": "x", "age": 1});
-    let no_role = host.post("/acme/echo/a", Some(&token("bob", "acme", &["viewer"])), &body).await?;
+    let no_role = host
+        .post(
+            "/acme/echo/a",
+            Some(&token("bob", "acme", &["viewer"])),
+            &body,
+        )
+        .await?;
     no_role.assert_problem(403);
-    let with_role = host.post("/acme/echo/a", Some(&token("bob", "acme", &["editor"])), &body).await?;
+    let with_role = host
+        .post(
+            "/acme/echo/a",
+            Some(&token("bob", "acme", &["editor"])),
+            &body,
+        )
+        .await?;
     assert_eq!(with_role.status.as_u16(), 200, "body: {}", with_role.body);
 
     // The refusal never reached the function; the allowed call did.

@@ -6,8 +6,7 @@ use sluice_tests::{TestHost, count, token};
 
 const SCRATCH_DOCS: &str =
     "SELECT count(*) FROM documents WHERE tenant = 'acme' AND collection = 'scratch' AND key = ?";
-const SCRATCH_OUTBOX: &str =
-    "SELECT count(*) FROM outbox WHERE tenant = 'acme' AND topic = 'scratch-events' AND request_id = ?";
+const SCRATCH_OUTBOX: &str = "SELECT count(*) FROM outbox WHERE tenant = 'acme' AND topic = 'scratch-events' AND request_id = ?";
 
 /// A function that stages a write and a send and then returns an error
 /// commits neither; its invocation is recorded as a guest error.
@@ -15,7 +14,11 @@ const SCRATCH_OUTBOX: &str =
 async fn guest_error_after_staging_commits_nothing() -> Result<()> {
     let host = TestHost::start().await?;
     let reply = host
-        .post("/acme/stage-then-fail", Some(&token("ed", "acme", &[])), &json!({}))
+        .post(
+            "/acme/stage-then-fail",
+            Some(&token("ed", "acme", &[])),
+            &json!({}),
+        )
         .await?;
     reply.assert_problem(409);
     assert_eq!(reply.body["detail"], "staged then refused");
@@ -38,7 +41,11 @@ async fn guest_error_after_staging_commits_nothing() -> Result<()> {
 async fn trap_after_staging_commits_nothing() -> Result<()> {
     let host = TestHost::start().await?;
     let reply = host
-        .post("/acme/stage-then-trap", Some(&token("ed", "acme", &[])), &json!({}))
+        .post(
+            "/acme/stage-then-trap",
+            Some(&token("ed", "acme", &[])),
+            &json!({}),
+        )
         .await?;
     reply.assert_problem(500);
     assert_eq!(reply.body["type"], "urn:sluice:problem:function-trap");
@@ -73,7 +80,12 @@ async fn concurrent_increments_lose_nothing() -> Result<()> {
         let url = host.url("/acme/counters/hot");
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
-            client.post(url).bearer_auth(t).send().await.map(|r| r.status().as_u16())
+            client
+                .post(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
         }));
     }
     for task in tasks {
@@ -97,7 +109,11 @@ async fn restart_keeps_committed_data() -> Result<()> {
     let host = TestHost::start().await?;
     let t = token("alice", "demo", &[]);
     let created = host
-        .post("/demo/todos", Some(&t), &json!({"title": "survive a restart"}))
+        .post(
+            "/demo/todos",
+            Some(&t),
+            &json!({"title": "survive a restart"}),
+        )
         .await?;
     assert_eq!(created.status.as_u16(), 201, "body: {}", created.body);
     let id = created.body["id"].as_str().unwrap_or_default().to_owned();

@@ -39,7 +39,10 @@ async fn function_sees_the_checked_request() -> Result<()> {
     let headers = seen["headers"].as_object().cloned().unwrap_or_default();
     assert_eq!(headers.get("x-custom"), Some(&json!("kept")));
     for hidden in ["authorization", "te", "connection", "x-drop-me"] {
-        assert!(!headers.contains_key(hidden), "{hidden} leaked: {headers:?}");
+        assert!(
+            !headers.contains_key(hidden),
+            "{hidden} leaked: {headers:?}"
+        );
     }
     host.stop().await?;
     Ok(())
@@ -49,7 +52,9 @@ async fn function_sees_the_checked_request() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_route_has_no_claims() -> Result<()> {
     let host = TestHost::start().await?;
-    let reply = host.get("/acme/echo/pub", Some(&token("ed", "acme", &[]))).await?;
+    let reply = host
+        .get("/acme/echo/pub", Some(&token("ed", "acme", &[])))
+        .await?;
     assert_eq!(reply.status.as_u16(), 200, "body: {}", reply.body);
     assert!(reply.body["claims"].is_null());
     host.stop().await?;

@@ -24,7 +24,10 @@ async fn wrong_method_is_405_with_allow() -> Result<()> {
         .await?;
     reply.assert_problem(405);
     let allow = reply.header("allow");
-    assert!(allow.contains("GET") && allow.contains("POST"), "allow: {allow}");
+    assert!(
+        allow.contains("GET") && allow.contains("POST"),
+        "allow: {allow}"
+    );
     host.stop().await?;
     Ok(())
 }

@@ -26,7 +26,11 @@ async fn bad_bodies_are_refused_before_the_function() -> Result<()> {
     refused.push(malformed);
 
     let schema = host
-        .post("/acme/echo/v", Some(&t), &json!({"name": "a name that is far too long", "age": -1}))
+        .post(
+            "/acme/echo/v",
+            Some(&t),
+            &json!({"name": "a name that is far too long", "age": -1}),
+        )
         .await?;
     schema.assert_problem(422);
     let mut pointers: Vec<&str> = schema.body["errors"]
@@ -37,7 +41,9 @@ async fn bad_bodies_are_refused_before_the_function() -> Result<()> {
     assert_eq!(pointers, vec!["/age", "/name"], "body: {}", schema.body);
     refused.push(schema);
 
-    let missing = host.post("/acme/echo/v", Some(&t), &json!({"age": 3})).await?;
+    let missing = host
+        .post("/acme/echo/v", Some(&t), &json!({"age": 3}))
+        .await?;
     missing.assert_problem(422);
     refused.push(missing);
 
@@ -59,7 +65,9 @@ async fn bad_bodies_are_refused_before_the_function() -> Result<()> {
     too_large.assert_problem(413);
     refused.push(too_large);
 
-    let ok = host.post("/acme/echo/v", Some(&t), &json!({"name": "x", "age": 1})).await?;
+    let ok = host
+        .post("/acme/echo/v", Some(&t), &json!({"name": "x", "age": 1}))
+        .await?;
     assert_eq!(ok.status.as_u16(), 200, "body: {}", ok.body);
 
     let data = host.stop().await?;

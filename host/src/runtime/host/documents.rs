@@ -62,7 +62,10 @@ impl Host for Capabilities {
     fn put(&mut self, collection: String, key: String, value: String) -> Result<(), Error> {
         let key = doc_key(collection, key)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&value).is_err() {
-            return Err(Error::Invalid(format!("value for {:?} is not JSON", key.key)));
+            return Err(Error::Invalid(format!(
+                "value for {:?} is not JSON",
+                key.key
+            )));
         }
         self.staging
             .write(key, StagedWrite::Put(value))
@@ -100,10 +103,14 @@ impl Host for Capabilities {
         cursor: Option<String>,
     ) -> Result<Page, Error> {
         if !is_valid_name(&collection) {
-            return Err(Error::Invalid(format!("collection {collection:?} is not valid")));
+            return Err(Error::Invalid(format!(
+                "collection {collection:?} is not valid"
+            )));
         }
         if prefix.len() > 512 || cursor.as_ref().is_some_and(|c| c.len() > 512) {
-            return Err(Error::Invalid("prefix and cursor are at most 512 bytes".to_owned()));
+            return Err(Error::Invalid(
+                "prefix and cursor are at most 512 bytes".to_owned(),
+            ));
         }
         let limit = limit.clamp(1, MAX_PAGE);
         let after = cursor.as_deref();
@@ -127,7 +134,9 @@ impl Host for Capabilities {
         let db_has_more = rows.len() as u64 >= u64::from(fetch);
         // Staged keys past the last fetched row may sort after rows not yet
         // fetched, so they wait for a later page.
-        let boundary = db_has_more.then(|| rows.last().map(|r| r.key.clone())).flatten();
+        let boundary = db_has_more
+            .then(|| rows.last().map(|r| r.key.clone()))
+            .flatten();
 
         let mut merged: BTreeMap<String, Option<(String, u64)>> = BTreeMap::new();
         for row in rows {
@@ -151,9 +160,13 @@ impl Host for Capabilities {
                 },
             );
         }
-        let mut live = merged
-            .into_iter()
-            .filter_map(|(key, doc)| doc.map(|(value, version)| Document { key, value, version }));
+        let mut live = merged.into_iter().filter_map(|(key, doc)| {
+            doc.map(|(value, version)| Document {
+                key,
+                value,
+                version,
+            })
+        });
         let documents: Vec<Document> = live.by_ref().take(limit as usize).collect();
         let more = live.next().is_some() || db_has_more;
         let next_cursor = if more {

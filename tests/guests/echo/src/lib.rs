@@ -1,7 +1,7 @@
 //! Test guest: answers with everything it received, and writes one line to
 //! stdout and one to stderr.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sluice_sdk::{Error, Request, Response};
 
 #[sluice_sdk::handler]
@@ -24,12 +24,19 @@ fn handle(req: Request) -> Result<Response, Error> {
         &json!({
             "method": req.method(),
             "path": req.path(),
-            "params": req.params().collect::<Vec<_>>(),
-            "query": req.query_pairs().collect::<Vec<_>>(),
-            "headers": req.headers().collect::<Vec<_>>(),
+            "params": object(req.params()),
+            "query": object(req.query_pairs()),
+            "headers": object(req.headers()),
             "body": body,
             "claims": claims,
             "request_id": req.request_id(),
         }),
     )
+}
+
+/// Pairs as a JSON object; a repeated name keeps its last value.
+fn object<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Map<String, Value> {
+    pairs
+        .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The `sluice` binary: `sluice serve` runs the host, `sluice token` mints a
 //! development token.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -88,6 +89,8 @@ async fn main() -> Result<()> {
             database_url,
         } => {
             tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_env_filter(
                     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
                 )

@@ -33,7 +33,7 @@ pub enum ValidateError {
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
     /// 422: valid JSON that the schema rejects.
-    #[error("the body does not match the schema ({} errors)", .0.len())]
+    #[error("the body does not match the schema ({} error{})", .0.len(), if .0.len() == 1 { "" } else { "s" })]
     Schema(Vec<FieldError>),
 }
 

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
@@ -74,10 +73,6 @@ pub struct Invocation {
     pub result: Result<Response, GuestError>,
     /// What it read and staged.
     pub staging: Staging,
-    /// Captured stdout.
-    pub stdout: Bytes,
-    /// Captured stderr.
-    pub stderr: Bytes,
 }
 
 /// A compiled, linked component ready to instantiate.
@@ -118,6 +113,8 @@ impl Runtime {
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = cache_dir {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| LoadError::Engine(format!("cache directory: {e}")))?;
             let mut cache = CacheConfig::new();
             cache.with_directory(dir);
             wasm.cache(Some(Cache::new(cache).map_err(engine_err)?));
@@ -206,14 +203,10 @@ impl Runtime {
             .call_handle(&mut wasm, request)
             .await;
         let state = wasm.into_data();
-        let stdout = state.stdout.contents();
-        let stderr = state.stderr.contents();
-        log_output(&stdout, &stderr);
+        log_output(&state.stdout.contents(), &state.stderr.contents());
         Ok(Invocation {
             result: result.map_err(trap)?,
             staging: state.caps.staging,
-            stdout,
-            stderr,
         })
     }
 }

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# HTTP load test against a release build of Sluice on loopback, with wrk.
+# Prints requests/s and p50/p99 latency for three routes:
+#   read   GET  /demo/todos/{id}            JWT + fresh instance + a document read
+#   echo   POST /acme/echo/{a}              JWT + role rule + JSON Schema + fresh instance
+#   write  POST /demo/channels/bench/posts  JWT + schema + read + one document and one
+#                                           queue message committed (synchronous=FULL)
+# Environment: DURATION (default 10s), CONNECTIONS (default 64), PORT (default 18080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+duration=${DURATION:-10s}
+connections=${CONNECTIONS:-64}
+port=${PORT:-18080}
+base="http://127.0.0.1:$port"
+
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk" >&2
+    { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null
+fi
+bash scripts/build-guests.sh >/dev/null
+cargo build --release -p sluice-host --bin sluice
+
+data=$(mktemp -d)
+cleanup() {
+    [ -n "${server:-}" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    rm -rf "$data"
+}
+trap cleanup EXIT
+cat > "$data/sluice.toml" <<TOML
+listen = "127.0.0.1:$port"
+data_dir = "$data"
+functions_dirs = ["$root/guest-examples", "$root/tests/guests"]
+[runtime]
+cache_dir = "$root/target/sluice-bench-cache"
+TOML
+sluice() { "$root/target/release/sluice" --config "$data/sluice.toml" "$@"; }
+RUST_LOG=error sluice serve &
+server=$!
+for _ in $(seq 1 300); do
+    curl -fs "$base/_sluice/health" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+alice=$(sluice token --sub alice --tenant demo)
+editor=$(sluice token --sub ed --tenant acme --role editor)
+curl -fs -X POST "$base/demo/channels" -H "authorization: Bearer $alice" \
+    -H 'content-type: application/json' -d '{"name":"bench"}' >/dev/null
+todo_id=$(curl -fs -X POST "$base/demo/todos" -H "authorization: Bearer $alice" \
+    -H 'content-type: application/json' -d '{"title":"read me"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+lua="$data/request.lua"
+run() { # name method path token body
+    cat > "$lua" <<LUA
+wrk.method = "$2"
+wrk.headers["authorization"] = "Bearer $4"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '$5'
+LUA
+    local out
+    out=$(wrk -t1 -c"$connections" -d"$duration" --latency -s "$lua" "$base$3")
+    local rps p50 p99 errors
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    errors=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+    printf '%-6s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
+}
+
+echo "wrk -t1 -c$connections -d$duration, sluice release build, $(nproc) cores"
+run read GET "/demo/todos/$todo_id" "$alice" ""
+run echo POST /acme/echo/load "$editor" '{"name":"load","age":1}'
+run write POST /demo/channels/bench/posts "$alice" '{"text":"load"}'

@@ -14,6 +14,7 @@ guests=(
     stage-then-trap
     counter
     echo
+    probe
 )
 
 packages=()

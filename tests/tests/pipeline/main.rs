@@ -2,6 +2,7 @@
 //! example guests. One binary, so the host is linked once.
 
 mod authenticate;
+mod capabilities;
 mod examples;
 mod persist;
 mod process;

@@ -126,3 +126,41 @@ async fn channels_members_post_and_notify() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// todo: listing pages through the caller's todos with `limit` and `cursor`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn todo_list_pages_with_a_cursor() -> Result<()> {
+    let host = TestHost::start().await?;
+    let dana = token("dana", "demo", &[]);
+    for n in 0..5 {
+        let reply = host
+            .post(
+                "/demo/todos",
+                Some(&dana),
+                &json!({"title": format!("t{n}")}),
+            )
+            .await?;
+        assert_eq!(reply.status.as_u16(), 201);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/demo/todos?limit=2".to_owned();
+    for _ in 0..5 {
+        let page = host.get(&path, Some(&dana)).await?;
+        assert_eq!(page.status.as_u16(), 200, "body: {}", page.body);
+        let todos = page.body["todos"].as_array().cloned().unwrap_or_default();
+        assert!(todos.len() <= 2);
+        seen.extend(
+            todos
+                .iter()
+                .map(|t| t["title"].as_str().unwrap_or("").to_owned()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/demo/todos?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, vec!["t0", "t1", "t2", "t3", "t4"]);
+    host.stop().await?;
+    Ok(())
+}

@@ -158,11 +158,11 @@ impl TestHost {
         db(self.data.path()).await
     }
 
-    /// Runs a `SELECT count(*) …` with one bound value on the host's database.
+    /// Runs a `SELECT count(*) …` with bound values on the host's database.
     /// Invocation records of requests that staged nothing are written after
     /// the response: count those after [`TestHost::stop`], with [`count`].
-    pub async fn count(&self, sql: &'static str, bind: &str) -> Result<i64> {
-        count(self.data.path(), sql, bind).await
+    pub async fn count(&self, sql: &'static str, binds: &[&str]) -> Result<i64> {
+        count(self.data.path(), sql, binds).await
     }
 
     /// Sends a request and reads the whole response: status, headers, JSON body (or `Null`).
@@ -308,10 +308,14 @@ pub async fn db(data_dir: &Path) -> Result<SqlitePool> {
         .await?)
 }
 
-/// Runs a `SELECT count(*) …` with one bound value on the database in `data_dir`.
-pub async fn count(data_dir: &Path, sql: &'static str, bind: &str) -> Result<i64> {
+/// Runs a `SELECT count(*) …` with bound values on the database in `data_dir`.
+pub async fn count(data_dir: &Path, sql: &'static str, binds: &[&str]) -> Result<i64> {
     let db = db(data_dir).await?;
-    let n: i64 = sqlx::query_scalar(sql).bind(bind).fetch_one(&db).await?;
+    let mut query = sqlx::query_scalar(sql);
+    for bind in binds {
+        query = query.bind(*bind);
+    }
+    let n: i64 = query.fetch_one(&db).await?;
     db.close().await;
     Ok(n)
 }

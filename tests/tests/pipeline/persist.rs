@@ -2,67 +2,48 @@
 
 use anyhow::Result;
 use serde_json::json;
-use sluice_tests::{TestHost, count, token};
+use sluice_tests::{Reply, TestHost, count, token};
 
-const SCRATCH_DOCS: &str =
-    "SELECT count(*) FROM documents WHERE tenant = 'acme' AND collection = 'scratch' AND key = ?";
-const SCRATCH_OUTBOX: &str = "SELECT count(*) FROM outbox WHERE tenant = 'acme' AND topic = 'scratch-events' AND request_id = ?";
+/// Posts to a test guest that stages a document write and a queue send and
+/// then fails; checks the status and that only the invocation record, with
+/// `outcome`, was committed.
+async fn staged_then_failed(path: &str, status: u16, outcome: &str) -> Result<Reply> {
+    let host = TestHost::start().await?;
+    let reply = host
+        .post(path, Some(&token("ed", "acme", &[])), &json!({}))
+        .await?;
+    reply.assert_problem(status);
+    // The host keeps serving after a failed invocation.
+    let after = host.get("/acme/counters/after", None).await?;
+    assert_eq!(after.status.as_u16(), 200);
+
+    let data = host.stop().await?;
+    let id = reply.request_id();
+    let docs = "SELECT count(*) FROM documents WHERE tenant = 'acme' AND collection = 'scratch' AND key = ?";
+    assert_eq!(count(data.path(), docs, &[id]).await?, 0);
+    let outbox = "SELECT count(*) FROM outbox WHERE topic = 'scratch-events' AND request_id = ?";
+    assert_eq!(count(data.path(), outbox, &[id]).await?, 0);
+    let record =
+        "SELECT count(*) FROM invocations WHERE request_id = ? AND outcome = ? AND status = ?";
+    let recorded = count(data.path(), record, &[id, outcome, &status.to_string()]).await?;
+    assert_eq!(recorded, 1);
+    Ok(reply)
+}
 
 /// A function that stages a write and a send and then returns an error
 /// commits neither; its invocation is recorded as a guest error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_error_after_staging_commits_nothing() -> Result<()> {
-    let host = TestHost::start().await?;
-    let reply = host
-        .post(
-            "/acme/stage-then-fail",
-            Some(&token("ed", "acme", &[])),
-            &json!({}),
-        )
-        .await?;
-    reply.assert_problem(409);
+    let reply = staged_then_failed("/acme/stage-then-fail", 409, "guest-error").await?;
     assert_eq!(reply.body["detail"], "staged then refused");
-    let id = reply.request_id().to_owned();
-    let data = host.stop().await?;
-    assert_eq!(count(data.path(), SCRATCH_DOCS, &id).await?, 0);
-    assert_eq!(count(data.path(), SCRATCH_OUTBOX, &id).await?, 0);
-    let recorded = count(
-        data.path(),
-        "SELECT count(*) FROM invocations WHERE request_id = ? AND outcome = 'guest-error' AND status = 409",
-        &id,
-    )
-    .await?;
-    assert_eq!(recorded, 1);
     Ok(())
 }
 
 /// A function that traps (panics) after staging commits nothing and gets a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trap_after_staging_commits_nothing() -> Result<()> {
-    let host = TestHost::start().await?;
-    let reply = host
-        .post(
-            "/acme/stage-then-trap",
-            Some(&token("ed", "acme", &[])),
-            &json!({}),
-        )
-        .await?;
-    reply.assert_problem(500);
+    let reply = staged_then_failed("/acme/stage-then-trap", 500, "trap").await?;
     assert_eq!(reply.body["type"], "urn:sluice:problem:function-trap");
-    let id = reply.request_id().to_owned();
-    // The host keeps serving after a trap.
-    let after = host.get("/acme/counters/after-trap", None).await?;
-    assert_eq!(after.status.as_u16(), 200);
-    let data = host.stop().await?;
-    assert_eq!(count(data.path(), SCRATCH_DOCS, &id).await?, 0);
-    assert_eq!(count(data.path(), SCRATCH_OUTBOX, &id).await?, 0);
-    let recorded = count(
-        data.path(),
-        "SELECT count(*) FROM invocations WHERE request_id = ? AND outcome = 'trap'",
-        &id,
-    )
-    .await?;
-    assert_eq!(recorded, 1);
     Ok(())
 }
 

@@ -73,9 +73,9 @@ async fn bad_bodies_are_refused_before_the_function() -> Result<()> {
     let data = host.stop().await?;
     let sql = "SELECT count(*) FROM invocations WHERE request_id = ?";
     for reply in &refused {
-        assert_eq!(count(data.path(), sql, reply.request_id()).await?, 0);
+        assert_eq!(count(data.path(), sql, &[reply.request_id()]).await?, 0);
     }
-    assert_eq!(count(data.path(), sql, ok.request_id()).await?, 1);
+    assert_eq!(count(data.path(), sql, &[ok.request_id()]).await?, 1);
     Ok(())
 }
 

@@ -162,8 +162,9 @@ where
                 .instrument(info_span!("process", attempt = attempts))
                 .await?;
             let response = invocation.result.map_err(PipelineError::Guest)?;
-            let response =
-                respond::success(request_id, response).map_err(PipelineError::InvalidResponse)?;
+            let response = info_span!("respond")
+                .in_scope(|| respond::success(request_id, response))
+                .map_err(PipelineError::InvalidResponse)?;
             let record = persist::record(
                 &target,
                 request_id,

@@ -35,7 +35,7 @@ functions_dirs = ["$root/guest-examples", "$root/tests/guests"]
 cache_dir = "$root/target/sluice-bench-cache"
 TOML
 sluice() { "$root/target/release/sluice" --config "$data/sluice.toml" "$@"; }
-RUST_LOG=error sluice serve &
+RUST_LOG=error "$root/target/release/sluice" --config "$data/sluice.toml" serve &
 server=$!
 for _ in $(seq 1 300); do
     curl -fs "$base/_sluice/health" >/dev/null 2>&1 && break

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    Store as WasmStore, StoreLimitsBuilder, Trap,
+    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    PoolingAllocationConfig, Store as WasmStore, StoreLimitsBuilder, Trap,
 };
 
 pub use state::Capabilities;
@@ -24,6 +24,9 @@ use crate::config::RuntimeConfig;
 use crate::staging::{Staging, StagingLimits};
 use crate::store::Store;
 use bindings::{GuestError, HttpFunctionPre, Request, Response};
+
+/// Memory per slot reset in place rather than decommitted (see `Runtime::new`).
+const RESIDENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// How often the epoch advances; the granularity of invocation timeouts.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -107,7 +110,16 @@ impl Runtime {
             .total_memories(instances.saturating_mul(2))
             .total_tables(instances.saturating_mul(4))
             .total_stacks(instances)
-            .max_memory_size(config.max_memory_bytes);
+            .max_memory_size(config.max_memory_bytes)
+            // Resetting a slot with madvise unmaps its pages: the next
+            // instance page-faults them back in, and every unmap is a TLB
+            // shootdown across cores. Instead, reset only the pages that were
+            // touched, with memset, found with PAGEMAP_SCAN where the kernel
+            // has it (Linux 6.7+), and batch whatever is still decommitted.
+            .pagemap_scan(Enabled::Auto)
+            .linear_memory_keep_resident(RESIDENT_BYTES.min(config.max_memory_bytes))
+            .table_keep_resident(RESIDENT_BYTES / 16)
+            .decommit_batch_size(16);
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
             .wasm_component_model(true)

@@ -162,6 +162,8 @@ where
                 .instrument(info_span!("process", attempt = attempts))
                 .await?;
             let response = invocation.result.map_err(PipelineError::Guest)?;
+            // Converted before the commit: a response that cannot be sent
+            // must not leave its writes behind.
             let response = info_span!("respond")
                 .in_scope(|| respond::success(request_id, response))
                 .map_err(PipelineError::InvalidResponse)?;

@@ -5,6 +5,10 @@
 #   echo   POST /acme/echo/{a}              JWT + role rule + JSON Schema + fresh instance
 #   write  POST /demo/channels/bench/posts  JWT + schema + read + one document and one
 #                                           queue message committed (synchronous=FULL)
+# and, for reference, the host's own health check (HTTP floor, no function).
+# With WASMTIME set to a wasmtime 48 CLI, the same run also measures the peer,
+# `wasmtime serve` on a wasi:http hello component, fresh instance per request
+# and with --max-instance-reuse-count 128, so the figures compare side by side.
 # Environment: DURATION (default 10s), CONNECTIONS (default 64), PORT (default 18080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +55,7 @@ todo_id=$(curl -fs -X POST "$base/demo/todos" -H "authorization: Bearer $alice" 
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 
 lua="$data/request.lua"
-run() { # name method path token body
+run() { # name method path token body [base]
     cat > "$lua" <<LUA
 wrk.method = "$2"
 wrk.headers["authorization"] = "Bearer $4"
@@ -59,16 +63,41 @@ wrk.headers["content-type"] = "application/json"
 wrk.body = '$5'
 LUA
     local out
-    out=$(wrk -t1 -c"$connections" -d"$duration" --latency -s "$lua" "$base$3")
+    out=$(wrk -t1 -c"$connections" -d"$duration" --latency -s "$lua" "${6:-$base}$3")
     local rps p50 p99 errors
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     errors=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-    printf '%-6s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
+    printf '%-22s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
 }
 
 echo "wrk -t1 -c$connections -d$duration, sluice release build, $(nproc) cores"
-run read GET "/demo/todos/$todo_id" "$alice" ""
-run echo POST /acme/echo/load "$editor" '{"name":"load","age":1}'
-run write POST /demo/channels/bench/posts "$alice" '{"text":"load"}'
+run "sluice health" GET /_sluice/health "" ""
+run "sluice read" GET "/demo/todos/$todo_id" "$alice" ""
+run "sluice echo" POST /acme/echo/load "$editor" '{"name":"load","age":1}'
+run "sluice write" POST /demo/channels/bench/posts "$alice" '{"text":"load"}'
+
+if [ -n "${WASMTIME:-}" ]; then
+    kill "$server" && wait "$server" 2>/dev/null || true
+    server=
+    hello_dir=host/benches/peers/wasi-http-hello
+    CARGO_TARGET_DIR="$root/target/peers" cargo build --quiet --release \
+        --target wasm32-wasip2 --manifest-path "$hello_dir/Cargo.toml"
+    hello="$root/target/peers/wasm32-wasip2/release/wasi_http_hello.wasm"
+    peer() { # name [flags]
+        local name=$1
+        shift
+        "$WASMTIME" serve --addr "127.0.0.1:$port" "$@" "$hello" 2>/dev/null &
+        server=$!
+        for _ in $(seq 1 300); do
+            curl -fs "$base/" >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        run "$name" GET / "" ""
+        kill "$server" && wait "$server" 2>/dev/null || true
+        server=
+    }
+    peer "wasmtime serve"
+    peer "wasmtime serve reuse128" --max-instance-reuse-count 128
+fi

@@ -88,7 +88,7 @@ if [ -n "${WASMTIME:-}" ]; then
     peer() { # name [flags]
         local name=$1
         shift
-        "$WASMTIME" serve --addr "127.0.0.1:$port" "$@" "$hello" 2>/dev/null &
+        "$WASMTIME" serve -S cli --addr "127.0.0.1:$port" "$@" "$hello" 2>/dev/null &
         server=$!
         for _ in $(seq 1 300); do
             curl -fs "$base/" >/dev/null 2>&1 && break

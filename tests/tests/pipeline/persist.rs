@@ -106,3 +106,39 @@ async fn restart_keeps_committed_data() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// A response the host cannot send (an invalid status or header) is a 502,
+/// and the writes staged before it are not committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_response_commits_nothing() -> Result<()> {
+    let host = TestHost::start().await?;
+    let t = token("ed", "acme", &[]);
+    let bad_status = host
+        .post("/acme/probe/respond", Some(&t), &json!({"status": 1000}))
+        .await?;
+    bad_status.assert_problem(502);
+    let bad_header = host
+        .post(
+            "/acme/probe/respond",
+            Some(&t),
+            &json!({"status": 200, "header": ["x-bad", "line\nbreak"]}),
+        )
+        .await?;
+    bad_header.assert_problem(502);
+    let good = host
+        .post(
+            "/acme/probe/respond",
+            Some(&t),
+            &json!({"status": 202, "header": ["x-probe", "yes"]}),
+        )
+        .await?;
+    assert_eq!(good.status.as_u16(), 202);
+    assert_eq!(good.header("x-probe"), "yes");
+
+    let docs = "SELECT count(*) FROM documents WHERE collection = 'probe' AND key = ?";
+    assert_eq!(host.count(docs, &[bad_status.request_id()]).await?, 0);
+    assert_eq!(host.count(docs, &[bad_header.request_id()]).await?, 0);
+    assert_eq!(host.count(docs, &[good.request_id()]).await?, 1);
+    host.stop().await?;
+    Ok(())
+}

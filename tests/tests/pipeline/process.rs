@@ -60,3 +60,25 @@ async fn public_route_has_no_claims() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// A function that runs past its deadline is stopped with a 504; the host
+/// keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_function_is_stopped_with_504() -> Result<()> {
+    let host =
+        TestHost::start_with(tempfile::TempDir::new()?, |c| c.runtime.timeout_ms = 300).await?;
+    let t = token("ed", "acme", &[]);
+    let reply = host
+        .send(
+            host.client
+                .post(host.url("/acme/probe/spin"))
+                .bearer_auth(&t),
+        )
+        .await?;
+    reply.assert_problem(504);
+    assert_eq!(reply.body["type"], "urn:sluice:problem:function-timeout");
+    let after = host.get("/acme/counters/after-spin", None).await?;
+    assert_eq!(after.status.as_u16(), 200);
+    host.stop().await?;
+    Ok(())
+}

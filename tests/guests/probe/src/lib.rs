@@ -23,6 +23,13 @@ struct Documents {
     limit: u32,
 }
 
+/// `POST /probe/respond`: answer with this status and header after staging a write.
+#[derive(Deserialize)]
+struct Respond {
+    status: u16,
+    header: Option<(String, String)>,
+}
+
 /// `POST /probe/send`.
 #[derive(Deserialize)]
 struct Send {
@@ -36,6 +43,8 @@ fn handle(req: Request) -> Result<Response, Error> {
     match req.path().rsplit('/').next() {
         Some("documents") => documents(req.json()?),
         Some("send") => send(req.json()?),
+        Some("respond") => respond(&req, req.json()?),
+        Some("spin") => spin(),
         _ => Err(Error::not_found("no such probe")),
     }
 }
@@ -84,4 +93,21 @@ fn send(send: Send) -> Result<Response, Error> {
     };
     queue::send_with(&send.topic, &json!({ "probe": true }), options)?;
     Ok(Response::no_content())
+}
+
+fn respond(req: &Request, respond: Respond) -> Result<Response, Error> {
+    Collection::<Value>::open("probe").put(req.request_id(), &json!({ "responded": true }))?;
+    let mut response = Response::new(respond.status);
+    if let Some((name, value)) = respond.header {
+        response = response.with_header(name, value);
+    }
+    Ok(response)
+}
+
+/// Never returns: for the host's invocation deadline.
+fn spin() -> Result<Response, Error> {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
 }

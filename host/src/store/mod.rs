@@ -32,12 +32,16 @@ pub enum StoreError {
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A batched read failed.
+    #[error("read failed: {0}")]
+    Read(String),
 }
 
 /// The database: a read pool and the committer.
 #[derive(Clone)]
 pub struct Store {
     reads: SqlitePool,
+    point_reads: documents::PointReads,
     committer: Committer,
 }
 
@@ -64,6 +68,7 @@ impl Store {
             .connect_with(base.read_only(true))
             .await?;
         Ok(Self {
+            point_reads: documents::PointReads::start(reads.clone(), config.read_connections),
             reads,
             committer: Committer::start(writer, config.max_batch.max(1)),
         })

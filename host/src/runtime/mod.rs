@@ -193,31 +193,35 @@ impl Runtime {
             .build();
         let mut wasm = WasmStore::new(&self.engine, InvocationState::new(caps, limits));
         wasm.limiter(|s| &mut s.limits);
+        // The guest yields to the scheduler at every epoch tick, so a busy
+        // guest never holds a worker thread; the deadline is a timer around
+        // the whole call, and dropping the call on expiry cancels the guest.
+        wasm.set_epoch_deadline(1);
+        wasm.epoch_deadline_async_yield_and_update(1);
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let ticks = (self.config.timeout_ms / EPOCH_TICK.as_millis() as u64).max(1);
-        wasm.set_epoch_deadline(ticks);
-        wasm.epoch_deadline_trap();
 
-        let trap = |e: wasmtime::Error| match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => InvokeError::Timeout(timeout),
-            _ => InvokeError::Trap(format!("{e:#}")),
+        let run = async {
+            let instance = function
+                .pre
+                .instantiate_async(&mut wasm)
+                .await
+                .map_err(|e| match e.downcast_ref::<Trap>() {
+                    Some(_) => InvokeError::Trap(format!("{e:#}")),
+                    None => InvokeError::Instantiate(format!("{e:#}")),
+                })?;
+            instance
+                .sluice_function_handler()
+                .call_handle(&mut wasm, request)
+                .await
+                .map_err(|e| InvokeError::Trap(format!("{e:#}")))
         };
-        let instance = function
-            .pre
-            .instantiate_async(&mut wasm)
+        let result = tokio::time::timeout(timeout, run)
             .await
-            .map_err(|e| match e.downcast_ref::<Trap>() {
-                Some(_) => trap(e),
-                None => InvokeError::Instantiate(format!("{e:#}")),
-            })?;
-        let result = instance
-            .sluice_function_handler()
-            .call_handle(&mut wasm, request)
-            .await;
+            .unwrap_or(Err(InvokeError::Timeout(timeout)));
         let state = wasm.into_data();
         log_output(&state.stdout.contents(), &state.stderr.contents());
         Ok(Invocation {
-            result: result.map_err(trap)?,
+            result: result?,
             staging: state.caps.staging,
         })
     }

@@ -28,7 +28,7 @@ use bindings::{GuestError, HttpFunctionPre, Request, Response};
 /// Memory per slot reset in place rather than decommitted (see `Runtime::new`).
 const RESIDENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// How often the epoch advances; the granularity of invocation timeouts.
+/// How often the epoch advances: a running guest yields to the scheduler at each tick.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Why the runtime could not start or a component could not be loaded.

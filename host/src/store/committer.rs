@@ -9,9 +9,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::now_ms;
 use crate::staging::{DocKey, StagedMessage, StagedWrite, Staging};
@@ -110,7 +112,8 @@ impl Committer {
     }
 
     /// Queues `request` without waiting: for invocations that staged nothing,
-    /// whose record need not hold up the response.
+    /// whose record need not hold up the response. It is committed with the
+    /// next commit someone waits for, and at most 100 ms later.
     pub async fn submit(&self, request: CommitRequest) {
         let sent = self.jobs.send(Job::Commit {
             request: Box::new(request),
@@ -130,11 +133,29 @@ impl Committer {
     }
 }
 
+/// How long a record that nobody waits for may be held back.
+const RECORD_DELAY: Duration = Duration::from_millis(100);
+
 async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
+    let mut batch: Vec<(CommitRequest, Reply)> = Vec::with_capacity(max_batch);
     let mut flushes = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
+    // Records of invocations that staged nothing wait (up to RECORD_DELAY)
+    // to ride along with the next commit someone waits for, rather than
+    // paying a transaction and an fsync of their own.
+    let mut held_since: Option<Instant> = None;
+    let mut open = true;
+    while open {
+        let due = held_since.map(|t| t + RECORD_DELAY);
+        let first = match due {
+            None => rx.recv().await,
+            Some(due) => tokio::select! {
+                job = rx.recv() => job,
+                () = tokio::time::sleep_until(due) => None,
+            },
+        };
+        let timed_out = first.is_none() && due.is_some_and(|d| Instant::now() >= d);
+        open = first.is_some() || timed_out;
+        let mut next = first;
         while let Some(job) = next.take() {
             match job {
                 Job::Commit { request, reply } => batch.push((*request, reply)),
@@ -144,9 +165,19 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, max_batch:
                 next = rx.try_recv().ok();
             }
         }
+        let urgent = !open
+            || timed_out
+            || !flushes.is_empty()
+            || batch.len() >= max_batch
+            || batch.iter().any(|(_, reply)| reply.is_some());
+        if !urgent {
+            held_since.get_or_insert_with(Instant::now);
+            continue;
+        }
         if !batch.is_empty() {
             commit_batch(&mut conn, &mut batch).await;
         }
+        held_since = None;
         for done in flushes.drain(..) {
             let _ = done.send(());
         }

@@ -142,3 +142,22 @@ async fn unusable_response_commits_nothing() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// The record of an invocation that staged nothing is held back to share a
+/// later transaction, but is committed while the host runs, with no flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_read_only_invocations_are_committed() -> Result<()> {
+    let host = TestHost::start().await?;
+    let reply = host.get("/acme/counters/recorded", None).await?;
+    assert_eq!(reply.status.as_u16(), 200);
+    let id = reply.request_id().to_owned();
+    let sql = "SELECT count(*) FROM invocations WHERE request_id = ? AND outcome = 'ok'";
+    tokio::time::timeout(sluice_tests::HANG_GUARD, async {
+        while host.count(sql, &[&id]).await.unwrap_or(0) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await?;
+    host.stop().await?;
+    Ok(())
+}

@@ -148,11 +148,6 @@ impl TestHost {
         format!("{}{path}", self.base)
     }
 
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        self.data.path()
-    }
-
     /// A read-only pool on the host's SQLite file, to check what was committed.
     pub async fn db(&self) -> Result<SqlitePool> {
         db(self.data.path()).await

@@ -160,16 +160,6 @@ impl Keyring {
         })
     }
 
-    /// How many keys there are.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// True when no key is configured.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Verifies `token` and returns its claims.
     fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::InvalidToken("malformed"))?;

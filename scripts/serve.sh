@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build-guests.sh
-cargo build -p sluice-host --bin sluice
+# Built exactly as the test command builds it (same targets, same feature
+# set), so serving and testing share one build instead of compiling wasmtime
+# twice.
+cargo build --locked --tests
 exec target/debug/sluice serve "$@"

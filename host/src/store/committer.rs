@@ -15,7 +15,7 @@ use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::now_ms;
+use super::{now_ms, select_documents};
 use crate::staging::{DocKey, StagedMessage, StagedWrite, Staging};
 
 /// Rows per multi-row statement; keeps well under SQLite's 32766 bound variables.
@@ -326,20 +326,10 @@ async fn current_versions(
 ) -> Result<HashMap<FullKey, i64>, sqlx::Error> {
     let mut versions = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT tenant, collection, key, version FROM documents WHERE (tenant, collection, key) IN (",
+        let mut q = select_documents(
+            "tenant, collection, key, version",
+            chunk.iter().map(|(t, c, k)| (&**t, c.as_str(), k.as_str())),
         );
-        let mut list = q.separated(", ");
-        for (tenant, collection, key) in chunk {
-            list.push("(")
-                .push_bind_unseparated(tenant.to_string())
-                .push_unseparated(", ")
-                .push_bind_unseparated(collection)
-                .push_unseparated(", ")
-                .push_bind_unseparated(key)
-                .push_unseparated(")");
-        }
-        q.push(")");
         for row in q.build().fetch_all(&mut *conn).await? {
             let tenant: String = row.get(0);
             versions.insert((Arc::from(tenant), row.get(1), row.get(2)), row.get(3));

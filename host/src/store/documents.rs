@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
-use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, select_documents};
 
 /// A document row as committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,21 +75,11 @@ async fn answer(pool: &SqlitePool, batch: &mut Vec<PointRead>) {
     let mut keys: Vec<&FullKey> = batch.iter().map(|r| &r.key).collect();
     keys.sort();
     keys.dedup();
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT tenant, collection, key, value, version FROM documents \
-         WHERE (tenant, collection, key) IN (",
+    let mut q = select_documents(
+        "tenant, collection, key, value, version",
+        keys.into_iter()
+            .map(|(t, c, k)| (t.as_str(), c.as_str(), k.as_str())),
     );
-    let mut list = q.separated(", ");
-    for (tenant, collection, key) in keys {
-        list.push("(")
-            .push_bind_unseparated(tenant.as_str())
-            .push_unseparated(", ")
-            .push_bind_unseparated(collection.as_str())
-            .push_unseparated(", ")
-            .push_bind_unseparated(key.as_str())
-            .push_unseparated(")");
-    }
-    q.push(")");
     match q.build().fetch_all(pool).await {
         Ok(rows) => {
             let found: HashMap<FullKey, StoredDocument> = rows

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
 
 pub use committer::{CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord};
 pub use documents::StoredDocument;
@@ -85,6 +85,30 @@ impl Store {
         self.committer.flush().await;
         self.reads.close().await;
     }
+}
+
+/// `SELECT {columns} FROM documents` for the documents at `keys`, given as
+/// (tenant, collection, key): one statement for many documents, the way both
+/// the committer's version check and the batched point reads look rows up.
+fn select_documents<'a>(
+    columns: &str,
+    keys: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) -> QueryBuilder<Sqlite> {
+    let mut q = QueryBuilder::new(format!(
+        "SELECT {columns} FROM documents WHERE (tenant, collection, key) IN ("
+    ));
+    let mut list = q.separated(", ");
+    for (tenant, collection, key) in keys {
+        list.push("(")
+            .push_bind_unseparated(tenant)
+            .push_unseparated(", ")
+            .push_bind_unseparated(collection)
+            .push_unseparated(", ")
+            .push_bind_unseparated(key)
+            .push_unseparated(")");
+    }
+    q.push(")");
+    q
 }
 
 /// Milliseconds since the Unix epoch.

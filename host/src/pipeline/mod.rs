@@ -175,14 +175,9 @@ where
                 attempts,
                 started,
             );
-            let outcome = persist::commit(
-                &app.store,
-                target.function.tenant.clone(),
-                invocation.staging,
-                record,
-            )
-            .instrument(info_span!("persist"))
-            .await?;
+            let outcome = persist::commit(&app.store, invocation.staging, record)
+                .instrument(info_span!("persist"))
+                .await?;
             Ok::<_, PipelineError>((outcome, response))
         }
         .await;

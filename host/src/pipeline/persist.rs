@@ -39,7 +39,6 @@ pub fn record(
 /// queued for the next batch and the response does not wait for the fsync.
 pub async fn commit(
     store: &Store,
-    tenant: Arc<str>,
     staging: Staging,
     record: InvocationRecord,
 ) -> Result<CommitOutcome, CommitError> {
@@ -49,11 +48,7 @@ pub async fn commit(
     }
     store
         .committer()
-        .commit(CommitRequest {
-            tenant,
-            staging,
-            record,
-        })
+        .commit(CommitRequest { staging, record })
         .await
 }
 
@@ -63,7 +58,6 @@ pub async fn record_only(store: &Store, record: InvocationRecord) {
     store
         .committer()
         .submit(CommitRequest {
-            tenant: record.tenant.clone(),
             staging: Staging::default(),
             record,
         })

@@ -42,11 +42,10 @@ pub struct InvocationRecord {
     pub duration_us: u64,
 }
 
-/// What an invocation asks to commit.
+/// What an invocation asks to commit. Every key and topic is inside the
+/// record's tenant.
 #[derive(Debug)]
 pub struct CommitRequest {
-    /// The function's tenant: every key and topic is inside it.
-    pub tenant: Arc<str>,
     /// What it read and staged.
     pub staging: Staging,
     /// Its invocation record.
@@ -237,7 +236,11 @@ async fn write_batch<'a>(
         let staging = std::mem::take(&mut request.staging);
         let (reads, writes, messages) = staging.into_parts();
         for DocKey { collection, key } in reads.keys().chain(writes.keys()) {
-            keys.push((request.tenant.clone(), collection.clone(), key.clone()));
+            keys.push((
+                request.record.tenant.clone(),
+                collection.clone(),
+                key.clone(),
+            ));
         }
         parts.push((request, reads, writes, messages));
     }
@@ -250,7 +253,7 @@ async fn write_batch<'a>(
     let mut outbox = Vec::new();
     let mut records = Vec::new();
     for (request, reads, writes, messages) in parts {
-        let tenant = &request.tenant;
+        let tenant = &request.record.tenant;
         let full = |k: &DocKey| (tenant.clone(), k.collection.clone(), k.key.clone());
         let stale = reads
             .iter()

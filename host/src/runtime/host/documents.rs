@@ -11,12 +11,18 @@ use crate::staging::{DocKey, StagedWrite};
 /// Most documents one `list` call returns.
 const MAX_PAGE: u32 = 1_000;
 
-fn doc_key(collection: String, key: String) -> Result<DocKey, Error> {
-    if !is_valid_name(&collection) {
-        return Err(Error::Invalid(format!(
+fn check_collection(collection: &str) -> Result<(), Error> {
+    if is_valid_name(collection) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
             "collection {collection:?} must be 1-128 characters of A-Z, a-z, 0-9, _, . and -"
-        )));
+        )))
     }
+}
+
+fn doc_key(collection: String, key: String) -> Result<DocKey, Error> {
+    check_collection(&collection)?;
     if !is_valid_key(&key) {
         return Err(Error::Invalid(
             "key must be 1-512 bytes without control characters".to_owned(),
@@ -106,11 +112,7 @@ impl Host for Capabilities {
         limit: u32,
         cursor: Option<String>,
     ) -> Result<Page, Error> {
-        if !is_valid_name(&collection) {
-            return Err(Error::Invalid(format!(
-                "collection {collection:?} is not valid"
-            )));
-        }
+        check_collection(&collection)?;
         if prefix.len() > 512 || cursor.as_ref().is_some_and(|c| c.len() > 512) {
             return Err(Error::Invalid(
                 "prefix and cursor are at most 512 bytes".to_owned(),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds every guest component, the examples and the test guests, for
-# wasm32-wasip2 with the `guest` profile: one cargo invocation into the shared
-# target/, so each guest compiles once per run. Installs the target if needed.
+# Builds every guest component, the examples and the test guests (those in
+# tests/scheduled/ too), for wasm32-wasip2 with the `guest` profile: one cargo
+# invocation into the shared target/, so each guest compiles once per run.
+# Installs the target if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,11 +11,15 @@ rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add was
 guests=(
     todo
     channels
+    janitor
     stage-then-fail
     stage-then-trap
     counter
     echo
     probe
+    consumer
+    outsider
+    ticker
 )
 
 packages=()

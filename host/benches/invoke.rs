@@ -10,11 +10,12 @@
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sluice_host::config::{DatabaseConfig, RuntimeConfig};
+use sluice_host::config::{DatabaseConfig, QueueConfig, RuntimeConfig};
 use sluice_host::runtime::Runtime;
-use sluice_host::runtime::bindings::{HttpFunctionPre, Request};
+use sluice_host::runtime::bindings::Request;
+use sluice_host::runtime::bindings::exports::sluice::function::handler::GuestIndices;
 use sluice_host::store::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -49,7 +50,7 @@ impl WasiView for Bare {
     }
 }
 
-fn bare_pre() -> wasmtime::Result<(Engine, HttpFunctionPre<Bare>)> {
+fn bare_pre() -> wasmtime::Result<(Engine, InstancePre<Bare>, GuestIndices)> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(64)
         .total_core_instances(512)
@@ -64,8 +65,9 @@ fn bare_pre() -> wasmtime::Result<(Engine, HttpFunctionPre<Bare>)> {
     // echo imports only the (function-less) types instance and WASI.
     linker.instance("sluice:function/types@0.1.0")?;
     let component = Component::from_file(&engine, component())?;
-    let pre = HttpFunctionPre::new(linker.instantiate_pre(&component)?)?;
-    Ok((engine, pre))
+    let pre = linker.instantiate_pre(&component)?;
+    let handler = GuestIndices::new(&pre)?;
+    Ok((engine, pre, handler))
 }
 
 fn invoke(c: &mut Criterion) {
@@ -76,7 +78,11 @@ fn invoke(c: &mut Criterion) {
     let data = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", data.path().join("bench.db").display());
     let store = rt
-        .block_on(Store::open(&url, &DatabaseConfig::default()))
+        .block_on(Store::open(
+            &url,
+            &DatabaseConfig::default(),
+            &QueueConfig::default(),
+        ))
         .expect("store");
     let config = RuntimeConfig {
         max_instances: 64,
@@ -86,7 +92,7 @@ fn invoke(c: &mut Criterion) {
     let function = runtime
         .load("acme", "echo", &component())
         .expect("echo.wasm: run scripts/build-guests.sh first");
-    let (engine, pre) = bare_pre().expect("bare wasmtime");
+    let (engine, pre, handler) = bare_pre().expect("bare wasmtime");
     let req = request();
 
     let mut group = c.benchmark_group("invocation");
@@ -103,8 +109,9 @@ fn invoke(c: &mut Criterion) {
                 .instantiate_async(&mut store)
                 .await
                 .expect("instantiate");
-            instance
-                .sluice_function_handler()
+            handler
+                .load(&mut store, &instance)
+                .expect("load")
                 .call_handle(&mut store, &req)
                 .await
                 .expect("call")

@@ -1,18 +1,21 @@
 //! Everything a running host shares between requests, built once from the
 //! configuration: routes, keys, the wasm runtime and the store.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use http::Method;
 
-use crate::config::{AuthConfig, Config, KeyConfig};
+use crate::config::{AuthConfig, Config, KeyConfig, QueueConfig};
+use crate::delivery::schedule::Scheduled;
+use crate::delivery::{Consumer, ConsumerKey};
 use crate::dev;
 use crate::manifest::{FunctionManifest, ManifestError};
 use crate::pipeline::authenticate::{KeyError, Keyring};
 use crate::pipeline::persist::Contention;
 use crate::pipeline::receive::{RouteConflict, RouteTarget, Routes};
 use crate::pipeline::validate::Schema;
-use crate::runtime::{LoadError, Runtime};
+use crate::runtime::{Function, LoadError, Runtime};
 use crate::store::{Store, StoreError};
 
 /// Why the host could not start.
@@ -43,6 +46,19 @@ pub enum StartError {
     /// Two routes collide.
     #[error(transparent)]
     Route(#[from] RouteConflict),
+    /// A manifest asks for an export the component does not have.
+    #[error("function {tenant}/{name}: {message}")]
+    Exports {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+        /// What is missing.
+        message: String,
+    },
+    /// The queue could not be prepared.
+    #[error("preparing the queue: {0}")]
+    Queue(#[from] crate::store::CommitError),
     /// The keys are unusable.
     #[error(transparent)]
     Keys(#[from] KeyError),
@@ -67,6 +83,12 @@ pub struct App {
     pub max_conflict_retries: u32,
     /// Serialises re-runs on contended documents.
     pub contention: Contention,
+    /// Functions that consume messages, by (tenant, function).
+    pub consumers: HashMap<ConsumerKey, Consumer>,
+    /// Every schedule of every function.
+    pub schedules: Vec<Scheduled>,
+    /// Delivery settings.
+    pub queue: QueueConfig,
 }
 
 impl App {
@@ -79,7 +101,16 @@ impl App {
         };
         std::fs::create_dir_all(data_dir).map_err(io_err)?;
         let keyring = Keyring::new(&effective_auth(config).map_err(io_err)?)?;
-        let store = Store::open(&config.database_url(), &config.database).await?;
+        let store = Store::open(&config.database_url(), &config.database, &config.queue).await?;
+        // This process owns the SQLite file: any lease left is from a host
+        // that stopped, and its messages are due again now.
+        let released = store.release_leases().await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "messages left running by the previous host are due again"
+            );
+        }
         let cache_dir =
             (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
         let runtime = Runtime::new(&config.runtime, Some(&cache_dir))?;
@@ -93,8 +124,36 @@ impl App {
             }
         }
         let mut routes = Routes::default();
+        let mut consumers = HashMap::new();
+        let mut schedules = Vec::new();
         for manifest in &manifests {
-            add_function(&mut routes, &runtime, manifest, config.http.max_body_bytes)?;
+            let function =
+                add_function(&mut routes, &runtime, manifest, config.http.max_body_bytes)?;
+            if manifest.messages.is_none() && manifest.schedules.is_empty() {
+                continue;
+            }
+            if !function.handles_messages() {
+                return Err(StartError::Exports {
+                    tenant: manifest.tenant.clone(),
+                    name: manifest.name.clone(),
+                    message: "[messages] and [[schedules]] need a component that exports \
+                              sluice:function/message-handler (#[sluice_sdk::on_message])"
+                        .into(),
+                });
+            }
+            if let Some(messages) = &manifest.messages {
+                store
+                    .subscriptions()
+                    .subscribe(&function.tenant, &function.name, &messages.topics);
+            }
+            schedules.extend(manifest.schedules.iter().map(|schedule| Scheduled {
+                tenant: function.tenant.clone(),
+                function: function.name.clone(),
+                schedule: schedule.clone(),
+            }));
+            let consumer =
+                Consumer::new(function.clone(), manifest.messages.as_ref(), &config.queue);
+            consumers.insert((function.tenant.clone(), function.name.clone()), consumer);
         }
         tracing::info!(
             functions = manifests.len(),
@@ -109,6 +168,9 @@ impl App {
             body_timeout: Duration::from_millis(config.http.body_timeout_ms),
             max_conflict_retries: config.runtime.max_conflict_retries,
             contention: Contention::default(),
+            consumers,
+            schedules,
+            queue: config.queue.clone(),
         })
     }
 }
@@ -138,7 +200,7 @@ fn add_function(
     runtime: &Runtime,
     manifest: &FunctionManifest,
     default_body_limit: usize,
-) -> Result<(), StartError> {
+) -> Result<Function, StartError> {
     let started = std::time::Instant::now();
     let function = runtime.load(&manifest.tenant, &manifest.name, &manifest.component)?;
     tracing::info!(
@@ -148,6 +210,15 @@ fn add_function(
         ms = started.elapsed().as_millis() as u64,
         "function loaded"
     );
+    if !manifest.routes.is_empty() && !function.handles_requests() {
+        return Err(StartError::Exports {
+            tenant: manifest.tenant.clone(),
+            name: manifest.name.clone(),
+            message: "[[routes]] need a component that exports sluice:function/handler \
+                      (#[sluice_sdk::handler])"
+                .into(),
+        });
+    }
     for route in &manifest.routes {
         let m = &route.manifest;
         let path = format!("/{}{}", manifest.tenant, m.path);
@@ -178,5 +249,5 @@ fn add_function(
             },
         )?;
     }
-    Ok(())
+    Ok(function)
 }

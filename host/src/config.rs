@@ -46,6 +46,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Database tuning.
     pub database: DatabaseConfig,
+    /// Message delivery.
+    pub queue: QueueConfig,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             runtime: RuntimeConfig::default(),
             database: DatabaseConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -223,6 +226,45 @@ impl Default for DatabaseConfig {
             synchronous: Synchronous::Full,
             max_batch: 512,
             read_connections: 4,
+        }
+    }
+}
+
+/// Message delivery: concurrency, retries, leases. A function's `[messages]`
+/// section overrides the per-function defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Most messages handled at once, across all functions.
+    pub max_concurrency: usize,
+    /// Most messages of one function handled at once, unless its manifest says otherwise.
+    pub concurrency: usize,
+    /// Deliveries before a message goes to the dead letters, by default.
+    pub max_attempts: u32,
+    /// First retry delay, by default; doubles with each attempt, with jitter.
+    pub backoff_ms: u64,
+    /// Longest retry delay, by default.
+    pub max_backoff_ms: u64,
+    /// How long a runner holds a delivery before another may take it. Must
+    /// exceed the function timeout plus the commit.
+    pub lease_ms: u64,
+    /// How long an idempotency key dedupes sends to its topic.
+    pub idempotency_window_secs: u64,
+    /// How often the dispatcher looks for due messages when nothing woke it.
+    pub poll_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 64,
+            concurrency: 16,
+            max_attempts: 5,
+            backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+            lease_ms: 60_000,
+            idempotency_window_secs: 24 * 60 * 60,
+            poll_ms: 1_000,
         }
     }
 }

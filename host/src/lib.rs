@@ -12,12 +12,17 @@
 //! `sluice:function` WIT imports; the persist stage commits them together
 //! with the invocation record in one transaction, or nothing at all.
 //!
+//! What a function sends goes out after the commit: [`delivery`] leases due
+//! messages, document events and schedule ticks and runs them through a
+//! consumer function's `message-handler` (claim → process → persist).
+//!
 //! Layout: [`pipeline`] holds one module per stage in that order; [`runtime`]
 //! is everything wasmtime; [`store`] is the only code that touches the
 //! database; [`staging`] is what passes from process to persist.
 
 pub mod app;
 pub mod config;
+pub mod delivery;
 pub mod dev;
 pub mod manifest;
 pub mod pipeline;

@@ -11,11 +11,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use crate::app::App;
 use crate::config::HttpConfig;
-use crate::pipeline;
+use crate::{delivery, pipeline};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -42,14 +42,18 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then lets requests in flight finish
-    /// (up to 10 s) and waits for every queued commit.
+    /// Serves until `shutdown` resolves, then lets requests and messages in
+    /// flight finish (up to 10 s each) and waits for every queued commit.
+    /// Message delivery and schedules run alongside.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
             listener,
             app,
             http,
         } = self;
+        let (stop, stopped) = watch::channel(false);
+        let dispatcher = tokio::spawn(delivery::dispatch(app.clone(), stopped.clone()));
+        let scheduler = tokio::spawn(delivery::schedule::run(app.clone(), stopped));
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
         let mut builder = http1::Builder::new();
@@ -112,6 +116,9 @@ impl Server {
         {
             tracing::warn!("requests still in flight after {DRAIN:?}; closing");
         }
+        let _ = stop.send(true);
+        let _ = scheduler.await;
+        let _ = dispatcher.await;
         match Arc::try_unwrap(app) {
             Ok(app) => app.store.close().await,
             Err(app) => app.store.committer().flush().await,

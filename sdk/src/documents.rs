@@ -28,7 +28,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Error;
+use crate::CallError;
 use crate::wit::sluice::function::documents as wit;
 
 /// How many documents [`Collection::list_all`] asks the host for at a time.
@@ -78,8 +78,8 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
 
     /// The document at `key`, or `None`.
     ///
-    /// A stored value that does not deserialize into `T` is
-    /// [`Error::Internal`], naming the key.
+    /// A stored value that does not deserialize into `T` is an error that
+    /// names the key (a 500 in a handler, given up in a consumer).
     ///
     /// ```no_run
     /// # use sluice_sdk::{documents::Collection, Error};
@@ -90,7 +90,7 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn get(&self, key: impl AsRef<str>) -> Result<Option<Document<T>>, Error> {
+    pub fn get(&self, key: impl AsRef<str>) -> Result<Option<Document<T>>, CallError> {
         wit::get(&self.name, key.as_ref())?
             .map(|doc| self.decode(doc))
             .transpose()
@@ -104,7 +104,7 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
     /// Collection::<String>::open("names").put("alice", &"Alice".to_owned())?;
     /// # Ok(()) }
     /// ```
-    pub fn put(&self, key: impl AsRef<str>, value: &T) -> Result<(), Error> {
+    pub fn put(&self, key: impl AsRef<str>, value: &T) -> Result<(), CallError> {
         let json = serde_json::to_string(value)?;
         wit::put(&self.name, key.as_ref(), &json)?;
         Ok(())
@@ -120,7 +120,7 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn delete(&self, key: impl AsRef<str>) -> Result<bool, Error> {
+    pub fn delete(&self, key: impl AsRef<str>) -> Result<bool, CallError> {
         Ok(wit::delete(&self.name, key.as_ref())?)
     }
 
@@ -143,7 +143,7 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
         prefix: impl AsRef<str>,
         limit: u32,
         cursor: Option<&str>,
-    ) -> Result<Page<T>, Error> {
+    ) -> Result<Page<T>, CallError> {
         let page = wit::list(&self.name, prefix.as_ref(), limit, cursor)?;
         Ok(Page {
             documents: page
@@ -170,7 +170,7 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
     pub fn list_all(
         &self,
         prefix: impl AsRef<str>,
-    ) -> impl Iterator<Item = Result<Document<T>, Error>> + '_ {
+    ) -> impl Iterator<Item = Result<Document<T>, CallError>> + '_ {
         ListAll {
             collection: self,
             prefix: prefix.as_ref().to_owned(),
@@ -180,14 +180,14 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
         }
     }
 
-    fn decode(&self, doc: wit::Document) -> Result<Document<T>, Error> {
+    fn decode(&self, doc: wit::Document) -> Result<Document<T>, CallError> {
         match serde_json::from_str(&doc.value) {
             Ok(value) => Ok(Document {
                 key: doc.key,
                 value,
                 version: doc.version,
             }),
-            Err(err) => Err(Error::internal(format!(
+            Err(err) => Err(CallError::permanent(format!(
                 "document `{}` in collection `{}` is not a valid {}: {err}",
                 doc.key,
                 self.name,
@@ -264,7 +264,7 @@ struct ListAll<'a, T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Iterator for ListAll<'_, T> {
-    type Item = Result<Document<T>, Error>;
+    type Item = Result<Document<T>, CallError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -292,21 +292,20 @@ impl<T: Serialize + DeserializeOwned> Iterator for ListAll<'_, T> {
     }
 }
 
-/// Every documents failure is a 500: the host refused a name, key or value
-/// the function chose, a per-invocation limit was reached, or the store
-/// could not be read. None of them is the caller's fault, and the message
-/// (which the host logs) says which it was.
-impl From<wit::Error> for Error {
+/// Only `unavailable` may pass: the host refused a name, key or value the
+/// function chose, or a per-invocation limit was reached, and either would
+/// happen again on every attempt.
+impl From<wit::Error> for CallError {
     fn from(err: wit::Error) -> Self {
         match err {
             wit::Error::Invalid(message) => {
-                Error::internal(format!("documents: invalid argument: {message}"))
+                CallError::permanent(format!("documents: invalid argument: {message}"))
             }
             wit::Error::LimitExceeded(message) => {
-                Error::internal(format!("documents: limit exceeded: {message}"))
+                CallError::permanent(format!("documents: limit exceeded: {message}"))
             }
             wit::Error::Unavailable(message) => {
-                Error::internal(format!("documents: store unavailable: {message}"))
+                CallError::transient(format!("documents: store unavailable: {message}"))
             }
         }
     }
@@ -315,6 +314,7 @@ impl From<wit::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Error, MessageError};
 
     #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
     struct Counter {
@@ -343,24 +343,34 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_value_of_another_shape_is_internal_and_names_the_key() {
+    fn a_stored_value_of_another_shape_is_permanent_and_names_the_key() {
         let err = Collection::<Counter>::open("counters")
             .decode(stored(r#"{"total":2}"#))
             .expect_err("must fail");
+        assert!(!err.is_transient());
         assert!(
-            matches!(&err, Error::Internal(m) if m.contains("`hits`") && m.contains("`counters`")),
+            err.message().contains("`hits`") && err.message().contains("`counters`"),
             "{err:?}"
         );
     }
 
+    /// In a handler all three are a 500 (see `call`); in a consumer only an
+    /// unavailable store is worth a retry.
     #[test]
-    fn every_store_error_is_internal() {
-        for err in [
-            wit::Error::Invalid("key too long".to_owned()),
-            wit::Error::LimitExceeded("too many writes".to_owned()),
-            wit::Error::Unavailable("disk".to_owned()),
+    fn only_an_unavailable_store_is_transient() {
+        for (err, transient) in [
+            (wit::Error::Invalid("key too long".to_owned()), false),
+            (
+                wit::Error::LimitExceeded("too many writes".to_owned()),
+                false,
+            ),
+            (wit::Error::Unavailable("disk".to_owned()), true),
         ] {
-            assert!(matches!(Error::from(err), Error::Internal(_)));
+            let err = CallError::from(err);
+            assert_eq!(err.is_transient(), transient, "{err:?}");
+            assert!(matches!(Error::from(err.clone()), Error::Internal(_)));
+            let retried = matches!(MessageError::from(err), MessageError::Retry(_));
+            assert_eq!(retried, transient);
         }
     }
 }

@@ -436,8 +436,8 @@ impl Response {
 /// A failure the handler answers with on purpose, one variant per HTTP status.
 ///
 /// The host turns it into an `application/problem+json` response and commits
-/// nothing the handler staged. Every SDK call returns this type, so `?` works
-/// throughout a handler.
+/// nothing the handler staged. Every SDK call returns this type or one that
+/// converts into it, so `?` works throughout a handler.
 ///
 /// ```no_run
 /// use sluice_sdk::{documents::Collection, Error};

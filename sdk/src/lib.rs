@@ -26,7 +26,8 @@
 //! Build the crate as a `cdylib` (`crate-type = ["cdylib"]`) with
 //! `cargo build --target wasm32-wasip2 --release` and point a `sluice.toml`
 //! manifest at the `.wasm` file. `guest-examples/` in the Sluice repository
-//! holds two complete functions, `todo` and `channels`.
+//! holds complete functions: `todo`, `channels` (which also consumes its own
+//! messages) and `janitor` (which runs on a schedule).
 //!
 //! # How a handler runs
 //!
@@ -45,15 +46,71 @@
 //!   works on every SDK call. A panic is a trap: the caller gets a 500 and
 //!   the panic message goes to the host's log, as does anything the handler
 //!   prints to stdout or stderr.
+//!
+//! # Consumers: messages, document events and schedule ticks
+//!
+//! A function whose manifest has a `[messages]` table or `[[schedules]]`
+//! also needs a consumer: one function marked [`on_message`]. It receives
+//! what is sent to its topics with [`queue`], the host's document events
+//! (topic `documents.<collection>.<created|updated|deleted>`, see
+//! [`Message::event`]) and its schedule's ticks (topic `schedule.<name>`,
+//! see [`Message::schedule`]). A component may have a handler, a consumer
+//! or both, and exports only what it has.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use sluice_sdk::{documents::Collection, Message, MessageError};
+//!
+//! #[derive(Deserialize)]
+//! struct Signup { user: String }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Welcome { user: String, attempt: u32 }
+//!
+//! #[sluice_sdk::on_message]
+//! fn consume(msg: Message) -> Result<(), MessageError> {
+//!     match msg.topic() {
+//!         "signups" => {
+//!             let signup: Signup = msg.json()?;          // a payload that does not parse gives up
+//!             // Keyed by the message id: a redelivery overwrites, it does not add.
+//!             let welcome = Welcome { user: signup.user, attempt: msg.attempt() };
+//!             Collection::<Welcome>::open("welcomes").put(msg.id(), &welcome)?;
+//!             Ok(())
+//!         }
+//!         other => Err(MessageError::give_up(format!("unexpected topic {other}"))),
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! - **Delivery is at least once.** After a crash or a lost lease the host
+//!   delivers a message again, with the same [`Message::id`].
+//! - **Effects happen exactly once.** What the consumer stages commits in one
+//!   transaction together with the message's completion, so a message that
+//!   was completed is not delivered again, and one that was not has left
+//!   nothing behind. Only what it prints can happen twice.
+//! - **Every message gets a fresh instance**, as every request does.
+//! - **[`MessageError::Retry`] or [`MessageError::GiveUp`].** Either way
+//!   nothing staged commits. A retry delivers the message again after a
+//!   backoff, until the manifest's `max_attempts`; giving up, or running out
+//!   of attempts, moves it to the dead letters. A panic commits nothing
+//!   either, and its message goes to the host's log.
+//!   [`Message::attempt`] says which delivery this is, starting at 1. `?`
+//!   on an SDK call retries only when the store was unavailable, and gives
+//!   up otherwise (see [`CallError`]).
 
 #![deny(missing_docs)]
 
 mod bindings;
+mod call;
 pub mod documents;
 mod http;
+mod message;
 pub mod queue;
 
+pub use call::CallError;
 pub use http::{Claims, Error, Request, Response};
+pub use message::{DocumentEvent, EventKind, Message, MessageError, ScheduleTick};
 
 /// Marks the function that handles this component's requests.
 ///
@@ -76,15 +133,45 @@ pub use http::{Claims, Error, Request, Response};
 /// ```
 pub use sluice_sdk_macros::handler;
 
-#[doc(hidden)]
-pub use bindings::wit;
+/// Marks the function that consumes this component's messages: queue
+/// messages, document events and schedule ticks.
+///
+/// The function must have the signature
+/// `fn(Message) -> Result<(), MessageError>`; its name does not matter. The
+/// attribute keeps the function as written and generates the export the host
+/// calls. A component has at most one consumer: it receives every topic the
+/// manifest's `[messages]` subscribes to and every `[[schedules]]` tick, and
+/// dispatches on [`Message::topic`]. It may have a [`handler`] too.
+///
+/// ```no_run
+/// use sluice_sdk::{documents::Collection, Message, MessageError};
+///
+/// #[sluice_sdk::on_message]
+/// fn consume(msg: Message) -> Result<(), MessageError> {
+///     if let Some(event) = msg.event() {
+///         // One entry per event; a redelivery writes the same key again.
+///         let entry = format!("{} {}/{}", event.kind, event.collection, event.key);
+///         Collection::<String>::open("audit").put(msg.id(), &entry)?;
+///     }
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+pub use sluice_sdk_macros::on_message;
 
-/// What `#[handler]` expands to. Not public API.
+#[doc(hidden)]
+pub use bindings::{wit, wit_messages};
+
+/// What `#[handler]` and `#[on_message]` expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
     use crate::wit::exports::sluice::function::handler;
+    use crate::wit_messages::exports::sluice::function::message_handler;
 
     pub use handler::{Error as WitError, Guest, Request as WitRequest, Response as WitResponse};
+    pub use message_handler::{
+        Error as WitMessageError, Guest as MessageGuest, Message as WitMessage,
+    };
 
     /// The export's body: converts the request in and the result out.
     pub fn handle(
@@ -94,5 +181,13 @@ pub mod __private {
         function(crate::Request::from_wit(request))
             .map(crate::Response::into_wit)
             .map_err(crate::Error::into_wit)
+    }
+
+    /// The message export's body: converts the message in and the result out.
+    pub fn handle_message(
+        message: message_handler::Message,
+        function: fn(crate::Message) -> Result<(), crate::MessageError>,
+    ) -> Result<(), message_handler::Error> {
+        function(crate::Message::from_wit(message)).map_err(crate::MessageError::into_wit)
     }
 }

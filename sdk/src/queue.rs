@@ -12,7 +12,23 @@
 //!     queue::send("channel-notifications", &serde_json::json!({
 //!         "channel": channel,
 //!         "post_id": post_id,
-//!     }))
+//!     }))?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A function whose manifest subscribes to a topic receives what is sent to
+//! it in its [`on_message`](crate::on_message) consumer; see
+//! [`Message`](crate::Message).
+//!
+//! Every call returns a [`CallError`], which `?` turns
+//! into the right error for a handler or a consumer.
+//!
+//! ```no_run
+//! # use sluice_sdk::{queue, MessageError};
+//! fn forward(payload: &serde_json::Value) -> Result<(), MessageError> {
+//!     queue::send("audit", payload)?;
+//!     Ok(())
 //! }
 //! ```
 
@@ -20,7 +36,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::Error;
+use crate::CallError;
 use crate::wit::sluice::function::queue as wit;
 
 /// How a message is sent: see [`send_with`].
@@ -50,7 +66,7 @@ pub struct SendOptions {
 /// queue::send("todo-created", "alice/42")?;
 /// # Ok(()) }
 /// ```
-pub fn send<T: Serialize + ?Sized>(topic: impl AsRef<str>, payload: &T) -> Result<(), Error> {
+pub fn send<T: Serialize + ?Sized>(topic: impl AsRef<str>, payload: &T) -> Result<(), CallError> {
     send_with(topic, payload, SendOptions::default())
 }
 
@@ -62,7 +78,7 @@ pub fn send<T: Serialize + ?Sized>(topic: impl AsRef<str>, payload: &T) -> Resul
 /// queue::send_bytes("thumbnails", b"\x89PNG...")?;
 /// # Ok(()) }
 /// ```
-pub fn send_bytes(topic: impl AsRef<str>, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+pub fn send_bytes(topic: impl AsRef<str>, payload: impl AsRef<[u8]>) -> Result<(), CallError> {
     stage(topic.as_ref(), payload.as_ref(), SendOptions::default())
 }
 
@@ -87,12 +103,12 @@ pub fn send_with<T: Serialize + ?Sized>(
     topic: impl AsRef<str>,
     payload: &T,
     options: SendOptions,
-) -> Result<(), Error> {
+) -> Result<(), CallError> {
     let payload = serde_json::to_vec(payload)?;
     stage(topic.as_ref(), &payload, options)
 }
 
-fn stage(topic: &str, payload: &[u8], options: SendOptions) -> Result<(), Error> {
+fn stage(topic: &str, payload: &[u8], options: SendOptions) -> Result<(), CallError> {
     wit::send(topic, payload, &options.into_wit())?;
     Ok(())
 }
@@ -110,17 +126,16 @@ impl SendOptions {
     }
 }
 
-/// Every queue failure is a 500: the host refused a topic, payload or option
-/// the function chose, or a per-invocation limit was reached. Neither is the
-/// caller's fault, and the message (which the host logs) says which it was.
-impl From<wit::Error> for Error {
+/// Neither may pass: the host refused a topic, payload or option the
+/// function chose, or a per-invocation limit was reached.
+impl From<wit::Error> for CallError {
     fn from(err: wit::Error) -> Self {
         match err {
             wit::Error::Invalid(message) => {
-                Error::internal(format!("queue: invalid argument: {message}"))
+                CallError::permanent(format!("queue: invalid argument: {message}"))
             }
             wit::Error::LimitExceeded(message) => {
-                Error::internal(format!("queue: limit exceeded: {message}"))
+                CallError::permanent(format!("queue: limit exceeded: {message}"))
             }
         }
     }
@@ -129,6 +144,7 @@ impl From<wit::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MessageError;
 
     #[test]
     fn options_convert_to_milliseconds() {
@@ -151,15 +167,16 @@ mod tests {
         );
     }
 
+    /// A 500 in a handler (see `call`), given up in a consumer.
     #[test]
-    fn every_queue_error_is_internal() {
-        assert!(matches!(
-            Error::from(wit::Error::Invalid("topic".to_owned())),
-            Error::Internal(_)
-        ));
-        assert!(matches!(
-            Error::from(wit::Error::LimitExceeded("sends".to_owned())),
-            Error::Internal(_)
-        ));
+    fn no_queue_error_is_transient() {
+        for err in [
+            wit::Error::Invalid("topic".to_owned()),
+            wit::Error::LimitExceeded("sends".to_owned()),
+        ] {
+            let err = CallError::from(err);
+            assert!(!err.is_transient(), "{err:?}");
+            assert!(matches!(MessageError::from(err), MessageError::GiveUp(_)));
+        }
     }
 }

@@ -2,11 +2,13 @@
 //! under its name; its posts live in collection `posts` under
 //! `<channel>/<post id>`. Every post also sends a notification to topic
 //! `channel-notifications`, committed together with the post or not at all.
+//! The same component consumes those notifications: it writes one entry per
+//! member into collection `inbox`, under `<member>/<post id>`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_sdk::documents::Collection;
-use sluice_sdk::{Claims, Error, Request, Response, queue};
+use sluice_sdk::{Claims, Error, Message, MessageError, Request, Response, queue};
 
 #[derive(Serialize, Deserialize)]
 struct Channel {
@@ -21,6 +23,24 @@ struct Post {
     channel: String,
     author: String,
     text: String,
+}
+
+/// A message on topic `channel-notifications`, as `post` sends it.
+#[derive(Serialize, Deserialize)]
+struct Notification {
+    channel: String,
+    post_id: String,
+    author: String,
+    members: Vec<String>,
+}
+
+/// One member's notice of a post, at `inbox/<member>/<post id>`.
+#[derive(Serialize, Deserialize)]
+struct InboxEntry {
+    member: String,
+    channel: String,
+    post_id: String,
+    author: String,
 }
 
 /// The body of `POST /channels` (schemas/create-channel.json).
@@ -49,12 +69,17 @@ fn posts() -> Collection<Post> {
     Collection::open("posts")
 }
 
+fn inbox() -> Collection<InboxEntry> {
+    Collection::open("inbox")
+}
+
 #[sluice_sdk::handler]
 fn handle(req: Request) -> Result<Response, Error> {
     let user = req
         .claims()
         .ok_or_else(|| Error::forbidden("sign in first"))?;
     match (req.method(), req.param("channel")) {
+        ("GET", None) => list_inbox(&req, user),
         ("POST", None) => create(&req, user),
         ("POST", Some(name)) if req.path().ends_with("/members") => add_member(&req, user, name),
         ("POST", Some(name)) => post(&req, user, name),
@@ -106,14 +131,52 @@ fn post(req: &Request, user: &Claims, name: &str) -> Result<Response, Error> {
     posts().put(format!("{}/{}", post.channel, post.id), &post)?;
     queue::send(
         "channel-notifications",
-        &json!({
-            "channel": post.channel,
-            "post_id": post.id,
-            "author": post.author,
-            "members": channel.members,
-        }),
+        &Notification {
+            channel: post.channel.clone(),
+            post_id: post.id.clone(),
+            author: post.author.clone(),
+            members: channel.members,
+        },
     )?;
     Response::json(201, &post)
+}
+
+/// A page of the caller's inbox in key order; `?cursor=` asks for the next one.
+fn list_inbox(req: &Request, user: &Claims) -> Result<Response, Error> {
+    let page = inbox().list(format!("{}/", user.subject), 100, req.query("cursor"))?;
+    let entries: Vec<InboxEntry> = page
+        .documents
+        .into_iter()
+        .map(|doc| doc.value)
+        // Checked on the entry itself too: a subject containing `/` must not
+        // reach into another member's prefix.
+        .filter(|entry| entry.member == user.subject)
+        .collect();
+    Response::json(
+        200,
+        &json!({ "entries": entries, "next_cursor": page.next_cursor }),
+    )
+}
+
+/// Delivers a post's notification to the inbox of every member it names.
+///
+/// Keyed by member and post, so a redelivery of the same notification
+/// overwrites the entries instead of adding new ones.
+#[sluice_sdk::on_message]
+fn deliver(msg: Message) -> Result<(), MessageError> {
+    let notification: Notification = msg.json()?;
+    for member in &notification.members {
+        inbox().put(
+            format!("{member}/{}", notification.post_id),
+            &InboxEntry {
+                member: member.clone(),
+                channel: notification.channel.clone(),
+                post_id: notification.post_id.clone(),
+                author: notification.author.clone(),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// A page of the channel's posts in key order; `?cursor=` asks for the next one.

@@ -191,7 +191,10 @@ where
                 }
                 continue;
             }
-            Ok((CommitOutcome::Conflict(_), _)) => PipelineError::Conflict { attempts },
+            // A request holds no lease; `LeaseLost` cannot happen here.
+            Ok((CommitOutcome::Conflict(_) | CommitOutcome::LeaseLost, _)) => {
+                PipelineError::Conflict { attempts }
+            }
             Err(e) => e,
         };
         let status = respond::problem(&error).status;

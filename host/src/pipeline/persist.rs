@@ -48,7 +48,11 @@ pub async fn commit(
     }
     store
         .committer()
-        .commit(CommitRequest { staging, record })
+        .commit(CommitRequest {
+            staging,
+            record,
+            delivery: None,
+        })
         .await
 }
 
@@ -60,6 +64,7 @@ pub async fn record_only(store: &Store, record: InvocationRecord) {
         .submit(CommitRequest {
             staging: Staging::default(),
             record,
+            delivery: None,
         })
         .await;
 }

@@ -4,7 +4,7 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "sluice:function/http-function",
+    world: "sluice:function/function",
     imports: {
         // Reads touch the database; everything else is in memory.
         "sluice:function/documents.get": async | tracing,
@@ -16,4 +16,5 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::sluice::function::handler::{Error as GuestError, Request, Response};
+pub use exports::sluice::function::message_handler::{Error as MessageError, Message};
 pub use sluice::function::types::Claims;

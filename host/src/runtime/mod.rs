@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
     PoolingAllocationConfig, Store as WasmStore, StoreLimitsBuilder, Trap,
@@ -23,7 +23,8 @@ use state::InvocationState;
 use crate::config::RuntimeConfig;
 use crate::staging::{Staging, StagingLimits};
 use crate::store::Store;
-use bindings::{GuestError, HttpFunctionPre, Request, Response};
+use bindings::exports::sluice::function::{handler, message_handler};
+use bindings::{GuestError, Message, MessageError, Request, Response};
 
 /// Memory per slot reset in place rather than decommitted (see `Runtime::new`).
 const RESIDENT_BYTES: usize = 16 * 1024 * 1024;
@@ -45,9 +46,9 @@ pub enum LoadError {
         /// The compiler's reason.
         message: String,
     },
-    /// The component imports something the host does not provide, or does
-    /// not export the handler.
-    #[error("component {path} does not fit the sluice:function/http-function world: {message}")]
+    /// The component imports something the host does not provide, or
+    /// exports neither `handler` nor `message-handler`.
+    #[error("component {path} does not fit the sluice:function worlds: {message}")]
     Link {
         /// The component file.
         path: String,
@@ -71,9 +72,9 @@ pub enum InvokeError {
 }
 
 /// A function's outcome and everything it staged.
-pub struct Invocation {
+pub struct Invocation<T = Result<Response, GuestError>> {
     /// The handler's answer.
-    pub result: Result<Response, GuestError>,
+    pub result: T,
     /// What it read and staged.
     pub staging: Staging,
 }
@@ -85,7 +86,34 @@ pub struct Function {
     pub tenant: Arc<str>,
     /// The function's name.
     pub name: Arc<str>,
-    pre: HttpFunctionPre<InvocationState>,
+    pre: InstancePre<InvocationState>,
+    http: Option<Arc<handler::GuestIndices>>,
+    messages: Option<Arc<message_handler::GuestIndices>>,
+}
+
+impl Function {
+    /// True when the component exports `handler`: it can serve routes.
+    pub fn handles_requests(&self) -> bool {
+        self.http.is_some()
+    }
+
+    /// True when the component exports `message-handler`: it can consume
+    /// messages, events and schedule ticks.
+    pub fn handles_messages(&self) -> bool {
+        self.messages.is_some()
+    }
+}
+
+/// Which export an invocation calls.
+enum Call<'a> {
+    Request(&'a handler::GuestIndices, &'a Request),
+    Message(&'a message_handler::GuestIndices, &'a Message),
+}
+
+/// What the export answered.
+enum Answer {
+    Request(Result<Response, GuestError>),
+    Message(Result<(), MessageError>),
 }
 
 /// The shared engine and linker.
@@ -167,21 +195,66 @@ impl Runtime {
             message: format!("{e:#}"),
         };
         let pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
-        let pre = HttpFunctionPre::new(pre).map_err(link_err)?;
+        let http = handler::GuestIndices::new(&pre).ok().map(Arc::new);
+        let messages = message_handler::GuestIndices::new(&pre).ok().map(Arc::new);
+        if http.is_none() && messages.is_none() {
+            return Err(link_err(wasmtime::format_err!(
+                "it exports neither sluice:function/handler nor sluice:function/message-handler"
+            )));
+        }
         Ok(Function {
             tenant: tenant.into(),
             name: name.into(),
             pre,
+            http,
+            messages,
         })
     }
 
-    /// Runs `request` through `function` on a fresh instance.
+    /// Runs `request` through `function`'s `handler` on a fresh instance.
     pub async fn invoke(
         &self,
         function: &Function,
         store: &Store,
         request: &Request,
     ) -> Result<Invocation, InvokeError> {
+        let indices = function.http.as_deref().ok_or_else(|| {
+            InvokeError::Instantiate("the component exports no request handler".into())
+        })?;
+        let (answer, staging) = self
+            .call(function, store, Call::Request(indices, request))
+            .await?;
+        match answer {
+            Answer::Request(result) => Ok(Invocation { result, staging }),
+            Answer::Message(_) => unreachable!("a request call answers a request"),
+        }
+    }
+
+    /// Delivers `message` to `function`'s `message-handler` on a fresh instance.
+    pub async fn deliver(
+        &self,
+        function: &Function,
+        store: &Store,
+        message: &Message,
+    ) -> Result<Invocation<Result<(), MessageError>>, InvokeError> {
+        let indices = function.messages.as_deref().ok_or_else(|| {
+            InvokeError::Instantiate("the component exports no message handler".into())
+        })?;
+        let (answer, staging) = self
+            .call(function, store, Call::Message(indices, message))
+            .await?;
+        match answer {
+            Answer::Message(result) => Ok(Invocation { result, staging }),
+            Answer::Request(_) => unreachable!("a message call answers a message"),
+        }
+    }
+
+    async fn call(
+        &self,
+        function: &Function,
+        store: &Store,
+        call: Call<'_>,
+    ) -> Result<(Answer, Staging), InvokeError> {
         let caps = Capabilities {
             tenant: function.tenant.clone(),
             store: store.clone(),
@@ -209,21 +282,26 @@ impl Runtime {
                     Some(_) => InvokeError::Trap(format!("{e:#}")),
                     None => InvokeError::Instantiate(format!("{e:#}")),
                 })?;
-            instance
-                .sluice_function_handler()
-                .call_handle(&mut wasm, request)
-                .await
-                .map_err(|e| InvokeError::Trap(format!("{e:#}")))
+            let trap = |e: wasmtime::Error| InvokeError::Trap(format!("{e:#}"));
+            match call {
+                Call::Request(indices, request) => {
+                    let guest = indices.load(&mut wasm, &instance).map_err(trap)?;
+                    let answer = guest.call_handle(&mut wasm, request).await.map_err(trap)?;
+                    Ok(Answer::Request(answer))
+                }
+                Call::Message(indices, message) => {
+                    let guest = indices.load(&mut wasm, &instance).map_err(trap)?;
+                    let answer = guest.call_handle(&mut wasm, message).await.map_err(trap)?;
+                    Ok(Answer::Message(answer))
+                }
+            }
         };
         let result = tokio::time::timeout(timeout, run)
             .await
             .unwrap_or(Err(InvokeError::Timeout(timeout)));
         let state = wasm.into_data();
         log_output(&state.stdout.contents(), &state.stderr.contents());
-        Ok(Invocation {
-            result: result?,
-            staging: state.caps.staging,
-        })
+        Ok((result?, state.caps.staging))
     }
 }
 

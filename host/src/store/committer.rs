@@ -9,17 +9,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::{now_ms, select_documents};
-use crate::staging::{DocKey, StagedMessage, StagedWrite, Staging};
-
-/// Rows per multi-row statement; keeps well under SQLite's 32766 bound variables.
-const CHUNK: usize = 1_000;
+use super::queue::{self, DeliveryEnd, NewMessage, Subscriptions};
+use super::{CHUNK, now_ms, select_documents};
+use crate::staging::{DocKey, StagedWrite, Staging};
 
 /// The record of one invocation, committed with its writes.
 #[derive(Debug, Clone)]
@@ -50,6 +49,8 @@ pub struct CommitRequest {
     pub staging: Staging,
     /// Its invocation record.
     pub record: InvocationRecord,
+    /// For a consumer: how the delivery it handled ends.
+    pub delivery: Option<DeliveryEnd>,
 }
 
 /// How a commit ended.
@@ -59,6 +60,9 @@ pub enum CommitOutcome {
     Committed,
     /// A document it read changed since; nothing was written.
     Conflict(DocKey),
+    /// The delivery's lease ran out and someone else holds it now; nothing
+    /// was written, so the message's effects happen once, on the new holder.
+    LeaseLost,
 }
 
 /// Why a commit failed.
@@ -72,12 +76,125 @@ pub enum CommitError {
     Closed,
 }
 
+/// A reply to whoever waits for an operation.
+type OpReply<T> = oneshot::Sender<Result<T, CommitError>>;
+
+/// Queue and schedule writes, run in the batch's transaction after its commits.
+pub(super) enum Op {
+    Claim(queue::Claim, OpReply<Vec<(String, queue::Lease, u32)>>),
+    Tick(queue::Tick, OpReply<bool>),
+    Register(Vec<queue::ScheduleRow>, OpReply<Vec<i64>>),
+    Replay(queue::DeadLetterFilter, OpReply<u64>),
+    Collect(OpReply<u64>),
+    ReleaseLeases(OpReply<u64>),
+}
+
+/// Sends an operation's result once its transaction is settled.
+type Settle = Box<dyn FnOnce(Option<&CommitError>) + Send>;
+
+fn settle<T: Send + 'static>(reply: OpReply<T>, value: T) -> Settle {
+    Box::new(move |failed| {
+        let _ = reply.send(match failed {
+            None => Ok(value),
+            Some(e) => Err(e.clone()),
+        });
+    })
+}
+
+impl Op {
+    /// Answers the waiter with `error` without running.
+    fn fail(self, error: &CommitError) {
+        let e = error.clone();
+        match self {
+            Op::Claim(_, r) => drop(r.send(Err(e))),
+            Op::Tick(_, r) => drop(r.send(Err(e))),
+            Op::Register(_, r) => drop(r.send(Err(e))),
+            Op::Replay(_, r) | Op::Collect(r) | Op::ReleaseLeases(r) => drop(r.send(Err(e))),
+        }
+    }
+
+    /// Runs in the batch's transaction; the result reaches the waiter once
+    /// the transaction is settled.
+    async fn apply(
+        self,
+        conn: &mut SqliteConnection,
+        ctx: &Context,
+        now: i64,
+    ) -> Result<Settle, sqlx::Error> {
+        match self {
+            Op::Claim(claim, reply) => finish(reply, queue::claim(conn, &claim, now).await),
+            Op::Tick(tick, reply) => {
+                let moved = queue::tick(conn, &tick, &ctx.subscriptions, now).await;
+                if matches!(moved, Ok(true)) && tick.fired.is_some() {
+                    ctx.enqueued.store(true, Ordering::Relaxed);
+                }
+                finish(reply, moved)
+            }
+            Op::Register(rows, reply) => {
+                finish(reply, queue::register_schedules(conn, &rows).await)
+            }
+            Op::Replay(filter, reply) => {
+                let replayed = queue::replay(conn, &filter, now).await;
+                if matches!(replayed, Ok(n) if n > 0) {
+                    ctx.enqueued.store(true, Ordering::Relaxed);
+                }
+                finish(reply, replayed)
+            }
+            Op::Collect(reply) => finish(
+                reply,
+                queue::collect_garbage(conn, ctx.window_ms, now).await,
+            ),
+            Op::ReleaseLeases(reply) => finish(reply, queue::release_leases(conn).await),
+        }
+    }
+}
+
+/// Hands a result over for settling, or answers an error at once (the
+/// whole batch then rolls back).
+fn finish<T: Send + 'static>(
+    reply: OpReply<T>,
+    result: Result<T, sqlx::Error>,
+) -> Result<Settle, sqlx::Error> {
+    match result {
+        Ok(value) => Ok(settle(reply, value)),
+        Err(e) => {
+            let _ = reply.send(Err(CommitError::Database(e.to_string())));
+            Err(e)
+        }
+    }
+}
+
 enum Job {
     Commit {
         request: Box<CommitRequest>,
         reply: Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>,
     },
+    Op(Op),
     Flush(oneshot::Sender<()>),
+}
+
+/// What the committer needs beyond its connection.
+pub(super) struct Context {
+    /// Who receives which topic.
+    pub subscriptions: Arc<Subscriptions>,
+    /// Woken after a transaction that created deliveries.
+    pub ready: Arc<Notify>,
+    /// How long an idempotency key counts, in milliseconds.
+    pub window_ms: i64,
+    /// Set while a batch creates deliveries.
+    enqueued: AtomicBool,
+}
+
+impl Context {
+    /// A context with nothing enqueued yet.
+    pub fn new(subscriptions: Arc<Subscriptions>, ready: Arc<Notify>, window_ms: i64) -> Self {
+        Self {
+            subscriptions,
+            ready,
+            window_ms,
+            enqueued: AtomicBool::new(false),
+        }
+    }
 }
 
 /// A handle to the committer task.
@@ -88,10 +205,23 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the task that owns `conn`.
-    pub(super) fn start(conn: SqliteConnection, max_batch: usize) -> Self {
+    pub(super) fn start(conn: SqliteConnection, max_batch: usize, ctx: Context) -> Self {
         let (jobs, rx) = mpsc::channel(max_batch * 8);
-        tokio::spawn(run(conn, rx, max_batch));
+        tokio::spawn(run(conn, rx, max_batch, ctx));
         Self { jobs }
+    }
+
+    /// Runs a queue or schedule operation in the next transaction.
+    pub(super) async fn op<T>(
+        &self,
+        make: impl FnOnce(OpReply<T>) -> Op,
+    ) -> Result<T, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Op(make(reply)))
+            .await
+            .map_err(|_| CommitError::Closed)?;
+        rx.await.map_err(|_| CommitError::Closed)?
     }
 
     /// Commits `request` and waits until it is durable or refused.
@@ -135,8 +265,14 @@ impl Committer {
 /// How long a record that nobody waits for may be held back.
 const RECORD_DELAY: Duration = Duration::from_millis(100);
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    ctx: Context,
+) {
     let mut batch: Vec<(CommitRequest, Reply)> = Vec::with_capacity(max_batch);
+    let mut ops = Vec::new();
     let mut flushes = Vec::new();
     // Records of invocations that staged nothing wait (up to RECORD_DELAY)
     // to ride along with the next commit someone waits for, rather than
@@ -158,23 +294,25 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, max_batch:
         while let Some(job) = next.take() {
             match job {
                 Job::Commit { request, reply } => batch.push((*request, reply)),
+                Job::Op(op) => ops.push(op),
                 Job::Flush(done) => flushes.push(done),
             }
-            if batch.len() < max_batch {
+            if batch.len() + ops.len() < max_batch {
                 next = rx.try_recv().ok();
             }
         }
         let urgent = !open
             || timed_out
             || !flushes.is_empty()
+            || !ops.is_empty()
             || batch.len() >= max_batch
             || batch.iter().any(|(_, reply)| reply.is_some());
         if !urgent {
             held_since.get_or_insert_with(Instant::now);
             continue;
         }
-        if !batch.is_empty() {
-            commit_batch(&mut conn, &mut batch).await;
+        if !batch.is_empty() || !ops.is_empty() {
+            commit_batch(&mut conn, &mut batch, &mut ops, &ctx).await;
         }
         held_since = None;
         for done in flushes.drain(..) {
@@ -185,9 +323,22 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, max_batch:
 
 type Reply = Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>;
 
-async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<(CommitRequest, Reply)>) {
-    let size = batch.len();
-    let result = write_batch(conn, batch.iter_mut().map(|(r, _)| r)).await;
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: &mut Vec<(CommitRequest, Reply)>,
+    ops: &mut Vec<Op>,
+    ctx: &Context,
+) {
+    let size = batch.len() + ops.len();
+    let mut settles = Vec::with_capacity(ops.len());
+    let result = write_batch(
+        conn,
+        batch.iter_mut().map(|(r, _)| r),
+        ops,
+        &mut settles,
+        ctx,
+    )
+    .await;
     match result {
         Ok(outcomes) => {
             tracing::trace!(size, "batch committed");
@@ -196,14 +347,27 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut Vec<(CommitReques
                     let _ = reply.send(Ok(outcome));
                 }
             }
+            for settle in settles {
+                settle(None);
+            }
+            if ctx.enqueued.swap(false, Ordering::Relaxed) {
+                ctx.ready.notify_one();
+            }
         }
         Err(e) => {
             tracing::error!(size, error = %e, "batch commit failed; nothing of it was written");
+            ctx.enqueued.store(false, Ordering::Relaxed);
             let err = CommitError::Database(e.to_string());
             for (_, reply) in batch.drain(..) {
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(err.clone()));
                 }
+            }
+            for settle in settles {
+                settle(Some(&err));
+            }
+            for op in ops.drain(..) {
+                op.fail(&err);
             }
         }
     }
@@ -217,15 +381,19 @@ struct DocRow {
     version: i64,
 }
 
-struct OutboxRow {
-    tenant: Arc<str>,
-    message: StagedMessage,
-    request_id: String,
+/// A document's committed state: its version and whether it is live (not a tombstone).
+#[derive(Clone, Copy)]
+struct Current {
+    version: i64,
+    live: bool,
 }
 
 async fn write_batch<'a>(
     conn: &mut SqliteConnection,
     requests: impl Iterator<Item = &'a mut CommitRequest>,
+    ops: &mut Vec<Op>,
+    settles: &mut Vec<Settle>,
+    ctx: &Context,
 ) -> Result<Vec<CommitOutcome>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let now = now_ms();
@@ -246,36 +414,90 @@ async fn write_batch<'a>(
     }
     keys.sort();
     keys.dedup();
-    let mut versions = current_versions(&mut tx, &keys).await?;
+    let mut current = current_versions(&mut tx, &keys).await?;
+    let lease_ids: Vec<&str> = parts
+        .iter()
+        .filter_map(|(r, ..)| r.delivery.as_ref())
+        .map(|d| d.lease().delivery_id.as_str())
+        .collect();
+    let mut leases = queue::current_leases(&mut tx, &lease_ids).await?;
 
     let mut outcomes = Vec::with_capacity(parts.len());
     let mut docs: BTreeMap<FullKey, DocRow> = BTreeMap::new();
     let mut outbox = Vec::new();
     let mut records = Vec::new();
+    let mut ends = Vec::new();
     for (request, reads, writes, messages) in parts {
         let tenant = &request.record.tenant;
         let full = |k: &DocKey| (tenant.clone(), k.collection.clone(), k.key.clone());
+        let version = |current: &HashMap<FullKey, Current>, k: &FullKey| {
+            current.get(k).map_or(0, |c| c.version)
+        };
         let stale = reads
             .iter()
-            .find(|(k, read)| versions.get(&full(k)).copied().unwrap_or(0) != **read as i64);
+            .find(|(k, read)| version(&current, &full(k)) != **read as i64);
         if let Some((key, _)) = stale {
             outcomes.push(CommitOutcome::Conflict(key.clone()));
             continue;
         }
+        if let Some(end) = &request.delivery {
+            let lease = end.lease();
+            // Removed once used: a second end for one lease in a batch loses.
+            if leases.get(&lease.delivery_id) != Some(&lease.token) {
+                outcomes.push(CommitOutcome::LeaseLost);
+                continue;
+            }
+            leases.remove(&lease.delivery_id);
+            ends.push(end.clone());
+        }
         for (k, write) in writes {
             let key = full(&k);
-            let version = versions.get(&key).copied().unwrap_or(0) + 1;
-            versions.insert(key.clone(), version);
-            let value = match write {
-                StagedWrite::Put(v) => Some(v),
-                StagedWrite::Delete => None,
+            let before = current.get(&key).copied();
+            let was_live = before.is_some_and(|c| c.live);
+            let version = before.map_or(0, |c| c.version) + 1;
+            let (value, kind) = match write {
+                StagedWrite::Put(v) => {
+                    (Some(v), Some(if was_live { "updated" } else { "created" }))
+                }
+                StagedWrite::Delete => (None, was_live.then_some("deleted")),
             };
+            current.insert(
+                key.clone(),
+                Current {
+                    version,
+                    live: value.is_some(),
+                },
+            );
+            if let Some(kind) = kind
+                && ctx.subscriptions.wants_events(tenant, &k.collection)
+            {
+                outbox.push(NewMessage {
+                    tenant: tenant.clone(),
+                    topic: format!("documents.{}.{kind}", k.collection),
+                    payload: serde_json::json!({
+                        "event": kind,
+                        "collection": k.collection,
+                        "key": k.key,
+                        "version": version,
+                    })
+                    .to_string()
+                    .into_bytes(),
+                    idempotency_key: None,
+                    available_at: now,
+                    request_id: request.record.request_id.clone(),
+                    to: None,
+                });
+            }
             docs.insert(key, DocRow { value, version });
         }
-        outbox.extend(messages.into_iter().map(|message| OutboxRow {
+        outbox.extend(messages.into_iter().map(|message| NewMessage {
             tenant: tenant.clone(),
-            message,
+            topic: message.topic,
+            payload: message.payload,
+            idempotency_key: message.idempotency_key,
+            available_at: now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX)),
             request_id: request.record.request_id.clone(),
+            to: None,
         }));
         records.push(request.record.clone());
         outcomes.push(CommitOutcome::Committed);
@@ -300,25 +522,21 @@ async fn write_batch<'a>(
         );
         q.build().execute(&mut *tx).await?;
     }
-    for chunk in outbox.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id) ",
-        );
-        q.push_values(chunk, |mut b, row| {
-            let delay = i64::try_from(row.message.delay_ms).unwrap_or(i64::MAX);
-            b.push_bind(uuid::Uuid::now_v7().to_string())
-                .push_bind(row.tenant.to_string())
-                .push_bind(&row.message.topic)
-                .push_bind(&row.message.payload)
-                .push_bind(&row.message.idempotency_key)
-                .push_bind(now.saturating_add(delay))
-                .push_bind(now)
-                .push_bind(&row.request_id);
-        });
-        q.push(" ON CONFLICT DO NOTHING");
-        q.build().execute(&mut *tx).await?;
+    if !outbox.is_empty()
+        && queue::enqueue(&mut tx, outbox, &ctx.subscriptions, ctx.window_ms, now).await? > 0
+    {
+        ctx.enqueued.store(true, Ordering::Relaxed);
+    }
+    for end in &ends {
+        queue::end_delivery(&mut tx, end, now).await?;
     }
     insert_records(&mut tx, &records, now).await?;
+    for op in std::mem::take(ops) {
+        match op.apply(&mut tx, ctx, now).await {
+            Ok(settle) => settles.push(settle),
+            Err(e) => return Err(e),
+        }
+    }
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -326,16 +544,20 @@ async fn write_batch<'a>(
 async fn current_versions(
     conn: &mut SqliteConnection,
     keys: &[FullKey],
-) -> Result<HashMap<FullKey, i64>, sqlx::Error> {
+) -> Result<HashMap<FullKey, Current>, sqlx::Error> {
     let mut versions = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
         let mut q = select_documents(
-            "tenant, collection, key, version",
+            "tenant, collection, key, version, value IS NOT NULL",
             chunk.iter().map(|(t, c, k)| (&**t, c.as_str(), k.as_str())),
         );
         for row in q.build().fetch_all(&mut *conn).await? {
             let tenant: String = row.get(0);
-            versions.insert((Arc::from(tenant), row.get(1), row.get(2)), row.get(3));
+            let current = Current {
+                version: row.get(3),
+                live: row.get(4),
+            };
+            versions.insert((Arc::from(tenant), row.get(1), row.get(2)), current);
         }
     }
     Ok(versions)

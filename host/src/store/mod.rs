@@ -6,19 +6,29 @@
 
 mod committer;
 mod documents;
+mod queue;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
+use tokio::sync::Notify;
 
 pub use committer::{CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord};
 pub use documents::StoredDocument;
+pub use queue::{
+    Claim, DeadLetter, DeadLetterFilter, DeliveryEnd, Due, Lease, ScheduleRow, Subscriptions, Tick,
+};
 
-use crate::config::{DatabaseConfig, Synchronous};
+use crate::config::{DatabaseConfig, QueueConfig, Synchronous};
+use committer::Op;
+
+/// Rows per multi-row statement; keeps well under SQLite's 32766 bound variables.
+const CHUNK: usize = 1_000;
 
 /// A database failure, with the driver's message.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +53,18 @@ pub struct Store {
     reads: SqlitePool,
     point_reads: documents::PointReads,
     committer: Committer,
+    subscriptions: Arc<Subscriptions>,
+    ready: Arc<Notify>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url`, runs the migrations
     /// and starts the committer.
-    pub async fn open(url: &str, config: &DatabaseConfig) -> Result<Self, StoreError> {
+    pub async fn open(
+        url: &str,
+        config: &DatabaseConfig,
+        queue: &QueueConfig,
+    ) -> Result<Self, StoreError> {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         }
@@ -67,16 +83,66 @@ impl Store {
             .max_connections(config.read_connections.max(1))
             .connect_with(base.read_only(true))
             .await?;
+        let subscriptions = Arc::new(Subscriptions::default());
+        let ready = Arc::new(Notify::new());
+        let window_ms =
+            i64::try_from(queue.idempotency_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let context = committer::Context::new(subscriptions.clone(), ready.clone(), window_ms);
         Ok(Self {
             point_reads: documents::PointReads::start(reads.clone(), config.read_connections),
             reads,
-            committer: Committer::start(writer, config.max_batch.max(1)),
+            committer: Committer::start(writer, config.max_batch.max(1), context),
+            subscriptions,
+            ready,
         })
     }
 
     /// The committer, through which every write goes.
     pub fn committer(&self) -> &Committer {
         &self.committer
+    }
+
+    /// Who receives which topic; the committer fans messages out by it.
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
+    }
+
+    /// Notified after a commit that made deliveries due.
+    pub fn deliveries_ready(&self) -> &Notify {
+        &self.ready
+    }
+
+    /// Leases those of `claim.ids` still free: (delivery id, lease, attempt).
+    pub async fn claim(&self, claim: Claim) -> Result<Vec<(String, Lease, u32)>, CommitError> {
+        self.committer.op(|r| Op::Claim(claim, r)).await
+    }
+
+    /// Fires or skips a schedule tick; false if another runner already did.
+    pub async fn tick(&self, tick: Tick) -> Result<bool, CommitError> {
+        self.committer.op(|r| Op::Tick(tick, r)).await
+    }
+
+    /// Records the schedules of the loaded manifests; returns their next ticks.
+    pub async fn register_schedules(
+        &self,
+        rows: Vec<ScheduleRow>,
+    ) -> Result<Vec<i64>, CommitError> {
+        self.committer.op(|r| Op::Register(rows, r)).await
+    }
+
+    /// Moves matching dead letters back to the queue; returns how many.
+    pub async fn replay_dead_letters(&self, filter: DeadLetterFilter) -> Result<u64, CommitError> {
+        self.committer.op(|r| Op::Replay(filter, r)).await
+    }
+
+    /// Forgets expired idempotency keys and delivered messages; returns how many messages went.
+    pub async fn collect_garbage(&self) -> Result<u64, CommitError> {
+        self.committer.op(Op::Collect).await
+    }
+
+    /// Frees every lease. Only for a host that owns the database alone, at start-up.
+    pub async fn release_leases(&self) -> Result<u64, CommitError> {
+        self.committer.op(Op::ReleaseLeases).await
     }
 
     /// Waits until everything handed to the committer so far is committed,

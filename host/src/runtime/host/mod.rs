@@ -17,14 +17,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::R
     Ok(())
 }
 
-/// True for names made of `[A-Za-z0-9_.-]`, 1 to 128 long: collections and topics.
-fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
+/// Collections follow the same naming rule as topics.
+use crate::manifest::is_valid_topic as is_valid_name;
 
 /// Keys: 1 to 512 bytes, no control characters.
 fn is_valid_key(key: &str) -> bool {

@@ -2,6 +2,7 @@
 
 use super::super::bindings::sluice::function::queue::{Error, Host, SendOptions};
 use super::is_valid_name;
+use crate::manifest::is_reserved_topic;
 use crate::runtime::state::Capabilities;
 use crate::staging::StagedMessage;
 
@@ -10,6 +11,11 @@ impl Host for Capabilities {
         if !is_valid_name(&topic) {
             return Err(Error::Invalid(format!(
                 "topic {topic:?} must be 1-128 characters of A-Z, a-z, 0-9, _, . and -"
+            )));
+        }
+        if is_reserved_topic(&topic) {
+            return Err(Error::Invalid(format!(
+                "topic {topic:?} belongs to the host: documents.* and schedule.* are sent by Sluice"
             )));
         }
         if let Some(key) = &options.idempotency_key

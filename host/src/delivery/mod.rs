@@ -1,0 +1,379 @@
+//! What happens after a commit: messages, document events and schedule ticks
+//! delivered to consumer functions.
+//!
+//! A delivery runs its own short pipeline: **claim** (lease due deliveries,
+//! within each function's and the host's concurrency) → **process** (the
+//! function's `message-handler` on a fresh instance) → **persist** (its
+//! staged writes, its sends and the delivery's end in one transaction).
+//! Delivery is at least once; a message's effects commit exactly once,
+//! because the commit that carries them also removes the delivery, and only
+//! while the runner still holds its lease.
+
+pub mod schedule;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{Instrument, info_span};
+
+use crate::app::App;
+use crate::config::QueueConfig;
+use crate::manifest::MessagesManifest;
+use crate::runtime::bindings::{Message, MessageError};
+use crate::runtime::{Function, Invocation, InvokeError};
+use crate::staging::Staging;
+use crate::store::{
+    Claim, CommitOutcome, CommitRequest, DeliveryEnd, Due, InvocationRecord, Lease, now_ms,
+};
+
+/// How long shutdown waits for messages being handled.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// A function that consumes messages, with its retry policy.
+#[derive(Clone)]
+pub struct Consumer {
+    /// The compiled function.
+    pub function: Function,
+    /// Deliveries before the dead letters.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds.
+    pub backoff_ms: u64,
+    /// Longest retry delay in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Most of its messages handled at once.
+    pub concurrency: usize,
+}
+
+impl Consumer {
+    /// The policy from the manifest's `[messages]`, defaults from `config`.
+    pub fn new(
+        function: Function,
+        manifest: Option<&MessagesManifest>,
+        config: &QueueConfig,
+    ) -> Self {
+        Self {
+            function,
+            max_attempts: manifest
+                .and_then(|m| m.max_attempts)
+                .unwrap_or(config.max_attempts)
+                .max(1),
+            backoff_ms: manifest
+                .and_then(|m| m.backoff_ms)
+                .unwrap_or(config.backoff_ms),
+            max_backoff_ms: manifest
+                .and_then(|m| m.max_backoff_ms)
+                .unwrap_or(config.max_backoff_ms),
+            concurrency: manifest
+                .and_then(|m| m.concurrency)
+                .unwrap_or(config.concurrency)
+                .max(1),
+        }
+    }
+
+    /// Delay before attempt `attempt + 1`: exponential, capped, with jitter
+    /// ("equal jitter": at least half the delay, so retries never bunch up
+    /// at zero, and never more than the whole).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .backoff_ms
+            .saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
+        let delay = exp.min(self.max_backoff_ms.max(self.backoff_ms));
+        let half = delay / 2;
+        let mut bytes = [0u8; 8];
+        let random = match getrandom::fill(&mut bytes) {
+            Ok(()) => u64::from_le_bytes(bytes),
+            Err(_) => 0,
+        };
+        Duration::from_millis(half + random % (delay - half + 1))
+    }
+
+    /// How a failed attempt ends: another try later, or the dead letters.
+    fn failed(&self, lease: &Lease, attempt: u32, error: String) -> DeliveryEnd {
+        if attempt >= self.max_attempts {
+            let error = format!("{error} (attempt {attempt} of {})", self.max_attempts);
+            return DeliveryEnd::Dead {
+                lease: lease.clone(),
+                error,
+            };
+        }
+        let delay = i64::try_from(self.backoff(attempt).as_millis()).unwrap_or(i64::MAX);
+        DeliveryEnd::Retry {
+            lease: lease.clone(),
+            at: now_ms().saturating_add(delay),
+            error,
+        }
+    }
+}
+
+/// A consumer's address: (tenant, function).
+pub type ConsumerKey = (Arc<str>, Arc<str>);
+
+/// Claims due deliveries and runs them until `stop` turns true, then waits
+/// (up to 10 s) for the ones running.
+pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    if app.consumers.is_empty() {
+        return;
+    }
+    let config = app.queue.clone();
+    let lease_ms = i64::try_from(config.lease_ms).unwrap_or(i64::MAX);
+    let poll = Duration::from_millis(config.poll_ms.max(10));
+    let mut running: HashMap<ConsumerKey, usize> = HashMap::new();
+    let mut total = 0usize;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ConsumerKey>();
+    let mut tasks = JoinSet::new();
+    loop {
+        while let Ok(key) = done_rx.try_recv() {
+            finished(&mut running, &mut total, &key);
+        }
+        while tasks.try_join_next().is_some() {}
+        if *stop.borrow() {
+            break;
+        }
+        let mut more = false;
+        let free = config.max_concurrency.max(1).saturating_sub(total);
+        if free > 0 {
+            let eligible: Vec<(Arc<str>, Arc<str>, usize)> = app
+                .consumers
+                .iter()
+                .filter_map(|(key, c)| {
+                    let busy = running.get(key).copied().unwrap_or(0);
+                    let room = c.concurrency.saturating_sub(busy).min(free);
+                    (room > 0).then(|| (key.0.clone(), key.1.clone(), room))
+                })
+                .collect();
+            let wanted: usize = eligible.iter().map(|e| e.2).sum();
+            match claim(&app, &eligible, free, lease_ms).await {
+                Ok(claimed) => {
+                    // Every slot offered was filled: there may be more waiting.
+                    more = claimed.len() >= wanted.min(free) && !claimed.is_empty();
+                    for (due, lease, attempt) in claimed {
+                        let key: ConsumerKey =
+                            (due.tenant.as_str().into(), due.function.as_str().into());
+                        let Some(consumer) = app.consumers.get(&key).cloned() else {
+                            continue;
+                        };
+                        *running.entry(key.clone()).or_default() += 1;
+                        total += 1;
+                        let (app, done) = (app.clone(), done_tx.clone());
+                        tasks.spawn(async move {
+                            consume(&app, &consumer, due, lease, attempt).await;
+                            let _ = done.send(key);
+                        });
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "claiming deliveries failed"),
+            }
+        }
+        if more {
+            continue;
+        }
+        let now = now_ms();
+        let wake = match app.store.next_due().await {
+            Ok(Some(next)) if next > now => {
+                Duration::from_millis(u64::try_from(next - now).unwrap_or(0)).min(poll)
+            }
+            _ => poll,
+        };
+        tokio::select! {
+            () = app.store.deliveries_ready().notified() => {}
+            Some(key) = done_rx.recv() => finished(&mut running, &mut total, &key),
+            () = tokio::time::sleep(wake) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if !tasks.is_empty() {
+        tracing::info!(running = tasks.len(), "waiting for messages being handled");
+    }
+    let drained = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        tracing::warn!("messages still being handled after {DRAIN:?}; their leases will expire");
+    }
+}
+
+fn finished(running: &mut HashMap<ConsumerKey, usize>, total: &mut usize, key: &ConsumerKey) {
+    if let Some(n) = running.get_mut(key) {
+        *n = n.saturating_sub(1);
+    }
+    *total = total.saturating_sub(1);
+}
+
+/// Finds due deliveries of `eligible` functions and leases up to `free` of them.
+async fn claim(
+    app: &App,
+    eligible: &[(Arc<str>, Arc<str>, usize)],
+    free: usize,
+    lease_ms: i64,
+) -> Result<Vec<(Due, Lease, u32)>, String> {
+    let mut due = app
+        .store
+        .due_deliveries(eligible)
+        .await
+        .map_err(|e| e.to_string())?;
+    due.sort_by(|a, b| a.id.cmp(&b.id));
+    due.truncate(free);
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = due.iter().map(|d| d.id.clone()).collect();
+    let won = app
+        .store
+        .claim(Claim { ids, lease_ms })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut by_id: HashMap<String, Due> = due.into_iter().map(|d| (d.id.clone(), d)).collect();
+    Ok(won
+        .into_iter()
+        .filter_map(|(id, lease, attempt)| by_id.remove(&id).map(|d| (d, lease, attempt)))
+        .collect())
+}
+
+/// Runs one delivery: the function, then one commit of its effects and the
+/// delivery's end. Re-runs the function after a write conflict, as the
+/// HTTP pipeline does.
+async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt: u32) {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let span = info_span!(
+        "message",
+        request_id = %request_id,
+        tenant = %due.tenant,
+        function = %due.function,
+        topic = %due.topic,
+        message_id = %due.message_id,
+        attempt,
+    );
+    let started = Instant::now();
+    let message = Message {
+        id: due.message_id,
+        topic: due.topic,
+        payload: due.payload,
+        attempt,
+        enqueued_at: u64::try_from(due.enqueued_at).unwrap_or(0),
+        idempotency_key: due.idempotency_key,
+    };
+    async {
+        let mut runs = 0;
+        let mut serialized = None;
+        loop {
+            runs += 1;
+            let outcome = app
+                .runtime
+                .deliver(&consumer.function, &app.store, &message)
+                .instrument(info_span!("process", run = runs))
+                .await;
+            let (staging, end, label) = match outcome {
+                Ok(Invocation {
+                    result: Ok(()),
+                    staging,
+                }) => (staging, DeliveryEnd::Done(lease.clone()), "ok"),
+                Ok(Invocation {
+                    result: Err(MessageError::GiveUp(e)),
+                    ..
+                }) => {
+                    let end = DeliveryEnd::Dead {
+                        lease: lease.clone(),
+                        error: format!("gave up: {e}"),
+                    };
+                    (Staging::default(), end, "give-up")
+                }
+                Ok(Invocation {
+                    result: Err(MessageError::Retry(e)),
+                    ..
+                }) => {
+                    let end = consumer.failed(&lease, attempt, format!("retry: {e}"));
+                    (Staging::default(), end, "retry")
+                }
+                Err(e) => {
+                    let label = match e {
+                        InvokeError::Timeout(_) => "timeout",
+                        _ => "trap",
+                    };
+                    let end = consumer.failed(&lease, attempt, e.to_string());
+                    (Staging::default(), end, label)
+                }
+            };
+            if let DeliveryEnd::Retry { error, .. } | DeliveryEnd::Dead { error, .. } = &end {
+                tracing::warn!(outcome = label, error = %error, dead = matches!(end, DeliveryEnd::Dead { .. }), "message failed");
+            }
+            let record = InvocationRecord {
+                request_id: request_id.clone(),
+                tenant: consumer.function.tenant.clone(),
+                function: consumer.function.name.clone(),
+                route: format!("message {}", message.topic).into(),
+                status: if label == "ok" { 200 } else { 500 },
+                outcome: label,
+                attempts: runs,
+                duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            };
+            let committed = app
+                .store
+                .committer()
+                .commit(CommitRequest {
+                    staging,
+                    record,
+                    delivery: Some(end),
+                })
+                .instrument(info_span!("persist"))
+                .await;
+            match committed {
+                Ok(CommitOutcome::Committed) => return,
+                Ok(CommitOutcome::Conflict(key)) if runs <= app.max_conflict_retries => {
+                    tracing::debug!(runs, collection = %key.collection, key = %key.key,
+                        "write conflict; running the function again");
+                    if serialized.is_none() {
+                        serialized = Some(app.contention.lock(&consumer.function.tenant, &key).await);
+                    }
+                }
+                Ok(CommitOutcome::Conflict(_)) => {
+                    let end = consumer.failed(&lease, attempt, "write conflicts on every run".into());
+                    end_without_effects(app, consumer, &request_id, &message.topic, end, runs, started).await;
+                    return;
+                }
+                Ok(CommitOutcome::LeaseLost) => {
+                    tracing::warn!("lease expired before the commit; another runner has the message");
+                    return;
+                }
+                Err(e) => {
+                    // The lease runs out and the message is delivered again.
+                    tracing::error!(error = %e, "commit failed");
+                    return;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Commits only the delivery's end and the record: for a delivery whose
+/// function kept conflicting.
+async fn end_without_effects(
+    app: &App,
+    consumer: &Consumer,
+    request_id: &str,
+    topic: &str,
+    end: DeliveryEnd,
+    runs: u32,
+    started: Instant,
+) {
+    let record = InvocationRecord {
+        request_id: request_id.to_owned(),
+        tenant: consumer.function.tenant.clone(),
+        function: consumer.function.name.clone(),
+        route: format!("message {topic}").into(),
+        status: 409,
+        outcome: "conflict",
+        attempts: runs,
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    };
+    let request = CommitRequest {
+        staging: Staging::default(),
+        record,
+        delivery: Some(end),
+    };
+    if let Err(e) = app.store.committer().commit(request).await {
+        tracing::error!(error = %e, "commit failed");
+    }
+}

@@ -4,8 +4,11 @@
 //! Guests are built once by `scripts/build-guests.sh` (the test script runs
 //! it first); every host here loads the example guests and the test guests.
 
+use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -141,6 +144,11 @@ impl TestHost {
     pub async fn restart(self) -> Result<Self> {
         let data = self.stop().await?;
         Self::start_with(data, |_| {}).await
+    }
+
+    /// The data directory (database, keys).
+    pub fn data(&self) -> &Path {
+        self.data.path()
     }
 
     /// The URL of `path`.
@@ -313,4 +321,136 @@ pub async fn count(data_dir: &Path, sql: &'static str, binds: &[&str]) -> Result
     let n: i64 = query.fetch_one(&db).await?;
     db.close().await;
     Ok(n)
+}
+
+/// Polls `check` every 50 ms until it yields a value; fails after
+/// [`HANG_GUARD`]. For effects that happen after the response (deliveries).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The live document `collection/key` of `tenant` in the database in `data_dir`, as JSON.
+pub async fn document(
+    data_dir: &Path,
+    tenant: &str,
+    collection: &str,
+    key: &str,
+) -> Result<Option<Value>> {
+    let db = db(data_dir).await?;
+    let value: Option<String> = sqlx::query_scalar(
+        "SELECT value FROM documents WHERE tenant = ? AND collection = ? AND key = ? AND value IS NOT NULL",
+    )
+    .bind(tenant)
+    .bind(collection)
+    .bind(key)
+    .fetch_optional(&db)
+    .await?;
+    db.close().await;
+    Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
+}
+
+/// The `sluice` binary next to this test binary (cargo builds it for the
+/// host's own integration tests).
+pub fn sluice_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target directory")?;
+    let binary = dir.join("sluice");
+    if !binary.is_file() {
+        bail!("{} is missing: run `cargo build --tests`", binary.display());
+    }
+    Ok(binary)
+}
+
+/// A `sluice serve` process with the test keys, on a loopback port.
+pub struct Process {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Process {
+    /// Starts `sluice serve` with its data in `data_dir`, loading the
+    /// functions in `functions_dirs`.
+    pub fn start(data_dir: &Path, functions_dirs: &[PathBuf]) -> Result<Self> {
+        let dirs: Vec<String> = functions_dirs
+            .iter()
+            .map(|d| format!("{:?}", d.display().to_string()))
+            .collect();
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nfunctions_dirs = [{}]\n\
+             [[auth.keys]]\nalgorithm = \"HS256\"\nsecret = {HS_SECRET:?}\n\
+             [runtime]\ncache_dir = {:?}\n",
+            data_dir.display().to_string(),
+            dirs.join(", "),
+            root()
+                .join("target/sluice-test-cache")
+                .display()
+                .to_string(),
+        );
+        let config_path = data_dir.join("sluice-test.toml");
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::write(&config_path, config)?;
+        let mut child = Command::new(sluice_binary()?)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the log for the address, then keeps draining it so the
+        // server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("sluice did not start serving");
+            }
+        };
+        Ok(Self {
+            child,
+            base: format!("http://{addr}"),
+        })
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flush.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

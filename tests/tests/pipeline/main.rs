@@ -3,6 +3,7 @@
 
 mod authenticate;
 mod capabilities;
+mod delivery;
 mod examples;
 mod persist;
 mod process;

@@ -1,0 +1,397 @@
+//! After the response: queue messages, document events and schedules reach
+//! consumer functions at least once, and their effects commit exactly once.
+//!
+//! The `consumer` test guest (tenant `acme`) records every message it
+//! handles in its collection `effects`; `outsider` (tenant `other`)
+//! subscribes to the same topic names and must never see `acme`'s messages.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use sluice_tests::{Process, TestHost, count, document, eventually, root, sluice_binary, token};
+use tempfile::TempDir;
+
+fn acme() -> String {
+    token("ops", "acme", &[])
+}
+
+/// Sends a `jobs` message through the consumer's HTTP route.
+async fn send(host: &TestHost, payload: Value, options: Value) -> Result<()> {
+    let mut body = json!({"topic": "jobs", "payload": payload});
+    if let (Some(body), Some(options)) = (body.as_object_mut(), options.as_object()) {
+        body.extend(options.clone());
+    }
+    let reply = host
+        .post("/acme/consumer/send", Some(&acme()), &body)
+        .await?;
+    assert_eq!(reply.status.as_u16(), 202, "body: {}", reply.body);
+    Ok(())
+}
+
+/// Waits for the effect the consumer records at `effects/<key>`.
+async fn effect(data: &Path, key: &str) -> Result<Value> {
+    eventually(&format!("effect {key}"), || {
+        document(data, "acme", "effects", key)
+    })
+    .await
+}
+
+/// The consumer's invocation records for messages, oldest first: (outcome, created_at).
+async fn consumer_runs(host: &TestHost) -> Result<Vec<(String, i64)>> {
+    let db = host.db().await?;
+    let rows = sqlx::query_as(
+        "SELECT outcome, created_at FROM invocations \
+         WHERE tenant = 'acme' AND function = 'consumer' AND route = 'message jobs' \
+         ORDER BY created_at",
+    )
+    .fetch_all(&db)
+    .await?;
+    db.close().await;
+    Ok(rows)
+}
+
+/// A message sent by an HTTP write is handled after the response, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_message_is_consumed_after_the_response() -> Result<()> {
+    let host = TestHost::start().await?;
+    // The consumer stages its effect, then stays busy for 1.5 s before it
+    // can commit: had the response waited for it, the effect would be there.
+    send(
+        &host,
+        json!({"op": "slow", "key": "after", "ms": 1500}),
+        json!({}),
+    )
+    .await?;
+    assert_eq!(
+        document(host.data(), "acme", "effects", "after").await?,
+        None
+    );
+
+    let done = effect(host.data(), "after").await?;
+    assert_eq!(done["count"], 1);
+    assert_eq!(done["attempts"], json!([1]));
+    let pending = count(host.data(), "SELECT count(*) FROM deliveries", &[]).await?;
+    assert_eq!(pending, 0, "a handled delivery is removed with its effects");
+    host.stop().await?;
+    Ok(())
+}
+
+/// A consumer that fails twice is run three times, with backoff between
+/// the attempts, and its effect happens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_consumer_is_retried_with_backoff() -> Result<()> {
+    let host = TestHost::start().await?;
+    send(
+        &host,
+        json!({"op": "flaky", "key": "flaky", "fail_times": 2}),
+        json!({}),
+    )
+    .await?;
+    let done = effect(host.data(), "flaky").await?;
+    assert_eq!(done["count"], 1);
+    assert_eq!(done["attempts"], json!([3]));
+
+    let runs = eventually("three recorded runs", || async {
+        let runs = consumer_runs(&host).await?;
+        Ok((runs.len() >= 3).then_some(runs))
+    })
+    .await?;
+    let outcomes: Vec<&str> = runs.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "ok"]);
+    // backoff_ms = 300, doubling, with equal jitter: at least 150 ms before
+    // the second attempt and 300 ms before the third.
+    assert!(runs[1].1 - runs[0].1 >= 150, "runs: {runs:?}");
+    assert!(runs[2].1 - runs[1].1 >= 300, "runs: {runs:?}");
+    host.stop().await?;
+    Ok(())
+}
+
+/// The dead letter of `key`'s message: (id, attempts, last error).
+async fn dead_letter(host: &TestHost, key: &str) -> Result<(String, i64, String)> {
+    let pattern = format!("%{key}%");
+    eventually(&format!("dead letter for {key}"), || async {
+        let db = host.db().await?;
+        let row = sqlx::query_as(
+            "SELECT d.id, d.attempts, d.last_error FROM dead_letters d \
+             JOIN outbox o ON o.id = d.message_id \
+             WHERE d.function = 'consumer' AND CAST(o.payload AS TEXT) LIKE ?",
+        )
+        .bind(&pattern)
+        .fetch_optional(&db)
+        .await?;
+        db.close().await;
+        Ok(row)
+    })
+    .await
+}
+
+/// A message that always fails goes to the dead letters after
+/// `max_attempts` (3) with its error; `sluice dead-letters replay` delivers
+/// it again. A consumer that gives up sends it there at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_become_dead_letters_and_replay() -> Result<()> {
+    let host = TestHost::start().await?;
+    send(&host, json!({"op": "poison", "key": "poison"}), json!({})).await?;
+    send(
+        &host,
+        json!({"op": "give-up", "key": "hopeless"}),
+        json!({}),
+    )
+    .await?;
+
+    let (id, attempts, error) = dead_letter(&host, "poison").await?;
+    assert_eq!(attempts, 3);
+    assert!(error.contains("poison message poison"), "error: {error}");
+    let (_, attempts, error) = dead_letter(&host, "hopeless").await?;
+    assert_eq!(attempts, 1);
+    assert!(error.contains("cannot handle hopeless"), "error: {error}");
+
+    let listed = Command::new(sluice_binary()?)
+        .arg("--data-dir")
+        .arg(host.data())
+        .args(["dead-letters", "list", "--tenant", "acme", "--json"])
+        .output()?;
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8(listed.stdout)?;
+    assert!(
+        listed.contains(&id) && listed.contains("poison message"),
+        "{listed}"
+    );
+
+    let replayed = Command::new(sluice_binary()?)
+        .arg("--data-dir")
+        .arg(host.data())
+        .args(["dead-letters", "replay", &id])
+        .output()?;
+    assert!(replayed.status.success(), "{replayed:?}");
+    assert!(String::from_utf8(replayed.stdout)?.contains("1 message(s) queued again"));
+    // Delivered again from attempt 1: three more runs, then dead again.
+    eventually("the replayed message to run out of attempts", || async {
+        let runs = consumer_runs(&host).await?;
+        let retries = runs.iter().filter(|(o, _)| o == "retry").count();
+        let dead = count(
+            host.data(),
+            "SELECT count(*) FROM dead_letters WHERE id = ?",
+            &[&id],
+        )
+        .await?;
+        Ok((retries == 6 && dead == 1).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        document(host.data(), "acme", "effects", "poison").await?,
+        None
+    );
+    host.stop().await?;
+    Ok(())
+}
+
+/// A consumer whose staged write is followed by a failure commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_commits_nothing_it_staged() -> Result<()> {
+    let host = TestHost::start().await?;
+    send(
+        &host,
+        json!({"op": "stage-then-fail", "key": "staged"}),
+        json!({}),
+    )
+    .await?;
+    dead_letter(&host, "staged").await?;
+    assert_eq!(
+        document(host.data(), "acme", "effects", "staged").await?,
+        None
+    );
+    host.stop().await?;
+    Ok(())
+}
+
+/// A delayed message is not handled before its time; a second send with the
+/// same idempotency key is dropped, until the key's window has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delays_are_honoured_and_duplicates_dropped() -> Result<()> {
+    let host = TestHost::start_with(TempDir::new()?, |c| {
+        c.queue.idempotency_window_secs = 2;
+    })
+    .await?;
+    send(
+        &host,
+        json!({"op": "record", "key": "late"}),
+        json!({"delay_ms": 1500}),
+    )
+    .await?;
+    let dup = json!({"idempotency_key": "once"});
+    send(&host, json!({"op": "record", "key": "first"}), dup.clone()).await?;
+    send(&host, json!({"op": "record", "key": "second"}), dup.clone()).await?;
+
+    effect(host.data(), "late").await?;
+    let db = host.db().await?;
+    let (sent, handled): (i64, i64) = sqlx::query_as(
+        "SELECT o.created_at, i.created_at FROM outbox o, invocations i \
+         WHERE CAST(o.payload AS TEXT) LIKE '%\"late\"%' \
+           AND i.function = 'consumer' AND i.outcome = 'ok' AND i.created_at >= o.created_at \
+         ORDER BY i.created_at DESC LIMIT 1",
+    )
+    .fetch_one(&db)
+    .await?;
+    db.close().await;
+    assert!(
+        handled - sent >= 1500,
+        "handled {} ms after the send",
+        handled - sent
+    );
+
+    effect(host.data(), "first").await?;
+    assert_eq!(
+        document(host.data(), "acme", "effects", "second").await?,
+        None
+    );
+    let keyed = "SELECT count(*) FROM outbox WHERE idempotency_key = 'once'";
+    assert_eq!(count(host.data(), keyed, &[]).await?, 1);
+
+    // Past the window, the key is free again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    send(&host, json!({"op": "record", "key": "third"}), dup).await?;
+    effect(host.data(), "third").await?;
+    host.stop().await?;
+    Ok(())
+}
+
+/// A host killed while a consumer is mid-flight loses nothing: after a
+/// restart the message is delivered again and its effect happens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_delivers_again_exactly_once() -> Result<()> {
+    let data = TempDir::new()?;
+    let dirs = [root().join("tests/guests")];
+    let process = Process::start(data.path(), &dirs)?;
+    let client = reqwest::Client::new();
+    let sent = client
+        .post(format!("{}/acme/consumer/send", process.base))
+        .bearer_auth(acme())
+        .json(&json!({"topic": "jobs", "payload": {"op": "slow", "key": "crash", "ms": 4000}}))
+        .send()
+        .await?;
+    assert_eq!(sent.status().as_u16(), 202);
+
+    // Mid-flight: leased by the host, not yet committed.
+    eventually("the delivery to be leased", || async {
+        let leased = "SELECT count(*) FROM deliveries WHERE lease_token IS NOT NULL";
+        Ok((count(data.path(), leased, &[]).await? == 1).then_some(()))
+    })
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    process.kill()?;
+    assert_eq!(
+        document(data.path(), "acme", "effects", "crash").await?,
+        None
+    );
+
+    let process = Process::start(data.path(), &dirs)?;
+    let done = effect(data.path(), "crash").await?;
+    assert_eq!(done["count"], 1, "effect: {done}");
+    assert_eq!(done["attempts"], json!([2]), "the killed run was attempt 1");
+    eventually("the delivery to be removed", || async {
+        Ok((count(data.path(), "SELECT count(*) FROM deliveries", &[]).await? == 0).then_some(()))
+    })
+    .await?;
+    drop(process);
+    Ok(())
+}
+
+/// Document changes reach the subscribers of the writer's tenant as
+/// created, updated and deleted events, never another tenant's subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_events_reach_only_their_tenant() -> Result<()> {
+    let host = TestHost::start().await?;
+    let note = "/acme/consumer/notes/n1";
+    for body in [json!({"v": 1}), json!({"v": 2})] {
+        let put = host
+            .send_json(reqwest::Method::PUT, note, Some(&acme()), &body)
+            .await?;
+        assert_eq!(put.status.as_u16(), 200, "body: {}", put.body);
+    }
+    let deleted = host
+        .send(host.client.delete(host.url(note)).bearer_auth(acme()))
+        .await?;
+    assert_eq!(deleted.status.as_u16(), 200);
+    send(&host, json!({"op": "record", "key": "job"}), json!({})).await?;
+
+    for (version, kind) in [(1, "created"), (2, "updated"), (3, "deleted")] {
+        let event = effect(host.data(), &format!("event-notes-n1-{version}")).await?;
+        assert_eq!(event["kind"], kind);
+        assert_eq!(event["topic"], format!("documents.notes.{kind}"));
+    }
+    effect(host.data(), "job").await?;
+    let data = host.stop().await?;
+    let theirs = "SELECT count(*) FROM documents WHERE tenant = 'other'";
+    assert_eq!(count(data.path(), theirs, &[]).await?, 0);
+    let runs = "SELECT count(*) FROM invocations WHERE function = 'outsider'";
+    assert_eq!(count(data.path(), runs, &[]).await?, 0);
+    let deliveries = "SELECT count(*) FROM deliveries WHERE tenant = 'other'";
+    assert_eq!(count(data.path(), deliveries, &[]).await?, 0);
+    Ok(())
+}
+
+/// The ticks the `ticker` guest recorded: (tick_ms, count, missed), in order.
+async fn ticks(data: &Path) -> Result<Vec<(i64, i64, i64)>> {
+    let db = sluice_tests::db(data).await?;
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT key, value FROM documents WHERE tenant = 'acme' AND collection = 'ticks'",
+    )
+    .fetch_all(&db)
+    .await?;
+    db.close().await;
+    let mut ticks = Vec::new();
+    for (key, value) in rows {
+        let v: Value = serde_json::from_str(&value)?;
+        let field = |name: &str| v[name].as_i64().context("tick field");
+        ticks.push((key.parse()?, field("count")?, field("missed")?));
+    }
+    ticks.sort_unstable();
+    Ok(ticks)
+}
+
+/// A per-second schedule fires every second while the host runs (each
+/// second is either fired or counted as missed), each tick once, and a
+/// restart does not fire a tick twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_second_schedule_fires_each_tick_once() -> Result<()> {
+    let with_ticker = |c: &mut sluice_host::Config| {
+        c.functions_dirs.push(root().join("tests/scheduled"));
+    };
+    let host = TestHost::start_with(TempDir::new()?, with_ticker).await?;
+    let first = eventually("four ticks", || async {
+        let ticks = ticks(host.data()).await?;
+        Ok((ticks.len() >= 4).then_some(ticks))
+    })
+    .await?;
+    let data = host.stop().await?;
+    let before = ticks(data.path()).await?;
+    assert!(before.len() >= first.len());
+
+    let host = TestHost::start_with(data, with_ticker).await?;
+    eventually("two ticks after the restart", || async {
+        let ticks = ticks(host.data()).await?;
+        Ok((ticks.len() >= before.len() + 2).then_some(()))
+    })
+    .await?;
+    let data = host.stop().await?;
+    let all = ticks(data.path()).await?;
+
+    for (tick, count, _) in &all {
+        assert_eq!(*count, 1, "tick {tick} fired more than once: {all:?}");
+        assert_eq!(tick % 1000, 0, "ticks fall on whole seconds: {all:?}");
+    }
+    // While the host runs, every second is accounted for.
+    for pair in before.windows(2) {
+        let ((a, _, _), (b, _, missed)) = (pair[0], pair[1]);
+        assert_eq!(b - a, 1000 * (1 + missed), "ticks: {before:?}");
+    }
+    let restarted = &all[before.len()..];
+    assert!(
+        restarted[0].0 > before[before.len() - 1].0,
+        "ticks: {all:?}"
+    );
+    Ok(())
+}

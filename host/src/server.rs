@@ -53,7 +53,8 @@ impl Server {
         } = self;
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(delivery::dispatch(app.clone(), stopped.clone()));
-        let scheduler = tokio::spawn(delivery::schedule::run(app.clone(), stopped));
+        let scheduler = tokio::spawn(delivery::schedule::run(app.clone(), stopped.clone()));
+        let collector = tokio::spawn(delivery::collect_garbage(app.clone(), stopped));
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
         let mut builder = http1::Builder::new();
@@ -118,6 +119,7 @@ impl Server {
         }
         let _ = stop.send(true);
         let _ = scheduler.await;
+        let _ = collector.await;
         let _ = dispatcher.await;
         match Arc::try_unwrap(app) {
             Ok(app) => app.store.close().await,

@@ -297,16 +297,8 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
             if let DeliveryEnd::Retry { error, .. } | DeliveryEnd::Dead { error, .. } = &end {
                 tracing::warn!(outcome = label, error = %error, dead = matches!(end, DeliveryEnd::Dead { .. }), "message failed");
             }
-            let record = InvocationRecord {
-                request_id: request_id.clone(),
-                tenant: consumer.function.tenant.clone(),
-                function: consumer.function.name.clone(),
-                route: format!("message {}", message.topic).into(),
-                status: if label == "ok" { 200 } else { 500 },
-                outcome: label,
-                attempts: runs,
-                duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            };
+            let status = if label == "ok" { 200 } else { 500 };
+            let record = record(consumer, &request_id, &message.topic, status, label, runs, started);
             let committed = app
                 .store
                 .committer()
@@ -347,6 +339,28 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
     .await;
 }
 
+/// The invocation record of a delivery.
+fn record(
+    consumer: &Consumer,
+    request_id: &str,
+    topic: &str,
+    status: u16,
+    outcome: &'static str,
+    runs: u32,
+    started: Instant,
+) -> InvocationRecord {
+    InvocationRecord {
+        request_id: request_id.to_owned(),
+        tenant: consumer.function.tenant.clone(),
+        function: consumer.function.name.clone(),
+        route: format!("message {topic}").into(),
+        status,
+        outcome,
+        attempts: runs,
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }
+}
+
 /// Commits only the delivery's end and the record: for a delivery whose
 /// function kept conflicting.
 async fn end_without_effects(
@@ -358,22 +372,31 @@ async fn end_without_effects(
     runs: u32,
     started: Instant,
 ) {
-    let record = InvocationRecord {
-        request_id: request_id.to_owned(),
-        tenant: consumer.function.tenant.clone(),
-        function: consumer.function.name.clone(),
-        route: format!("message {topic}").into(),
-        status: 409,
-        outcome: "conflict",
-        attempts: runs,
-        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    };
     let request = CommitRequest {
         staging: Staging::default(),
-        record,
+        record: record(consumer, request_id, topic, 409, "conflict", runs, started),
         delivery: Some(end),
     };
     if let Err(e) = app.store.committer().commit(request).await {
         tracing::error!(error = %e, "commit failed");
+    }
+}
+
+/// How often delivered messages and expired idempotency keys are dropped.
+const COLLECT_EVERY: Duration = Duration::from_secs(60);
+
+/// Drops delivered messages older than the idempotency window, every
+/// minute, until `stop` turns true.
+pub async fn collect_garbage(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(COLLECT_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        match app.store.collect_garbage().await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::debug!(dropped, "delivered messages dropped"),
+            Err(e) => tracing::warn!(error = %e, "dropping delivered messages failed"),
+        }
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use reqwest::Method;
 use serde_json::json;
-use sluice_tests::{TestHost, token};
+use sluice_tests::{TestHost, document, eventually, token};
 
 /// todo: create, read, list, update and delete; users see only their own
 /// todos, an admin sees everyone's.
@@ -123,6 +123,73 @@ async fn channels_members_post_and_notify() -> Result<()> {
     assert_eq!(message["channel"], "general");
     assert_eq!(message["author"], "bob");
     assert_eq!(message["members"], json!(["alice", "bob"]));
+
+    // The channels consumer turns the notification into one inbox entry
+    // per member, after the response.
+    for (reader, who) in [(&alice, "alice"), (&bob, "bob")] {
+        let inbox = eventually(&format!("{who}'s inbox"), || async {
+            let inbox = host.get("/demo/inbox", Some(reader)).await?;
+            let has = inbox.body["entries"]
+                .as_array()
+                .is_some_and(|e| !e.is_empty());
+            Ok(has.then_some(inbox))
+        })
+        .await?;
+        let entries = inbox.body["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(entries.len(), 1, "inbox: {}", inbox.body);
+        assert_eq!(entries[0]["channel"], "general");
+        assert_eq!(entries[0]["author"], "bob");
+        assert_eq!(entries[0]["member"], who);
+    }
+    let carols = host.get("/demo/inbox", Some(&carol)).await?;
+    assert_eq!(carols.body["entries"], json!([]));
+    host.stop().await?;
+    Ok(())
+}
+
+/// janitor: a note outlives its expiry only until the next `cleanup` tick
+/// (every ten seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitor_schedule_deletes_expired_notes() -> Result<()> {
+    let host = TestHost::start().await?;
+    let erin = token("erin", "demo", &[]);
+    let created = host
+        .post(
+            "/demo/notes",
+            Some(&erin),
+            &json!({"text": "brief", "ttl_seconds": 1}),
+        )
+        .await?;
+    assert_eq!(created.status.as_u16(), 201, "body: {}", created.body);
+    let key = format!("erin/{}", created.body["id"].as_str().unwrap_or_default());
+    assert!(
+        document(host.data(), "demo", "notes", &key)
+            .await?
+            .is_some()
+    );
+    let kept = host
+        .post(
+            "/demo/notes",
+            Some(&erin),
+            &json!({"text": "lasting", "ttl_seconds": 3600}),
+        )
+        .await?;
+    assert_eq!(kept.status.as_u16(), 201);
+
+    eventually("the expired note to be deleted", || async {
+        Ok(document(host.data(), "demo", "notes", &key)
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    let listed = host.get("/demo/notes", Some(&erin)).await?;
+    let notes = listed.body["notes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(notes.len(), 1, "notes: {}", listed.body);
+    assert_eq!(notes[0]["text"], "lasting");
     host.stop().await?;
     Ok(())
 }

@@ -5,7 +5,12 @@
 #   echo   POST /acme/echo/{a}              JWT + role rule + JSON Schema + fresh instance
 #   write  POST /demo/channels/bench/posts  JWT + schema + read + one document and one
 #                                           queue message committed (synchronous=FULL)
-# and, for reference, the host's own health check (HTTP floor, no function).
+# and, for reference, the host's own health check (HTTP floor, no function);
+# then messages end to end:
+#   send   POST /acme/consumer/send             one queue message per request, each
+#                                                handled by a trivial consumer; reports
+#                                                sends/s and messages consumed/s from the
+#                                                first send to the last consumer commit
 # With WASMTIME set to a wasmtime 48 CLI, the same run also measures the peer,
 # `wasmtime serve` on a wasi:http hello component, fresh instance per request
 # and with --max-instance-reuse-count 128, so the figures compare side by side.
@@ -77,6 +82,23 @@ run "sluice health" GET /_sluice/health "" ""
 run "sluice read" GET "/demo/todos/$todo_id" "$alice" ""
 run "sluice echo" POST /acme/echo/load "$editor" '{"name":"load","age":1}'
 run "sluice write" POST /demo/channels/bench/posts "$alice" '{"text":"load"}'
+
+acme=$(sluice token --sub ops --tenant acme)
+run "sluice send" POST /acme/consumer/send "$acme" '{"topic":"bench","payload":{"n":1}}'
+python3 - "$data/sluice.db" <<'PY'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=30)
+while db.execute("SELECT count(*) FROM deliveries").fetchone()[0]:
+    time.sleep(0.1)
+sent, first = db.execute(
+    "SELECT count(*), min(created_at) FROM outbox WHERE topic = 'bench'").fetchone()
+done, last = db.execute(
+    "SELECT count(*), max(created_at) FROM invocations "
+    "WHERE route = 'message bench' AND outcome = 'ok'").fetchone()
+seconds = max(last - first, 1) / 1000
+print(f"{'sluice messages':<22} {done / seconds:10.2f} msg/s   "
+      f"{done} of {sent} consumed in {seconds:.2f} s, send to last commit")
+PY
 
 if [ -n "${WASMTIME:-}" ]; then
     kill "$server" && wait "$server" 2>/dev/null || true

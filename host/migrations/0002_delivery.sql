@@ -13,8 +13,9 @@ CREATE TABLE deliveries (
     last_error   TEXT,
     UNIQUE (message_id, function)
 );
-CREATE INDEX deliveries_due ON deliveries (available_at);
-CREATE INDEX deliveries_by_function ON deliveries (tenant, function);
+CREATE INDEX deliveries_due ON deliveries (tenant, function, available_at);
+CREATE INDEX deliveries_available ON deliveries (available_at);
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until IS NOT NULL;
 
 -- Deliveries that ran out of attempts or that their consumer gave up on.
 CREATE TABLE dead_letters (

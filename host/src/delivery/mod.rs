@@ -11,7 +11,7 @@
 
 pub mod schedule;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,58 +111,129 @@ impl Consumer {
 /// A consumer's address: (tenant, function).
 pub type ConsumerKey = (Arc<str>, Arc<str>);
 
+/// A leased delivery: the message, the lease and the attempt number.
+type Claimed = (Due, Lease, u32);
+
+/// What the dispatcher holds: deliveries running and deliveries leased
+/// ahead, per consumer.
+///
+/// Leasing is a write, so the dispatcher leases ahead in batches (up to
+/// twice a function's concurrency) instead of one delivery per free slot:
+/// a completion then starts the next message at once, without waiting for a
+/// transaction.
+#[derive(Default)]
+struct Slots {
+    running: HashMap<ConsumerKey, usize>,
+    total: usize,
+    ahead: HashMap<ConsumerKey, VecDeque<Claimed>>,
+}
+
+impl Slots {
+    fn finished(&mut self, key: &ConsumerKey) {
+        if let Some(n) = self.running.get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
+        self.total = self.total.saturating_sub(1);
+    }
+
+    /// Consumers whose leased-ahead deliveries ran low, with how many more
+    /// to lease for each.
+    fn wanted(&self, app: &App) -> Vec<(Arc<str>, Arc<str>, usize)> {
+        app.consumers
+            .iter()
+            .filter_map(|(key, c)| {
+                let ahead = self.ahead.get(key).map_or(0, VecDeque::len);
+                if ahead > c.concurrency / 2 {
+                    return None;
+                }
+                let running = self.running.get(key).copied().unwrap_or(0);
+                let room = (2 * c.concurrency).saturating_sub(running + ahead);
+                (room > 0).then(|| (key.0.clone(), key.1.clone(), room))
+            })
+            .collect()
+    }
+
+    /// Starts leased deliveries while their function and the host have room.
+    fn start(
+        &mut self,
+        app: &Arc<App>,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<ConsumerKey>,
+    ) {
+        let max = app.queue.max_concurrency.max(1);
+        for (key, queue) in &mut self.ahead {
+            let Some(consumer) = app.consumers.get(key) else {
+                continue;
+            };
+            let running = self.running.entry(key.clone()).or_default();
+            while self.total < max && *running < consumer.concurrency {
+                let Some((due, lease, attempt)) = queue.pop_front() else {
+                    break;
+                };
+                *running += 1;
+                self.total += 1;
+                let (app, done, key) = (app.clone(), done.clone(), key.clone());
+                let consumer = consumer.clone();
+                tasks.spawn(async move {
+                    consume(&app, &consumer, due, lease, attempt).await;
+                    let _ = done.send(key);
+                });
+            }
+        }
+    }
+
+    /// Gives back the leases of deliveries that never started.
+    async fn release(self, app: &App) {
+        let leases: Vec<Lease> = self
+            .ahead
+            .into_values()
+            .flatten()
+            .map(|(_, lease, _)| lease)
+            .collect();
+        if leases.is_empty() {
+            return;
+        }
+        if let Err(e) = app.store.release(leases).await {
+            tracing::warn!(error = %e, "giving back unstarted deliveries failed; their leases will expire");
+        }
+    }
+}
+
 /// Claims due deliveries and runs them until `stop` turns true, then waits
 /// (up to 10 s) for the ones running.
 pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     if app.consumers.is_empty() {
         return;
     }
-    let config = app.queue.clone();
-    let lease_ms = i64::try_from(config.lease_ms).unwrap_or(i64::MAX);
-    let poll = Duration::from_millis(config.poll_ms.max(10));
-    let mut running: HashMap<ConsumerKey, usize> = HashMap::new();
-    let mut total = 0usize;
+    let lease_ms = i64::try_from(app.queue.lease_ms).unwrap_or(i64::MAX);
+    let poll = Duration::from_millis(app.queue.poll_ms.max(10));
+    let mut slots = Slots::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ConsumerKey>();
     let mut tasks = JoinSet::new();
     loop {
         while let Ok(key) = done_rx.try_recv() {
-            finished(&mut running, &mut total, &key);
+            slots.finished(&key);
         }
         while tasks.try_join_next().is_some() {}
         if *stop.borrow() {
             break;
         }
+        slots.start(&app, &mut tasks, &done_tx);
+        let wanted = slots.wanted(&app);
         let mut more = false;
-        let free = config.max_concurrency.max(1).saturating_sub(total);
-        if free > 0 {
-            let eligible: Vec<(Arc<str>, Arc<str>, usize)> = app
-                .consumers
-                .iter()
-                .filter_map(|(key, c)| {
-                    let busy = running.get(key).copied().unwrap_or(0);
-                    let room = c.concurrency.saturating_sub(busy).min(free);
-                    (room > 0).then(|| (key.0.clone(), key.1.clone(), room))
-                })
-                .collect();
-            let wanted: usize = eligible.iter().map(|e| e.2).sum();
-            match claim(&app, &eligible, free, lease_ms).await {
+        if !wanted.is_empty() {
+            match claim(&app, &wanted, lease_ms).await {
                 Ok(claimed) => {
-                    // Every slot offered was filled: there may be more waiting.
-                    more = claimed.len() >= wanted.min(free) && !claimed.is_empty();
-                    for (due, lease, attempt) in claimed {
-                        let key: ConsumerKey =
-                            (due.tenant.as_str().into(), due.function.as_str().into());
-                        let Some(consumer) = app.consumers.get(&key).cloned() else {
-                            continue;
-                        };
-                        *running.entry(key.clone()).or_default() += 1;
-                        total += 1;
-                        let (app, done) = (app.clone(), done_tx.clone());
-                        tasks.spawn(async move {
-                            consume(&app, &consumer, due, lease, attempt).await;
-                            let _ = done.send(key);
-                        });
+                    // As many as asked for: more may be waiting.
+                    more = !claimed.is_empty() && claimed.len() >= wanted.iter().map(|w| w.2).sum();
+                    for claimed in claimed {
+                        let key: ConsumerKey = (
+                            claimed.0.tenant.as_str().into(),
+                            claimed.0.function.as_str().into(),
+                        );
+                        slots.ahead.entry(key).or_default().push_back(claimed);
                     }
+                    slots.start(&app, &mut tasks, &done_tx);
                 }
                 Err(e) => tracing::error!(error = %e, "claiming deliveries failed"),
             }
@@ -179,11 +250,12 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         };
         tokio::select! {
             () = app.store.deliveries_ready().notified() => {}
-            Some(key) = done_rx.recv() => finished(&mut running, &mut total, &key),
+            Some(key) = done_rx.recv() => slots.finished(&key),
             () = tokio::time::sleep(wake) => {}
             _ = stop.changed() => {}
         }
     }
+    slots.release(&app).await;
     if !tasks.is_empty() {
         tracing::info!(running = tasks.len(), "waiting for messages being handled");
     }
@@ -193,27 +265,18 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn finished(running: &mut HashMap<ConsumerKey, usize>, total: &mut usize, key: &ConsumerKey) {
-    if let Some(n) = running.get_mut(key) {
-        *n = n.saturating_sub(1);
-    }
-    *total = total.saturating_sub(1);
-}
-
-/// Finds due deliveries of `eligible` functions and leases up to `free` of them.
+/// Finds due deliveries of the `wanted` functions (up to the number given
+/// for each) and leases them.
 async fn claim(
     app: &App,
-    eligible: &[(Arc<str>, Arc<str>, usize)],
-    free: usize,
+    wanted: &[(Arc<str>, Arc<str>, usize)],
     lease_ms: i64,
-) -> Result<Vec<(Due, Lease, u32)>, String> {
-    let mut due = app
+) -> Result<Vec<Claimed>, String> {
+    let due = app
         .store
-        .due_deliveries(eligible)
+        .due_deliveries(wanted)
         .await
         .map_err(|e| e.to_string())?;
-    due.sort_by(|a, b| a.id.cmp(&b.id));
-    due.truncate(free);
     if due.is_empty() {
         return Ok(Vec::new());
     }

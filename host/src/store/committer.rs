@@ -87,6 +87,7 @@ pub(super) enum Op {
     Replay(queue::DeadLetterFilter, OpReply<u64>),
     Collect(OpReply<u64>),
     ReleaseLeases(OpReply<u64>),
+    Release(Vec<queue::Lease>, OpReply<u64>),
 }
 
 /// Sends an operation's result once its transaction is settled.
@@ -109,7 +110,9 @@ impl Op {
             Op::Claim(_, r) => drop(r.send(Err(e))),
             Op::Tick(_, r) => drop(r.send(Err(e))),
             Op::Register(_, r) => drop(r.send(Err(e))),
-            Op::Replay(_, r) | Op::Collect(r) | Op::ReleaseLeases(r) => drop(r.send(Err(e))),
+            Op::Replay(_, r) | Op::Collect(r) | Op::ReleaseLeases(r) | Op::Release(_, r) => {
+                drop(r.send(Err(e)));
+            }
         }
     }
 
@@ -145,6 +148,7 @@ impl Op {
                 queue::collect_garbage(conn, ctx.window_ms, now).await,
             ),
             Op::ReleaseLeases(reply) => finish(reply, queue::release_leases(conn).await),
+            Op::Release(leases, reply) => finish(reply, queue::release(conn, &leases).await),
         }
     }
 }

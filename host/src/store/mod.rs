@@ -140,6 +140,11 @@ impl Store {
         self.committer.op(Op::Collect).await
     }
 
+    /// Gives back the leases of deliveries that never started.
+    pub async fn release(&self, leases: Vec<Lease>) -> Result<u64, CommitError> {
+        self.committer.op(|r| Op::Release(leases, r)).await
+    }
+
     /// Frees every lease. Only for a host that owns the database alone, at start-up.
     pub async fn release_leases(&self) -> Result<u64, CommitError> {
         self.committer.op(Op::ReleaseLeases).await

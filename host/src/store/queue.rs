@@ -643,3 +643,32 @@ impl Store {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribers_are_looked_up_inside_the_tenant() {
+        let subs = Subscriptions::default();
+        let (acme, other): (Arc<str>, Arc<str>) = ("acme".into(), "other".into());
+        subs.subscribe(
+            &acme,
+            &"a".into(),
+            &["jobs".into(), "documents.notes.created".into()],
+        );
+        subs.subscribe(&acme, &"b".into(), &["jobs".into()]);
+        subs.subscribe(&other, &"c".into(), &["jobs".into()]);
+        let names = |t: &Arc<str>, topic: &str| -> Vec<String> {
+            subs.subscribers(t, topic)
+                .iter()
+                .map(|f| f.to_string())
+                .collect()
+        };
+        assert_eq!(names(&acme, "jobs"), ["a", "b"]);
+        assert_eq!(names(&other, "jobs"), ["c"]);
+        assert!(names(&other, "documents.notes.created").is_empty());
+        assert!(subs.wants_events(&acme, "notes"));
+        assert!(!subs.wants_events(&other, "notes"));
+    }
+}

@@ -252,6 +252,9 @@ pub struct QueueConfig {
     pub idempotency_window_secs: u64,
     /// How often the dispatcher looks for due messages when nothing woke it.
     pub poll_ms: u64,
+    /// Deliveries a tenant may have waiting; past it, its sends fail with
+    /// `limit-exceeded` until its consumers catch up.
+    pub max_pending_per_tenant: u64,
 }
 
 impl Default for QueueConfig {
@@ -265,6 +268,7 @@ impl Default for QueueConfig {
             lease_ms: 60_000,
             idempotency_window_secs: 24 * 60 * 60,
             poll_ms: 1_000,
+            max_pending_per_tenant: 1_000_000,
         }
     }
 }

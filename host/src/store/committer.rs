@@ -9,14 +9,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::queue::{self, DeliveryEnd, NewMessage, Subscriptions};
+use super::queue::{self, DeliveryEnd, Depth, NewMessage, Subscriptions};
 use super::{CHUNK, now_ms, select_documents};
 use crate::staging::{DocKey, StagedWrite, Staging};
 
@@ -122,15 +121,14 @@ impl Op {
         self,
         conn: &mut SqliteConnection,
         ctx: &Context,
+        effects: &mut Effects,
         now: i64,
     ) -> Result<Settle, sqlx::Error> {
         match self {
             Op::Claim(claim, reply) => finish(reply, queue::claim(conn, &claim, now).await),
             Op::Tick(tick, reply) => {
-                let moved = queue::tick(conn, &tick, &ctx.subscriptions, now).await;
-                if matches!(moved, Ok(true)) && tick.fired.is_some() {
-                    ctx.enqueued.store(true, Ordering::Relaxed);
-                }
+                let moved =
+                    queue::tick(conn, &tick, &ctx.subscriptions, &mut effects.deltas, now).await;
                 finish(reply, moved)
             }
             Op::Register(rows, reply) => {
@@ -139,7 +137,7 @@ impl Op {
             Op::Replay(filter, reply) => {
                 let replayed = queue::replay(conn, &filter, now).await;
                 if matches!(replayed, Ok(n) if n > 0) {
-                    ctx.enqueued.store(true, Ordering::Relaxed);
+                    effects.recount = true;
                 }
                 finish(reply, replayed)
             }
@@ -185,20 +183,17 @@ pub(super) struct Context {
     pub ready: Arc<Notify>,
     /// How long an idempotency key counts, in milliseconds.
     pub window_ms: i64,
-    /// Set while a batch creates deliveries.
-    enqueued: AtomicBool,
+    /// Deliveries waiting per tenant, updated after each transaction.
+    pub depth: Arc<Depth>,
 }
 
-impl Context {
-    /// A context with nothing enqueued yet.
-    pub fn new(subscriptions: Arc<Subscriptions>, ready: Arc<Notify>, window_ms: i64) -> Self {
-        Self {
-            subscriptions,
-            ready,
-            window_ms,
-            enqueued: AtomicBool::new(false),
-        }
-    }
+/// What a batch changes about the queue, applied once it commits.
+#[derive(Default)]
+struct Effects {
+    /// Deliveries added (or removed, negative) per tenant.
+    deltas: HashMap<Arc<str>, i64>,
+    /// Deliveries were added in a way that is counted afresh (replays).
+    recount: bool,
 }
 
 /// A handle to the committer task.
@@ -335,14 +330,30 @@ async fn commit_batch(
 ) {
     let size = batch.len() + ops.len();
     let mut settles = Vec::with_capacity(ops.len());
+    let mut effects = Effects::default();
     let result = write_batch(
         conn,
         batch.iter_mut().map(|(r, _)| r),
         ops,
         &mut settles,
         ctx,
+        &mut effects,
     )
     .await;
+    let result = match result {
+        Ok(outcomes) if effects.recount => match queue::count_pending(conn).await {
+            Ok(counts) => {
+                ctx.depth.replace(counts);
+                Ok(outcomes)
+            }
+            // Committed all the same; the counts catch up at the next recount.
+            Err(e) => {
+                tracing::warn!(error = %e, "counting pending deliveries failed");
+                Ok(outcomes)
+            }
+        },
+        other => other,
+    };
     match result {
         Ok(outcomes) => {
             tracing::trace!(size, "batch committed");
@@ -354,13 +365,14 @@ async fn commit_batch(
             for settle in settles {
                 settle(None);
             }
-            if ctx.enqueued.swap(false, Ordering::Relaxed) {
+            let enqueued = effects.recount || effects.deltas.values().any(|&d| d > 0);
+            ctx.depth.apply(&effects.deltas);
+            if enqueued {
                 ctx.ready.notify_one();
             }
         }
         Err(e) => {
             tracing::error!(size, error = %e, "batch commit failed; nothing of it was written");
-            ctx.enqueued.store(false, Ordering::Relaxed);
             let err = CommitError::Database(e.to_string());
             for (_, reply) in batch.drain(..) {
                 if let Some(reply) = reply {
@@ -398,6 +410,7 @@ async fn write_batch<'a>(
     ops: &mut Vec<Op>,
     settles: &mut Vec<Settle>,
     ctx: &Context,
+    effects: &mut Effects,
 ) -> Result<Vec<CommitOutcome>, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let now = now_ms();
@@ -452,6 +465,9 @@ async fn write_batch<'a>(
                 continue;
             }
             leases.remove(&lease.delivery_id);
+            if !matches!(end, DeliveryEnd::Retry { .. }) {
+                *effects.deltas.entry(tenant.clone()).or_default() -= 1;
+            }
             ends.push(end.clone());
         }
         for (k, write) in writes {
@@ -526,17 +542,24 @@ async fn write_batch<'a>(
         );
         q.build().execute(&mut *tx).await?;
     }
-    if !outbox.is_empty()
-        && queue::enqueue(&mut tx, outbox, &ctx.subscriptions, ctx.window_ms, now).await? > 0
-    {
-        ctx.enqueued.store(true, Ordering::Relaxed);
+    if !outbox.is_empty() {
+        let deltas = &mut effects.deltas;
+        queue::enqueue(
+            &mut tx,
+            outbox,
+            &ctx.subscriptions,
+            deltas,
+            ctx.window_ms,
+            now,
+        )
+        .await?;
     }
     for end in &ends {
         queue::end_delivery(&mut tx, end, now).await?;
     }
     insert_records(&mut tx, &records, now).await?;
     for op in std::mem::take(ops) {
-        match op.apply(&mut tx, ctx, now).await {
+        match op.apply(&mut tx, ctx, effects, now).await {
             Ok(settle) => settles.push(settle),
             Err(e) => return Err(e),
         }

@@ -21,7 +21,8 @@ use tokio::sync::Notify;
 pub use committer::{CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord};
 pub use documents::StoredDocument;
 pub use queue::{
-    Claim, DeadLetter, DeadLetterFilter, DeliveryEnd, Due, Lease, ScheduleRow, Subscriptions, Tick,
+    Claim, DeadLetter, DeadLetterFilter, DeliveryEnd, Depth, Due, Lease, ScheduleRow,
+    Subscriptions, Tick,
 };
 
 use crate::config::{DatabaseConfig, QueueConfig, Synchronous};
@@ -55,6 +56,8 @@ pub struct Store {
     committer: Committer,
     subscriptions: Arc<Subscriptions>,
     ready: Arc<Notify>,
+    depth: Arc<Depth>,
+    max_pending: i64,
 }
 
 impl Store {
@@ -87,14 +90,31 @@ impl Store {
         let ready = Arc::new(Notify::new());
         let window_ms =
             i64::try_from(queue.idempotency_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let context = committer::Context::new(subscriptions.clone(), ready.clone(), window_ms);
+        let depth = Arc::new(Depth::default());
+        depth.replace(queue::count_pending(&mut writer).await?);
+        let context = committer::Context {
+            subscriptions: subscriptions.clone(),
+            ready: ready.clone(),
+            window_ms,
+            depth: depth.clone(),
+        };
         Ok(Self {
             point_reads: documents::PointReads::start(reads.clone(), config.read_connections),
             reads,
             committer: Committer::start(writer, config.max_batch.max(1), context),
             subscriptions,
             ready,
+            depth,
+            max_pending: i64::try_from(queue.max_pending_per_tenant).unwrap_or(i64::MAX),
         })
+    }
+
+    /// The deliveries `tenant` has waiting, when they have reached
+    /// `queue.max_pending_per_tenant`: its sends are refused until its
+    /// consumers catch up.
+    pub fn queue_full(&self, tenant: &str) -> Option<i64> {
+        let pending = self.depth.get(tenant);
+        (pending >= self.max_pending).then_some(pending)
     }
 
     /// The committer, through which every write goes.

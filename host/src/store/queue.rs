@@ -3,7 +3,7 @@
 //! and schedules. Writes run on the committer's transaction; reads here.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -48,6 +48,43 @@ impl Subscriptions {
     }
 }
 
+/// Deliveries waiting or running per tenant, kept by the committer: the
+/// `queue` import refuses sends of a tenant whose queue is full.
+#[derive(Debug, Default)]
+pub struct Depth {
+    tenants: Mutex<HashMap<String, i64>>,
+}
+
+impl Depth {
+    /// Deliveries of `tenant` not yet done.
+    pub fn get(&self, tenant: &str) -> i64 {
+        let map = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(tenant).copied().unwrap_or(0)
+    }
+
+    pub(super) fn apply(&self, deltas: &HashMap<Arc<str>, i64>) {
+        let mut map = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        for (tenant, delta) in deltas {
+            let n = map.entry(tenant.to_string()).or_default();
+            *n = (*n + delta).max(0);
+        }
+    }
+
+    pub(super) fn replace(&self, counts: HashMap<String, i64>) {
+        *self.tenants.lock().unwrap_or_else(|e| e.into_inner()) = counts;
+    }
+}
+
+/// Deliveries per tenant, counted.
+pub(super) async fn count_pending(
+    conn: &mut SqliteConnection,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let rows = sqlx::query("SELECT tenant, count(*) FROM deliveries GROUP BY tenant")
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// A message about to enter the outbox.
 #[derive(Debug, Clone)]
 pub(super) struct NewMessage {
@@ -63,14 +100,15 @@ pub(super) struct NewMessage {
 
 /// Inserts `messages` and one delivery per subscriber. A message whose
 /// idempotency key was used on its topic within `window_ms` is dropped.
-/// Returns how many deliveries were created.
+/// Adds the deliveries created to `deltas`, per tenant.
 pub(super) async fn enqueue(
     conn: &mut SqliteConnection,
     messages: Vec<NewMessage>,
     subscriptions: &Subscriptions,
+    deltas: &mut HashMap<Arc<str>, i64>,
     window_ms: i64,
     now: i64,
-) -> Result<usize, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     // Keys older than the window no longer count: forget them first.
     for m in messages.iter().filter(|m| m.idempotency_key.is_some()) {
         sqlx::query(
@@ -115,6 +153,7 @@ pub(super) async fn enqueue(
             Some(function) => vec![function.clone()],
             None => subscriptions.subscribers(&m.tenant, &m.topic),
         };
+        *deltas.entry(m.tenant.clone()).or_default() += targets.len() as i64;
         for function in targets {
             deliveries.push((id, m, function));
         }
@@ -132,7 +171,7 @@ pub(super) async fn enqueue(
         });
         q.build().execute(&mut *conn).await?;
     }
-    Ok(deliveries.len())
+    Ok(())
 }
 
 /// A runner's hold on one delivery.
@@ -312,6 +351,7 @@ pub(super) async fn tick(
     conn: &mut SqliteConnection,
     tick: &Tick,
     subscriptions: &Subscriptions,
+    deltas: &mut HashMap<Arc<str>, i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let moved = sqlx::query(
@@ -338,7 +378,7 @@ pub(super) async fn tick(
             request_id: uuid::Uuid::now_v7().to_string(),
             to: Some(tick.function.clone()),
         };
-        enqueue(conn, vec![message], subscriptions, i64::MAX, now).await?;
+        enqueue(conn, vec![message], subscriptions, deltas, i64::MAX, now).await?;
     }
     Ok(moved)
 }

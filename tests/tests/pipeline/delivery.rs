@@ -395,3 +395,44 @@ async fn a_per_second_schedule_fires_each_tick_once() -> Result<()> {
     );
     Ok(())
 }
+
+/// Past `max_pending_per_tenant` deliveries waiting, a tenant's sends are
+/// refused until its consumers catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_sends_until_consumers_catch_up() -> Result<()> {
+    let host = TestHost::start_with(TempDir::new()?, |c| {
+        c.queue.max_pending_per_tenant = 2;
+    })
+    .await?;
+    for key in ["busy-1", "busy-2"] {
+        send(
+            &host,
+            json!({"op": "slow", "key": key, "ms": 1000}),
+            json!({}),
+        )
+        .await?;
+    }
+    let body = json!({"topic": "jobs", "payload": {"op": "record", "key": "refused"}});
+    let refused = host
+        .post("/acme/consumer/send", Some(&acme()), &body)
+        .await?;
+    refused.assert_problem(500);
+    let detail = refused.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("queue is full"), "detail: {detail}");
+
+    effect(host.data(), "busy-1").await?;
+    effect(host.data(), "busy-2").await?;
+    eventually("the queue to drain", || async {
+        let pending = count(host.data(), "SELECT count(*) FROM deliveries", &[]).await?;
+        Ok((pending == 0).then_some(()))
+    })
+    .await?;
+    send(&host, json!({"op": "record", "key": "accepted"}), json!({})).await?;
+    effect(host.data(), "accepted").await?;
+    assert_eq!(
+        document(host.data(), "acme", "effects", "refused").await?,
+        None
+    );
+    host.stop().await?;
+    Ok(())
+}

@@ -25,6 +25,11 @@ impl Host for Capabilities {
                 "idempotency key must be 1-256 bytes".to_owned(),
             ));
         }
+        if let Some(pending) = self.store.queue_full(&self.tenant) {
+            return Err(Error::LimitExceeded(format!(
+                "the tenant's queue is full ({pending} deliveries waiting); try again once its consumers catch up"
+            )));
+        }
         self.staging
             .send(StagedMessage {
                 topic,

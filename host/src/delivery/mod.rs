@@ -210,6 +210,8 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let mut slots = Slots::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ConsumerKey>();
     let mut tasks = JoinSet::new();
+    // `None`: unknown; `Some(None)`: nothing due later.
+    let mut next_due: Option<Option<i64>> = None;
     loop {
         while let Ok(key) = done_rx.try_recv() {
             slots.finished(&key);
@@ -241,17 +243,28 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if more {
             continue;
         }
+        // The next due time changes only when deliveries are added or
+        // rescheduled (the committer says so) or when it has passed: a
+        // completion alone does not need the query.
         let now = now_ms();
-        let wake = match app.store.next_due().await {
-            Ok(Some(next)) if next > now => {
+        let known = match next_due {
+            Some(Some(t)) => t > now,
+            Some(None) => true,
+            None => false,
+        };
+        if !known {
+            next_due = Some(app.store.next_due().await.unwrap_or(None));
+        }
+        let wake = match next_due.flatten() {
+            Some(next) if next > now => {
                 Duration::from_millis(u64::try_from(next - now).unwrap_or(0)).min(poll)
             }
             _ => poll,
         };
         tokio::select! {
-            () = app.store.deliveries_ready().notified() => {}
+            () = app.store.deliveries_ready().notified() => next_due = None,
             Some(key) = done_rx.recv() => slots.finished(&key),
-            () = tokio::time::sleep(wake) => {}
+            () = tokio::time::sleep(wake) => next_due = None,
             _ = stop.changed() => {}
         }
     }

@@ -194,6 +194,8 @@ struct Effects {
     deltas: HashMap<Arc<str>, i64>,
     /// Deliveries were added in a way that is counted afresh (replays).
     recount: bool,
+    /// A delivery was given a new due time (a retry).
+    rescheduled: bool,
 }
 
 /// A handle to the committer task.
@@ -365,7 +367,8 @@ async fn commit_batch(
             for settle in settles {
                 settle(None);
             }
-            let enqueued = effects.recount || effects.deltas.values().any(|&d| d > 0);
+            let enqueued =
+                effects.recount || effects.rescheduled || effects.deltas.values().any(|&d| d > 0);
             ctx.depth.apply(&effects.deltas);
             if enqueued {
                 ctx.ready.notify_one();
@@ -465,7 +468,9 @@ async fn write_batch<'a>(
                 continue;
             }
             leases.remove(&lease.delivery_id);
-            if !matches!(end, DeliveryEnd::Retry { .. }) {
+            if matches!(end, DeliveryEnd::Retry { .. }) {
+                effects.rescheduled = true;
+            } else {
                 *effects.deltas.entry(tenant.clone()).or_default() -= 1;
             }
             ends.push(end.clone());
@@ -554,9 +559,7 @@ async fn write_batch<'a>(
         )
         .await?;
     }
-    for end in &ends {
-        queue::end_delivery(&mut tx, end, now).await?;
-    }
+    queue::end_deliveries(&mut tx, &ends, now).await?;
     insert_records(&mut tx, &records, now).await?;
     for op in std::mem::take(ops) {
         match op.apply(&mut tx, ctx, effects, now).await {

@@ -127,7 +127,7 @@ impl Store {
         &self.subscriptions
     }
 
-    /// Notified after a commit that made deliveries due.
+    /// Notified after a commit that added deliveries or gave one a new due time.
     pub fn deliveries_ready(&self) -> &Notify {
         &self.ready
     }

@@ -239,44 +239,58 @@ pub(super) async fn current_leases(
     Ok(leases)
 }
 
-/// Applies `end`, whose lease was checked in the same transaction.
-pub(super) async fn end_delivery(
+/// Applies `ends`, whose leases were checked in the same transaction. The
+/// common end, done, is one statement for the whole batch.
+pub(super) async fn end_deliveries(
     conn: &mut SqliteConnection,
-    end: &DeliveryEnd,
+    ends: &[DeliveryEnd],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    match end {
-        DeliveryEnd::Done(lease) => {
-            sqlx::query("DELETE FROM deliveries WHERE id = ?")
+    let done: Vec<&str> = ends
+        .iter()
+        .filter_map(|end| match end {
+            DeliveryEnd::Done(lease) => Some(lease.delivery_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    for chunk in done.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM deliveries WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.to_string());
+        }
+        q.push(")");
+        q.build().execute(&mut *conn).await?;
+    }
+    for end in ends {
+        match end {
+            DeliveryEnd::Done(_) => {}
+            DeliveryEnd::Retry { lease, at, error } => {
+                sqlx::query(
+                    "UPDATE deliveries SET available_at = ?, lease_until = NULL, lease_token = NULL, \
+                     last_error = ? WHERE id = ?",
+                )
+                .bind(at)
+                .bind(error)
                 .bind(&lease.delivery_id)
                 .execute(&mut *conn)
                 .await?;
-        }
-        DeliveryEnd::Retry { lease, at, error } => {
-            sqlx::query(
-                "UPDATE deliveries SET available_at = ?, lease_until = NULL, lease_token = NULL, \
-                 last_error = ? WHERE id = ?",
-            )
-            .bind(at)
-            .bind(error)
-            .bind(&lease.delivery_id)
-            .execute(&mut *conn)
-            .await?;
-        }
-        DeliveryEnd::Dead { lease, error } => {
-            sqlx::query(
-                "INSERT INTO dead_letters (id, message_id, tenant, function, attempts, last_error, failed_at) \
-                 SELECT id, message_id, tenant, function, attempts, ?, ? FROM deliveries WHERE id = ?",
-            )
-            .bind(error)
-            .bind(now)
-            .bind(&lease.delivery_id)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("DELETE FROM deliveries WHERE id = ?")
+            }
+            DeliveryEnd::Dead { lease, error } => {
+                sqlx::query(
+                    "INSERT INTO dead_letters (id, message_id, tenant, function, attempts, last_error, failed_at) \
+                     SELECT id, message_id, tenant, function, attempts, ?, ? FROM deliveries WHERE id = ?",
+                )
+                .bind(error)
+                .bind(now)
                 .bind(&lease.delivery_id)
                 .execute(&mut *conn)
                 .await?;
+                sqlx::query("DELETE FROM deliveries WHERE id = ?")
+                    .bind(&lease.delivery_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
         }
     }
     Ok(())

@@ -23,6 +23,9 @@ struct Cli {
     /// Data directory (database, development key, compiled-code cache).
     #[arg(long, global = true, env = "SLUICE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Database URL (default: sqlite://<data-dir>/sluice.db).
+    #[arg(long, global = true, env = "SLUICE_DATABASE_URL")]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,9 +40,6 @@ enum Command {
         /// Directory whose subdirectories hold `sluice.toml` manifests; repeat for several.
         #[arg(long = "functions-dir")]
         functions_dirs: Vec<PathBuf>,
-        /// Database URL (default: sqlite://<data-dir>/sluice.db).
-        #[arg(long, env = "SLUICE_DATABASE_URL")]
-        database_url: Option<String>,
     },
     /// Print a JWT signed with the development key (or the configured HS* key).
     Token {
@@ -62,7 +62,7 @@ enum Command {
     /// Inspect and replay messages whose consumer failed for good.
     ///
     /// Works on the database directly, with or without a running host; a
-    /// running host picks replayed messages up within a second.
+    /// running host picks replayed messages up within `queue.poll_ms` (a second by default).
     #[command(name = "dead-letters", subcommand)]
     DeadLetters(DeadLetters),
 }
@@ -134,6 +134,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
+    if cli.database_url.is_some() {
+        config.database_url = cli.database_url.clone();
+    }
     Ok(config)
 }
 
@@ -145,7 +148,6 @@ async fn main() -> Result<()> {
         Command::Serve {
             listen,
             functions_dirs,
-            database_url,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -159,9 +161,6 @@ async fn main() -> Result<()> {
             }
             if !functions_dirs.is_empty() {
                 config.functions_dirs = functions_dirs;
-            }
-            if database_url.is_some() {
-                config.database_url = database_url;
             }
             serve(config).await
         }

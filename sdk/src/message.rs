@@ -197,7 +197,7 @@ pub struct DocumentEvent {
     pub collection: String,
     /// Its key.
     pub key: String,
-    /// The version the change committed; for a deletion, the version it had.
+    /// The version the change committed; a deletion counts as a change, so it reports the version of the tombstone (one past the last write).
     pub version: u64,
 }
 

@@ -72,7 +72,12 @@ async fn a_sent_message_is_consumed_after_the_response() -> Result<()> {
     let done = effect(host.data(), "after").await?;
     assert_eq!(done["count"], 1);
     assert_eq!(done["attempts"], json!([1]));
-    let pending = count(host.data(), "SELECT count(*) FROM deliveries WHERE tenant = 'acme'", &[]).await?;
+    let pending = count(
+        host.data(),
+        "SELECT count(*) FROM deliveries WHERE tenant = 'acme'",
+        &[],
+    )
+    .await?;
     assert_eq!(pending, 0, "a handled delivery is removed with its effects");
     host.stop().await?;
     Ok(())
@@ -424,7 +429,12 @@ async fn a_full_queue_refuses_sends_until_consumers_catch_up() -> Result<()> {
     effect(host.data(), "busy-1").await?;
     effect(host.data(), "busy-2").await?;
     eventually("the queue to drain", || async {
-        let pending = count(host.data(), "SELECT count(*) FROM deliveries WHERE tenant = 'acme'", &[]).await?;
+        let pending = count(
+            host.data(),
+            "SELECT count(*) FROM deliveries WHERE tenant = 'acme'",
+            &[],
+        )
+        .await?;
         Ok((pending == 0).then_some(()))
     })
     .await?;

@@ -40,6 +40,8 @@ cat > "$data/sluice.toml" <<TOML
 listen = "127.0.0.1:$port"
 data_dir = "$data"
 functions_dirs = ["$root/guest-examples", "$root/tests/guests"]
+[admin]
+listen = "127.0.0.1:0"
 [runtime]
 cache_dir = "$root/target/sluice-bench-cache"
 TOML

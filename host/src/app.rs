@@ -89,6 +89,17 @@ pub struct App {
     pub schedules: Vec<Scheduled>,
     /// Delivery settings.
     pub queue: QueueConfig,
+    /// The loaded functions' names, by tenant.
+    pub functions: std::collections::BTreeMap<String, Vec<String>>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl App {
+    /// The names of `tenant`'s loaded functions.
+    pub fn functions_of(&self, tenant: &str) -> Vec<String> {
+        self.functions.get(tenant).cloned().unwrap_or_default()
+    }
 }
 
 impl App {
@@ -122,6 +133,17 @@ impl App {
             } else {
                 tracing::warn!(dir = %dir.display(), "functions directory not found");
             }
+        }
+        let mut functions = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for manifest in &manifests {
+            functions
+                .entry(manifest.tenant.clone())
+                .or_default()
+                .push(manifest.name.clone());
+        }
+        // Every tenant of a loaded manifest exists, for the admin API.
+        for tenant in functions.keys() {
+            store.create_tenant(tenant, "manifest").await?;
         }
         let mut routes = Routes::default();
         let mut consumers = HashMap::new();
@@ -171,6 +193,8 @@ impl App {
             consumers,
             schedules,
             queue: config.queue.clone(),
+            functions,
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 }

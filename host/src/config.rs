@@ -48,6 +48,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Message delivery.
     pub queue: QueueConfig,
+    /// The admin API.
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             database: DatabaseConfig::default(),
             queue: QueueConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -226,6 +229,26 @@ impl Default for DatabaseConfig {
             synchronous: Synchronous::Full,
             max_batch: 512,
             read_connections: 4,
+        }
+    }
+}
+
+/// The admin API's listener. It answers only requests with an operator key
+/// (`sluice key create`); keep it on loopback or a private network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin API at all.
+    pub enabled: bool,
+    /// Where it listens.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
         }
     }
 }

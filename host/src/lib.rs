@@ -20,11 +20,13 @@
 //! is everything wasmtime; [`store`] is the only code that touches the
 //! database; [`staging`] is what passes from process to persist.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod dev;
 pub mod manifest;
+pub mod metrics;
 pub mod pipeline;
 pub mod problem;
 pub mod runtime;

@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod cli;
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde_json::{Map, Value};
@@ -26,6 +28,20 @@ struct Cli {
     /// Database URL (default: sqlite://<data-dir>/sluice.db).
     #[arg(long, global = true, env = "SLUICE_DATABASE_URL")]
     database_url: Option<String>,
+    /// The admin API of a running host, for the commands that manage it.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_ADMIN_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    admin_url: String,
+    /// The operator key for the admin API (`sluice key create` makes one).
+    #[arg(long, global = true, env = "SLUICE_ADMIN_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,7 +56,19 @@ enum Command {
         /// Directory whose subdirectories hold `sluice.toml` manifests; repeat for several.
         #[arg(long = "functions-dir")]
         functions_dirs: Vec<PathBuf>,
+        /// Admin API listen address, e.g. 127.0.0.1:8081.
+        #[arg(long, env = "SLUICE_ADMIN_LISTEN")]
+        admin_listen: Option<SocketAddr>,
     },
+    /// Create, list and revoke operator keys for the admin API.
+    ///
+    /// Works on the database directly: the first key cannot come from an API
+    /// that needs a key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Create, list, show and delete tenants, through a running host's admin API.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Print a JWT signed with the development key (or the configured HS* key).
     Token {
         /// The `sub` claim: who the caller is.
@@ -65,6 +93,47 @@ enum Command {
     /// running host picks replayed messages up within `queue.poll_ms` (a second by default).
     #[command(name = "dead-letters", subcommand)]
     DeadLetters(DeadLetters),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key and print it; it is shown this once.
+    Create {
+        /// What the key is for, e.g. the operator's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by its id (the `sk_<id>_` part); it stops working at once.
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// 1-63 characters of a-z, 0-9 and -.
+        name: String,
+    },
+    /// List tenants.
+    List,
+    /// Show a tenant and its functions.
+    Show {
+        /// The tenant.
+        name: String,
+    },
+    /// Delete a tenant and its data; refused while it has functions.
+    Delete {
+        /// The tenant.
+        name: String,
+        /// Delete it with its functions and data.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +217,7 @@ async fn main() -> Result<()> {
         Command::Serve {
             listen,
             functions_dirs,
+            admin_listen,
         } => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
@@ -161,6 +231,9 @@ async fn main() -> Result<()> {
             }
             if !functions_dirs.is_empty() {
                 config.functions_dirs = functions_dirs;
+            }
+            if let Some(admin) = admin_listen {
+                config.admin.listen = admin;
             }
             serve(config).await
         }
@@ -196,14 +269,115 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::DeadLetters(command) => dead_letters(&config, command).await,
+        Command::Key(command) => key(&config, command, cli.json).await,
+        Command::Tenant(command) => {
+            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            tenant(&admin, command, cli.json).await
+        }
     }
 }
 
-async fn dead_letters(config: &Config, command: DeadLetters) -> Result<()> {
+async fn open_store(config: &Config) -> Result<Store> {
     let url = config.database_url();
-    let store = Store::open(&url, &config.database, &config.queue)
+    Store::open(&url, &config.database, &config.queue)
         .await
-        .with_context(|| format!("opening {url}"))?;
+        .with_context(|| format!("opening {url}"))
+}
+
+async fn key(config: &Config, command: KeyCommand, json: bool) -> Result<()> {
+    let store = open_store(config).await?;
+    match command {
+        KeyCommand::Create { name } => {
+            let (key, listed) = store.create_operator_key(&name).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "key": key, "id": listed.id, "name": listed.name })
+                );
+            } else {
+                eprintln!(
+                    "operator key {} ({name}) created; it is shown only now:",
+                    listed.id
+                );
+                println!("{key}");
+            }
+        }
+        KeyCommand::List => {
+            let keys = store.operator_keys().await?;
+            if json {
+                println!("{}", serde_json::to_string(&keys)?);
+            } else {
+                println!("{:<14}  {:<24}  STATE", "ID", "NAME");
+                for k in &keys {
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!("{:<14}  {:<24}  {state}", k.id, k.name);
+                }
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            if !store.revoke_operator_key(&id).await? {
+                bail!("no active key {id}");
+            }
+            println!("key {id} revoked");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn tenant(admin: &cli::Admin, command: TenantCommand, json: bool) -> Result<()> {
+    use http::Method;
+    let answer = match &command {
+        TenantCommand::Create { name } => {
+            let body = serde_json::json!({ "name": name });
+            admin.call(Method::POST, "/v1/tenants", Some(&body)).await?
+        }
+        TenantCommand::List => admin.call(Method::GET, "/v1/tenants", None).await?,
+        TenantCommand::Show { name } => {
+            admin
+                .call(Method::GET, &format!("/v1/tenants/{name}"), None)
+                .await?
+        }
+        TenantCommand::Delete { name, force } => {
+            let query = if *force { "?force=true" } else { "" };
+            let path = format!("/v1/tenants/{name}{query}");
+            admin.call(Method::DELETE, &path, None).await?
+        }
+    };
+    if json {
+        println!("{answer}");
+        return Ok(());
+    }
+    match command {
+        TenantCommand::Create { name } => println!("tenant {name} created"),
+        TenantCommand::Delete { name, .. } => println!("tenant {name} deleted"),
+        TenantCommand::List => {
+            println!("{:<24}  CREATED BY", "NAME");
+            for t in answer["tenants"].as_array().into_iter().flatten() {
+                let name = t["name"].as_str().unwrap_or_default();
+                let by = t["created_by"].as_str().unwrap_or_default();
+                println!("{name:<24}  {by}");
+            }
+        }
+        TenantCommand::Show { name } => {
+            println!(
+                "tenant {name}, created by {}",
+                answer["created_by"].as_str().unwrap_or_default()
+            );
+            for f in answer["functions"].as_array().into_iter().flatten() {
+                println!("  function {}", f.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn dead_letters(config: &Config, command: DeadLetters) -> Result<()> {
+    let store = open_store(config).await?;
     match command {
         DeadLetters::List {
             filter,
@@ -253,9 +427,18 @@ async fn dead_letters(config: &Config, command: DeadLetters) -> Result<()> {
 
 async fn serve(config: Config) -> Result<()> {
     let app = App::build(&config).await.context("starting sluice")?;
-    let server = Server::bind(app, config.listen, config.http.clone())
+    let mut server = Server::bind(app, config.listen, config.http.clone())
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    if config.admin.enabled {
+        server = server
+            .with_admin(config.admin.listen)
+            .await
+            .with_context(|| format!("binding the admin API to {}", config.admin.listen))?;
+    }
+    if let Some(admin) = server.admin_addr() {
+        tracing::info!(admin = %admin, "admin API listening");
+    }
     tracing::info!(
         address = %server.local_addr()?,
         data_dir = %config.data_dir.display(),

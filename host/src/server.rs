@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::app::App;
 use crate::config::HttpConfig;
-use crate::{delivery, pipeline};
+use crate::{admin, delivery, pipeline};
 
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -23,8 +23,18 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// A bound listener and the app it serves.
 pub struct Server {
     listener: TcpListener,
+    admin: Option<TcpListener>,
     app: Arc<App>,
     http: HttpConfig,
+}
+
+/// Which listener a connection came in on.
+#[derive(Clone, Copy)]
+enum Plane {
+    /// Tenants' routes.
+    Public,
+    /// The admin API.
+    Admin,
 }
 
 impl Server {
@@ -32,14 +42,26 @@ impl Server {
     pub async fn bind(app: App, addr: SocketAddr, http: HttpConfig) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
+            admin: None,
             app: Arc::new(app),
             http,
         })
     }
 
+    /// Also serves the admin API on `addr` (port 0 picks a free port).
+    pub async fn with_admin(mut self, addr: SocketAddr) -> std::io::Result<Self> {
+        self.admin = Some(TcpListener::bind(addr).await?);
+        Ok(self)
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The admin API's address, when it is served.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then lets requests and messages in
@@ -48,6 +70,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
             listener,
+            admin,
             app,
             http,
         } = self;
@@ -72,16 +95,24 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                },
+            let admin_accept = async {
+                match &admin {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (accepted, plane) = tokio::select! {
+                accepted = listener.accept() => (accepted, Plane::Public),
+                accepted = admin_accept => (accepted, Plane::Admin),
                 () = &mut shutdown => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let app = app.clone();
@@ -90,7 +121,12 @@ impl Server {
                 async move {
                     // Its own task: a client that disconnects does not cancel
                     // a function call or a commit half-way.
-                    let handled = tokio::spawn(async move { pipeline::handle(&app, req).await });
+                    let handled = tokio::spawn(async move {
+                        match plane {
+                            Plane::Public => pipeline::handle(&app, req).await,
+                            Plane::Admin => admin::handle(&app, req).await,
+                        }
+                    });
                     match handled.await {
                         Ok(response) => Ok::<_, std::convert::Infallible>(response),
                         Err(e) => {
@@ -110,6 +146,7 @@ impl Server {
             });
         }
         drop(listener);
+        drop(admin);
         tracing::info!("shutting down: draining requests in flight");
         if tokio::time::timeout(DRAIN, graceful.shutdown())
             .await

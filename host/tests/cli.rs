@@ -46,6 +46,7 @@ fn serve_with_dev_key_token_and_sigterm() -> Result<(), Box<dyn std::error::Erro
     let mut server = Command::new(SLUICE)
         .current_dir(data.path())
         .args(["--data-dir", "data", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
         .arg("--functions-dir")
         .arg(root().join("guest-examples"))
         .env("RUST_LOG", "info")

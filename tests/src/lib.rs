@@ -51,6 +51,8 @@ pub fn read_fixture(name: &str) -> Vec<u8> {
 pub struct TestHost {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The admin API: `http://127.0.0.1:PORT`.
+    pub admin: String,
     /// An HTTP client.
     pub client: reqwest::Client,
     data: TempDir,
@@ -111,14 +113,22 @@ impl TestHost {
         let mut config = config(data.path());
         adjust(&mut config);
         let app = App::build(&config).await.context("building the app")?;
-        let server = Server::bind(app, config.listen, config.http.clone()).await?;
+        let server = Server::bind(app, config.listen, config.http.clone())
+            .await?
+            .with_admin(([127, 0, 0, 1], 0).into())
+            .await?;
         let base = format!("http://{}", server.local_addr()?);
+        let admin = format!(
+            "http://{}",
+            server.admin_addr().context("admin listener not bound")?
+        );
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
         Ok(Self {
             base,
+            admin,
             client: reqwest::Client::builder().timeout(HANG_GUARD).build()?,
             data,
             shutdown: Some(tx),
@@ -394,6 +404,7 @@ impl Process {
             .collect();
         let config = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nfunctions_dirs = [{}]\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
              [[auth.keys]]\nalgorithm = \"HS256\"\nsecret = {HS_SECRET:?}\n\
              [runtime]\ncache_dir = {:?}\n",
             data_dir.display().to_string(),

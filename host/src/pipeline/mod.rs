@@ -9,6 +9,7 @@ pub mod receive;
 pub mod respond;
 pub mod validate;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -99,7 +100,8 @@ where
         status = Empty,
     );
     async {
-        let response = match run(app, req, &request_id, started).await {
+        let mut routed = None;
+        let response = match run(app, req, &request_id, started, &mut routed).await {
             Ok(response) => response,
             Err(error) => {
                 let response = respond::failure(&request_id, &error);
@@ -112,7 +114,10 @@ where
             }
         };
         let span = tracing::Span::current();
-        span.record("status", response.status().as_u16());
+        let status = response.status().as_u16();
+        span.record("status", status);
+        let (tenant, function) = routed.unwrap_or_default();
+        app.metrics.request(&tenant, &function, status);
         tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "done");
         response
     }
@@ -125,6 +130,7 @@ async fn run<B>(
     req: Request<B>,
     request_id: &str,
     started: Instant,
+    routed: &mut Option<(Arc<str>, Arc<str>)>,
 ) -> Result<http::Response<ResponseBody>, PipelineError>
 where
     B: Body<Data = Bytes>,
@@ -132,11 +138,14 @@ where
 {
     let (parts, body) = req.into_parts();
 
+    let stage = Instant::now();
     let (target, params) =
         info_span!("receive").in_scope(|| app.routes.route(&parts.method, parts.uri.path()))?;
     let span = tracing::Span::current();
     span.record("tenant", &*target.function.tenant);
     span.record("function", &*target.function.name);
+    *routed = Some((target.function.tenant.clone(), target.function.name.clone()));
+    let stage = app.metrics.stage_done("receive", stage);
 
     let principal = info_span!("authenticate").in_scope(|| {
         authenticate::check(
@@ -146,10 +155,12 @@ where
             &parts.headers,
         )
     })?;
+    let stage = app.metrics.stage_done("authenticate", stage);
 
     let body = validate::body(&target, &parts.headers, body, app.body_timeout)
         .instrument(info_span!("validate"))
         .await?;
+    app.metrics.stage_done("validate", stage);
 
     let request = process::request(&parts, params, body, principal, request_id);
     let mut attempts = 0;
@@ -158,15 +169,18 @@ where
     loop {
         attempts += 1;
         let finished = async {
+            let stage = Instant::now();
             let invocation = process::run(&app.runtime, &app.store, &target.function, &request)
                 .instrument(info_span!("process", attempt = attempts))
                 .await?;
+            let stage = app.metrics.stage_done("process", stage);
             let response = invocation.result.map_err(PipelineError::Guest)?;
             // Converted before the commit: a response that cannot be sent
             // must not leave its writes behind.
             let response = info_span!("respond")
                 .in_scope(|| respond::success(request_id, response))
                 .map_err(PipelineError::InvalidResponse)?;
+            let stage = app.metrics.stage_done("respond", stage);
             let record = persist::record(
                 &target,
                 request_id,
@@ -178,6 +192,7 @@ where
             let outcome = persist::commit(&app.store, invocation.staging, record)
                 .instrument(info_span!("persist"))
                 .await?;
+            app.metrics.stage_done("persist", stage);
             Ok::<_, PipelineError>((outcome, response))
         }
         .await;

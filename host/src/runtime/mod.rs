@@ -122,6 +122,7 @@ pub struct Runtime {
     linker: Linker<InvocationState>,
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
+    in_use: std::sync::atomic::AtomicUsize,
 }
 
 impl Runtime {
@@ -179,6 +180,7 @@ impl Runtime {
             linker,
             config: config.clone(),
             ticker_stop,
+            in_use: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -265,6 +267,7 @@ impl Runtime {
             .instances(16)
             .build();
         let mut wasm = WasmStore::new(&self.engine, InvocationState::new(caps, limits));
+        let _in_use = InUse::enter(&self.in_use);
         wasm.limiter(|s| &mut s.limits);
         // The guest yields to the scheduler at every epoch tick, so a busy
         // guest never holds a worker thread; the deadline is a timer around
@@ -302,6 +305,32 @@ impl Runtime {
         let state = wasm.into_data();
         log_output(&state.stdout.contents(), &state.stderr.contents());
         Ok((result?, state.caps.staging))
+    }
+}
+
+/// Counts an invocation as running until dropped, even if it is cancelled.
+struct InUse<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InUse<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Invocations running now, and the size of the instance pool.
+    pub fn instances(&self) -> (usize, usize) {
+        (
+            self.in_use.load(Ordering::Relaxed),
+            self.config.max_instances as usize,
+        )
     }
 }
 

@@ -4,6 +4,7 @@
 //! the [`Committer`], one task owning one connection, which commits many
 //! invocations' staged changes in one transaction (group commit).
 
+mod admin;
 mod committer;
 mod documents;
 mod queue;
@@ -18,6 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Notify;
 
+pub use admin::{OperatorKey, Tenant};
 pub use committer::{CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord};
 pub use documents::StoredDocument;
 pub use queue::{
@@ -58,6 +60,8 @@ pub struct Store {
     ready: Arc<Notify>,
     depth: Arc<Depth>,
     max_pending: i64,
+    /// For the rare writes made outside the committer (operator keys, tenants).
+    write_options: SqliteConnectOptions,
 }
 
 impl Store {
@@ -84,7 +88,7 @@ impl Store {
         sqlx::migrate!("./migrations").run(&mut writer).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(config.read_connections.max(1))
-            .connect_with(base.read_only(true))
+            .connect_with(base.clone().read_only(true))
             .await?;
         let subscriptions = Arc::new(Subscriptions::default());
         let ready = Arc::new(Notify::new());
@@ -106,6 +110,7 @@ impl Store {
             ready,
             depth,
             max_pending: i64::try_from(queue.max_pending_per_tenant).unwrap_or(i64::MAX),
+            write_options: base,
         })
     }
 

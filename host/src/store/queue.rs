@@ -662,6 +662,19 @@ impl Store {
             .collect())
     }
 
+    /// Dead letters per (tenant, function).
+    pub async fn dead_letter_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, function, count(*) FROM dead_letters GROUP BY tenant, function",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// The dead letters matching `filter`, newest first, at most `limit`.
     pub async fn dead_letters(
         &self,

@@ -1,6 +1,7 @@
 //! End-to-end tests of the request pipeline, one module per stage, plus the
 //! example guests. One binary, so the host is linked once.
 
+mod admin;
 mod authenticate;
 mod capabilities;
 mod delivery;

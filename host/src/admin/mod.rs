@@ -1,0 +1,258 @@
+//! The admin API: its own listener (loopback by default), operator API keys,
+//! JSON in and out, problem+json errors. The OpenAPI document is
+//! `host/openapi.json`, served at `/v1/openapi.json`.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::app::App;
+use crate::manifest::is_valid_name;
+use crate::pipeline::ResponseBody;
+use crate::problem::{self, Problem};
+use crate::store::StoreError;
+
+/// The OpenAPI document of this API, checked in next to the crate.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// Largest admin request body.
+const MAX_BODY: usize = 64 * 1024;
+
+type Response = http::Response<ResponseBody>;
+
+/// What a route answers.
+enum Answer {
+    /// A JSON body.
+    Json(StatusCode, Value),
+    /// Prometheus text.
+    Text(String),
+}
+
+/// Answers one admin request. Never fails: errors become problem responses.
+pub async fn handle<B>(app: &App, req: Request<B>) -> Response
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("admin", request_id = %request_id, %method, %path);
+    let result = route(app, req, &method, &path).instrument(span).await;
+    let mut response = match result {
+        Ok(Answer::Json(status, body)) => json_response(status, &body),
+        Ok(Answer::Text(text)) => {
+            let mut out = http::Response::new(Full::new(Bytes::from(text)));
+            out.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            out
+        }
+        Err(problem) => problem_response(problem, &request_id),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn route<B>(
+    app: &App,
+    req: Request<B>,
+    method: &Method,
+    path: &str,
+) -> Result<Answer, Problem>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if segments == ["v1", "openapi.json"] && method == Method::GET {
+        let doc = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
+        return Ok(Answer::Json(StatusCode::OK, doc));
+    }
+    let operator = authenticate(app, &req).await?;
+    if segments == ["metrics"] && method == Method::GET {
+        let depth = app.store.queue_depth().await.map_err(unavailable)?;
+        let dead = app.store.dead_letter_counts().await.map_err(unavailable)?;
+        let text = app.metrics.render(&depth, &dead, app.runtime.instances());
+        return Ok(Answer::Text(text));
+    }
+    let force = req.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "force" && v == "true")
+    });
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "tenants"]) => {
+            let tenants = app.store.tenants().await.map_err(unavailable)?;
+            Ok(Answer::Json(StatusCode::OK, json!({ "tenants": tenants })))
+        }
+        (&Method::POST, ["v1", "tenants"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct NewTenant {
+                name: String,
+            }
+            let new: NewTenant = read_json(req).await?;
+            if !is_valid_name(&new.name) {
+                return Err(invalid(format!(
+                    "tenant name {:?} must be 1-63 characters of a-z, 0-9 and -, not starting with -",
+                    new.name
+                )));
+            }
+            if !app
+                .store
+                .create_tenant(&new.name, &operator)
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(Problem::new(
+                    409,
+                    "tenant-exists",
+                    "Tenant exists",
+                    format!("tenant {:?} exists already", new.name),
+                ));
+            }
+            let tenant = app.store.tenant(&new.name).await.map_err(unavailable)?;
+            tracing::info!(tenant = %new.name, operator = %operator, "tenant created");
+            Ok(Answer::Json(StatusCode::CREATED, json!(tenant)))
+        }
+        (&Method::GET, ["v1", "tenants", name]) => {
+            let tenant = app
+                .store
+                .tenant(name)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| no_tenant(name))?;
+            let mut body = json!(tenant);
+            body["functions"] = json!(app.functions_of(name));
+            Ok(Answer::Json(StatusCode::OK, body))
+        }
+        (&Method::DELETE, ["v1", "tenants", name]) => {
+            app.store
+                .tenant(name)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| no_tenant(name))?;
+            let functions = app.functions_of(name);
+            if !functions.is_empty() {
+                // Functions loaded from the functions directories cannot be
+                // taken down at run time, so even `force` cannot remove them.
+                let why = if force {
+                    "its functions come from the functions directories; remove their manifests and restart first"
+                } else {
+                    "it has functions; pass ?force=true to delete it with its functions and data"
+                };
+                return Err(Problem::new(
+                    409,
+                    "tenant-in-use",
+                    "Tenant in use",
+                    format!("tenant {name:?} has {} function(s): {why}", functions.len()),
+                ));
+            }
+            app.store.delete_tenant(name).await.map_err(unavailable)?;
+            tracing::info!(tenant = %name, operator = %operator, "tenant deleted");
+            Ok(Answer::Json(StatusCode::OK, json!({ "deleted": name })))
+        }
+        (_, ["v1", "tenants"] | ["v1", "tenants", _]) => Err(Problem::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{method} is not allowed on {path}"),
+        )),
+        _ => Err(Problem::new(
+            404,
+            "not-found",
+            "Not found",
+            format!("no admin route for {path}; see /v1/openapi.json"),
+        )),
+    }
+}
+
+/// The operator key's id, or 401.
+async fn authenticate<B>(app: &App, req: &Request<B>) -> Result<String, Problem> {
+    let unauthenticated =
+        |detail: &str| Problem::new(401, "unauthenticated", "Authentication required", detail);
+    let key = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            unauthenticated("an operator key is required: authorization: Bearer sk_… (create one with `sluice key create`)")
+        })?;
+    app.store
+        .check_operator_key(key.trim())
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| unauthenticated("the operator key is unknown or revoked"))
+}
+
+async fn read_json<B, T>(req: Request<B>) -> Result<T, Problem>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: serde::de::DeserializeOwned,
+{
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| invalid(format!("cannot read the body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| invalid(format!("the body is not valid: {e}")))
+}
+
+fn invalid(detail: String) -> Problem {
+    Problem::new(422, "invalid-request", "Invalid request", detail)
+}
+
+fn no_tenant(name: &str) -> Problem {
+    Problem::new(
+        404,
+        "no-such-tenant",
+        "No such tenant",
+        format!("no tenant {name:?}"),
+    )
+}
+
+fn unavailable(e: StoreError) -> Problem {
+    tracing::error!(error = %e, "admin store access failed");
+    Problem::new(
+        503,
+        "store-unavailable",
+        "Store unavailable",
+        "the database could not be reached",
+    )
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut out = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    *out.status_mut() = status;
+    out.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    out
+}
+
+fn problem_response(mut problem: Problem, request_id: &str) -> Response {
+    problem.request_id = request_id.to_owned();
+    if problem.status >= 500 {
+        tracing::error!(detail = %problem.detail, "admin request failed");
+    }
+    let mut out = http::Response::new(Full::new(Bytes::from(problem.to_json())));
+    *out.status_mut() =
+        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(problem::CONTENT_TYPE),
+    );
+    if problem.status == 401 {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    out
+}

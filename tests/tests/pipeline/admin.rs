@@ -1,0 +1,267 @@
+//! The admin API on its own listener: operator keys made and revoked with
+//! the CLI, tenants created, shown, listed and deleted over HTTP and with
+//! the CLI, and the OpenAPI document.
+
+use std::process::{Command, Output};
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+use sluice_tests::{Reply, TestHost, sluice_binary};
+
+/// Runs the real `sluice` binary against `host`'s data directory and admin API.
+fn sluice(host: &TestHost, key: Option<&str>, args: &[&str]) -> Result<Output> {
+    let mut command = Command::new(sluice_binary()?);
+    command
+        .arg("--data-dir")
+        .arg(host.data())
+        .args(["--admin-url", &host.admin]);
+    if let Some(key) = key {
+        command.args(["--key", key]);
+    }
+    let output = command.args(args).output()?;
+    if !output.status.success() {
+        bail!(
+            "sluice {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
+
+/// A new operator key, made with `sluice key create`.
+fn operator_key(host: &TestHost) -> Result<String> {
+    let out = sluice(host, None, &["key", "create", "--name", "tests"])?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+async fn admin(
+    host: &TestHost,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> Result<Reply> {
+    let mut req = host.client.request(method, format!("{}{path}", host.admin));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    host.send(req).await
+}
+
+/// Without a key, or with a revoked one, the admin API answers 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_keys_are_required_and_revocable() -> Result<()> {
+    let host = TestHost::start().await?;
+    let none = admin(&host, reqwest::Method::GET, "/v1/tenants", None, None).await?;
+    none.assert_problem(401);
+    assert_eq!(none.header("www-authenticate"), "Bearer");
+    let wrong = admin(
+        &host,
+        reqwest::Method::GET,
+        "/v1/tenants",
+        Some("sk_nope_0"),
+        None,
+    )
+    .await?;
+    wrong.assert_problem(401);
+
+    let key = operator_key(&host)?;
+    assert!(key.starts_with("sk_"), "key: {key}");
+    let ok = admin(&host, reqwest::Method::GET, "/v1/tenants", Some(&key), None).await?;
+    assert_eq!(ok.status.as_u16(), 200, "body: {}", ok.body);
+
+    // The key is stored hashed: its text is nowhere in the database.
+    let db = host.db().await?;
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT hash FROM operator_keys")
+        .fetch_all(&db)
+        .await?;
+    db.close().await;
+    assert!(
+        stored
+            .iter()
+            .all(|(hash,)| !key.contains(hash.as_str()) && hash.len() == 64)
+    );
+
+    let id = key.split('_').nth(1).unwrap_or_default();
+    let listed = String::from_utf8(sluice(&host, None, &["key", "list"])?.stdout)?;
+    assert!(listed.contains(id) && listed.contains("active"), "{listed}");
+    sluice(&host, None, &["key", "revoke", id])?;
+    let revoked = admin(&host, reqwest::Method::GET, "/v1/tenants", Some(&key), None).await?;
+    revoked.assert_problem(401);
+    host.stop().await?;
+    Ok(())
+}
+
+/// Tenants: the ones of loaded manifests exist; new ones are created,
+/// shown, listed and deleted; a tenant with functions is not deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_managed_over_http_and_with_the_cli() -> Result<()> {
+    use reqwest::Method;
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let k = Some(key.as_str());
+
+    let listed = admin(&host, Method::GET, "/v1/tenants", k, None).await?;
+    let names: Vec<&str> = listed.body["tenants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for tenant in ["acme", "demo", "other"] {
+        assert!(names.contains(&tenant), "tenants: {names:?}");
+    }
+
+    let created = admin(
+        &host,
+        Method::POST,
+        "/v1/tenants",
+        k,
+        Some(json!({"name": "newco"})),
+    )
+    .await?;
+    assert_eq!(created.status.as_u16(), 201, "body: {}", created.body);
+    assert_eq!(created.body["name"], "newco");
+    admin(
+        &host,
+        Method::POST,
+        "/v1/tenants",
+        k,
+        Some(json!({"name": "newco"})),
+    )
+    .await?
+    .assert_problem(409);
+    let bad = admin(
+        &host,
+        Method::POST,
+        "/v1/tenants",
+        k,
+        Some(json!({"name": "Bad Name"})),
+    )
+    .await?;
+    bad.assert_problem(422);
+    assert!(
+        bad.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a-z")
+    );
+
+    let demo = admin(&host, Method::GET, "/v1/tenants/demo", k, None).await?;
+    assert_eq!(demo.body["created_by"], "manifest");
+    let functions = demo.body["functions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(functions.contains(&json!("todo")), "body: {}", demo.body);
+    let refused = admin(&host, Method::DELETE, "/v1/tenants/demo", k, None).await?;
+    refused.assert_problem(409);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("force")
+    );
+
+    let out = sluice(&host, k, &["tenant", "create", "cli-co"])?;
+    assert!(String::from_utf8(out.stdout)?.contains("tenant cli-co created"));
+    let out = sluice(&host, k, &["tenant", "list"])?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(text.contains("cli-co") && text.contains("newco"), "{text}");
+    let out = sluice(&host, k, &["--json", "tenant", "show", "cli-co"])?;
+    let shown: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(shown["functions"], json!([]));
+
+    let deleted = admin(&host, Method::DELETE, "/v1/tenants/newco", k, None).await?;
+    assert_eq!(deleted.status.as_u16(), 200, "body: {}", deleted.body);
+    admin(&host, Method::GET, "/v1/tenants/newco", k, None)
+        .await?
+        .assert_problem(404);
+    sluice(&host, k, &["tenant", "delete", "cli-co"])?;
+    admin(&host, Method::GET, "/v1/tenants/cli-co", k, None)
+        .await?
+        .assert_problem(404);
+
+    let data = host.stop().await?;
+    let host = TestHost::start_with(data, |_| {}).await?;
+    let key_after = admin(&host, Method::GET, "/v1/tenants", k, None).await?;
+    assert_eq!(key_after.status.as_u16(), 200, "keys survive a restart");
+    host.stop().await?;
+    Ok(())
+}
+
+/// The OpenAPI document is served, is the checked-in file, and describes
+/// every route the admin API answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_and_complete() -> Result<()> {
+    let host = TestHost::start().await?;
+    let served = admin(&host, reqwest::Method::GET, "/v1/openapi.json", None, None).await?;
+    assert_eq!(served.status.as_u16(), 200);
+    let file: Value = serde_json::from_str(sluice_host::admin::OPENAPI)?;
+    assert_eq!(served.body, file);
+    assert!(
+        served.body["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3.")
+    );
+    for (path, method) in [
+        ("/v1/openapi.json", "get"),
+        ("/v1/tenants", "get"),
+        ("/v1/tenants", "post"),
+        ("/v1/tenants/{name}", "get"),
+        ("/v1/tenants/{name}", "delete"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            served.body["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    host.stop().await?;
+    Ok(())
+}
+
+/// `/metrics` counts requests by tenant, function and status, times each
+/// stage, and reports the instance pool; it needs an operator key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_and_time_stages() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let alice = sluice_tests::token("alice", "demo", &[]);
+    for _ in 0..3 {
+        let created = host
+            .post("/demo/todos", Some(&alice), &json!({"title": "count me"}))
+            .await?;
+        assert_eq!(created.status.as_u16(), 201);
+    }
+    host.get("/demo/todos", None).await?.assert_problem(401);
+    host.get("/nowhere", None).await?.assert_problem(404);
+
+    admin(&host, reqwest::Method::GET, "/metrics", None, None)
+        .await?
+        .assert_problem(401);
+    let reply = admin(&host, reqwest::Method::GET, "/metrics", Some(&key), None).await?;
+    assert_eq!(reply.status.as_u16(), 200);
+    assert!(reply.header("content-type").starts_with("text/plain"));
+    let text = String::from_utf8(reply.raw)?;
+    for line in [
+        r#"sluice_requests_total{tenant="demo",function="todo",status="201"} 3"#,
+        r#"sluice_requests_total{tenant="demo",function="todo",status="401"} 1"#,
+        r#"sluice_requests_total{tenant="",function="",status="404"} 1"#,
+        r#"sluice_stage_duration_seconds_count{stage="process"} 3"#,
+        r#"sluice_stage_duration_seconds_count{stage="persist"} 3"#,
+        "sluice_instances_max 128",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line:?} missing from:\n{text}"
+        );
+    }
+    assert!(text.contains("sluice_instances_in_use "), "{text}");
+    host.stop().await?;
+    Ok(())
+}

@@ -651,24 +651,26 @@ impl Store {
 
     /// Deliveries waiting or running, per (tenant, function).
     pub async fn queue_depth(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        self.per_function(
             "SELECT tenant, function, count(*) FROM deliveries GROUP BY tenant, function",
         )
-        .fetch_all(&self.reads)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+        .await
     }
 
     /// Dead letters per (tenant, function).
     pub async fn dead_letter_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let rows = sqlx::query(
+        self.per_function(
             "SELECT tenant, function, count(*) FROM dead_letters GROUP BY tenant, function",
         )
-        .fetch_all(&self.reads)
-        .await?;
+        .await
+    }
+
+    /// Runs a `SELECT tenant, function, count(*) …` on the read pool.
+    async fn per_function(
+        &self,
+        sql: &'static str,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(&self.reads).await?;
         Ok(rows
             .into_iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))

@@ -12,5 +12,7 @@ CREATE TABLE operator_keys (
 CREATE TABLE tenants (
     name       TEXT    PRIMARY KEY,
     created_at INTEGER NOT NULL, -- unix ms
-    created_by TEXT    NOT NULL  -- operator key id, or "manifest" for tenants of loaded manifests
+    created_by TEXT    NOT NULL, -- operator key id, or "manifest" for tenants of loaded manifests
+    requests_per_second REAL,    -- rate limit at the receive stage; NULL: none
+    burst      INTEGER           -- requests admitted at once; NULL: one second's worth
 );

@@ -93,6 +93,8 @@ pub struct App {
     pub functions: std::collections::BTreeMap<String, Vec<String>>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Per-tenant request rates.
+    pub quotas: crate::quota::Quotas,
 }
 
 impl App {
@@ -145,6 +147,10 @@ impl App {
         for tenant in functions.keys() {
             store.create_tenant(tenant, "manifest").await?;
         }
+        let quotas = crate::quota::Quotas::default();
+        for tenant in store.tenants().await? {
+            quotas.set(&tenant.name, tenant.rate);
+        }
         let mut routes = Routes::default();
         let mut consumers = HashMap::new();
         let mut schedules = Vec::new();
@@ -195,6 +201,7 @@ impl App {
             queue: config.queue.clone(),
             functions,
             metrics: crate::metrics::Metrics::default(),
+            quotas,
         })
     }
 }

@@ -29,6 +29,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod problem;
+pub mod quota;
 pub mod runtime;
 pub mod server;
 pub mod staging;

@@ -126,6 +126,20 @@ enum TenantCommand {
         /// The tenant.
         name: String,
     },
+    /// Set or clear a tenant's request rate (429 with retry-after past it).
+    Rate {
+        /// The tenant.
+        name: String,
+        /// Requests per second, sustained.
+        #[arg(long, required_unless_present = "clear")]
+        rps: Option<f64>,
+        /// Requests admitted at once (default: one second's worth).
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Remove the limit.
+        #[arg(long, conflicts_with_all = ["rps", "burst"])]
+        clear: bool,
+    },
     /// Delete a tenant and its data; refused while it has functions.
     Delete {
         /// The tenant.
@@ -353,6 +367,18 @@ async fn tenant(admin: &cli::Admin, command: TenantCommand, json: bool) -> Resul
                 .call(Method::GET, &format!("/v1/tenants/{name}"), None)
                 .await?
         }
+        TenantCommand::Rate {
+            name, rps, burst, ..
+        } => {
+            let path = format!("/v1/tenants/{name}/rate");
+            match rps {
+                Some(rps) => {
+                    let body = serde_json::json!({ "requests_per_second": rps, "burst": burst });
+                    admin.call(Method::PUT, &path, Some(&body)).await?
+                }
+                None => admin.call(Method::DELETE, &path, None).await?,
+            }
+        }
         TenantCommand::Delete { name, force } => {
             let query = if *force { "?force=true" } else { "" };
             let path = format!("/v1/tenants/{name}{query}");
@@ -366,6 +392,10 @@ async fn tenant(admin: &cli::Admin, command: TenantCommand, json: bool) -> Resul
     match command {
         TenantCommand::Create { name } => println!("tenant {name} created"),
         TenantCommand::Delete { name, .. } => println!("tenant {name} deleted"),
+        TenantCommand::Rate { name, rps, .. } => match rps {
+            Some(rps) => println!("tenant {name}: {rps} requests/s"),
+            None => println!("tenant {name}: no rate limit"),
+        },
         TenantCommand::List => {
             println!("{:<24}  CREATED BY", "NAME");
             for t in answer["tenants"].as_array().into_iter().flatten() {

@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::manifest::is_valid_name;
 use crate::pipeline::ResponseBody;
 use crate::problem::{self, Problem};
+use crate::quota::Rate;
 use crate::store::StoreError;
 
 /// The OpenAPI document of this API, checked in next to the crate.
@@ -159,12 +160,28 @@ where
             tracing::info!(tenant = %name, operator = %operator, "tenant deleted");
             Ok(Answer::Json(StatusCode::OK, json!({ "deleted": name })))
         }
-        (_, ["v1", "tenants"] | ["v1", "tenants", _]) => Err(Problem::new(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            format!("{method} is not allowed on {path}"),
-        )),
+        (&Method::PUT, ["v1", "tenants", name, "rate"]) => {
+            let rate: Rate = read_json(req).await?;
+            if !(rate.requests_per_second.is_finite() && rate.requests_per_second > 0.0)
+                || rate.burst == Some(0)
+            {
+                return Err(invalid(
+                    "requests_per_second must be a positive number and burst at least 1".into(),
+                ));
+            }
+            set_rate(app, name, Some(rate), &operator).await
+        }
+        (&Method::DELETE, ["v1", "tenants", name, "rate"]) => {
+            set_rate(app, name, None, &operator).await
+        }
+        (_, ["v1", "tenants"] | ["v1", "tenants", _] | ["v1", "tenants", _, "rate"]) => {
+            Err(Problem::new(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                format!("{method} is not allowed on {path}"),
+            ))
+        }
         _ => Err(Problem::new(
             404,
             "not-found",
@@ -172,6 +189,27 @@ where
             format!("no admin route for {path}; see /v1/openapi.json"),
         )),
     }
+}
+
+/// Stores and applies tenant `name`'s rate; answers the tenant.
+async fn set_rate(
+    app: &App,
+    name: &str,
+    rate: Option<Rate>,
+    operator: &str,
+) -> Result<Answer, Problem> {
+    if !app
+        .store
+        .set_tenant_rate(name, rate)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(no_tenant(name));
+    }
+    app.quotas.set(name, rate);
+    tracing::info!(tenant = %name, ?rate, operator = %operator, "tenant rate set");
+    let tenant = app.store.tenant(name).await.map_err(unavailable)?;
+    Ok(Answer::Json(StatusCode::OK, json!(tenant)))
 }
 
 /// The operator key's id, or 401.

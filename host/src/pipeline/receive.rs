@@ -18,6 +18,14 @@ pub enum ReceiveError {
     /// No route has this path.
     #[error("no route for {0}")]
     NotFound(String),
+    /// The tenant is over its request rate.
+    #[error("tenant {tenant} is over its request rate; retry in {retry_after:?}")]
+    RateLimited {
+        /// The tenant.
+        tenant: String,
+        /// When a request will be admitted again.
+        retry_after: std::time::Duration,
+    },
     /// Routes have this path, but not this method.
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed {

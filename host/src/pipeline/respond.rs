@@ -76,6 +76,9 @@ pub fn problem(error: &PipelineError) -> Problem {
         E::Receive(ReceiveError::NotFound(_)) => {
             Problem::new(404, "not-found", "No such route", error.to_string())
         }
+        E::Receive(ReceiveError::RateLimited { .. }) => {
+            Problem::new(429, "rate-limited", "Too many requests", error.to_string())
+        }
         E::Receive(ReceiveError::MethodNotAllowed { .. }) => Problem::new(
             405,
             "method-not-allowed",
@@ -188,6 +191,10 @@ pub fn failure(request_id: &str, error: &PipelineError) -> http::Response<Body> 
             if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
                 headers.insert(http::header::ALLOW, v);
             }
+        }
+        PipelineError::Receive(ReceiveError::RateLimited { retry_after, .. }) => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         PipelineError::Persist(_) | PipelineError::Process(InvokeError::Instantiate(_)) => {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::{Store, StoreError, now_ms};
+use crate::quota::Rate;
 
 /// An operator key as listed: never the key itself.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +30,24 @@ pub struct Tenant {
     pub created_at: i64,
     /// The operator key that created it, or `manifest`.
     pub created_by: String,
+    /// Its request rate limit, if any.
+    pub rate: Option<Rate>,
+}
+
+const TENANT_COLUMNS: &str = "name, created_at, created_by, requests_per_second, burst";
+
+fn tenant(r: &sqlx::sqlite::SqliteRow) -> Tenant {
+    let rps: Option<f64> = r.get(3);
+    let burst: Option<i64> = r.get(4);
+    Tenant {
+        name: r.get(0),
+        created_at: r.get(1),
+        created_by: r.get(2),
+        rate: rps.map(|requests_per_second| Rate {
+            requests_per_second,
+            burst: burst.and_then(|b| u32::try_from(b).ok()),
+        }),
+    }
 }
 
 /// Hex SHA-256 of `key`. Keys carry 256 random bits, so a fast hash is
@@ -136,30 +155,38 @@ impl Store {
 
     /// Every tenant, by name.
     pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
-        let rows = sqlx::query("SELECT name, created_at, created_by FROM tenants ORDER BY name")
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.reads)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Tenant {
-                name: r.get(0),
-                created_at: r.get(1),
-                created_by: r.get(2),
-            })
-            .collect())
+        Ok(rows.iter().map(tenant).collect())
     }
 
     /// Tenant `name`, if it exists.
     pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-        let row = sqlx::query("SELECT name, created_at, created_by FROM tenants WHERE name = ?")
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_optional(&self.reads)
             .await?;
-        Ok(row.map(|r| Tenant {
-            name: r.get(0),
-            created_at: r.get(1),
-            created_by: r.get(2),
-        }))
+        Ok(row.as_ref().map(tenant))
+    }
+
+    /// Sets (or, with `None`, removes) tenant `name`'s request rate; false if there is no such tenant.
+    pub async fn set_tenant_rate(
+        &self,
+        name: &str,
+        rate: Option<Rate>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.admin_connection().await?;
+        let done =
+            sqlx::query("UPDATE tenants SET requests_per_second = ?, burst = ? WHERE name = ?")
+                .bind(rate.map(|r| r.requests_per_second))
+                .bind(rate.and_then(|r| r.burst).map(i64::from))
+                .bind(name)
+                .execute(&mut conn)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Deletes tenant `name` and everything stored for it; false if there was none.

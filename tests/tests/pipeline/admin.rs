@@ -214,6 +214,8 @@ async fn the_openapi_document_is_served_and_complete() -> Result<()> {
         ("/v1/tenants", "post"),
         ("/v1/tenants/{name}", "get"),
         ("/v1/tenants/{name}", "delete"),
+        ("/v1/tenants/{name}/rate", "put"),
+        ("/v1/tenants/{name}/rate", "delete"),
         ("/metrics", "get"),
     ] {
         assert!(
@@ -262,6 +264,72 @@ async fn metrics_count_requests_and_time_stages() -> Result<()> {
         );
     }
     assert!(text.contains("sluice_instances_in_use "), "{text}");
+    host.stop().await?;
+    Ok(())
+}
+
+/// A tenant over its request rate gets 429 with `retry-after`; another
+/// tenant's requests at the same time are unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_rate_is_refused_for_that_tenant_only() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let out = sluice(
+        &host,
+        Some(&key),
+        &["tenant", "rate", "demo", "--rps", "1", "--burst", "3"],
+    )?;
+    assert!(String::from_utf8(out.stdout)?.contains("1 requests/s"));
+    let shown = admin(
+        &host,
+        reqwest::Method::GET,
+        "/v1/tenants/demo",
+        Some(&key),
+        None,
+    )
+    .await?;
+    assert_eq!(
+        shown.body["rate"],
+        json!({"requests_per_second": 1.0, "burst": 3})
+    );
+
+    let alice = sluice_tests::token("alice", "demo", &[]);
+    let ed = sluice_tests::token("ed", "acme", &["editor"]);
+    let echo = json!({"name": "x", "age": 1});
+    let (mut ok, mut limited, mut others_ok) = (0, 0, 0);
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        let (demo, acme) = tokio::join!(
+            host.get("/demo/todos", Some(&alice)),
+            host.post("/acme/echo/x", Some(&ed), &echo),
+        );
+        let demo = demo?;
+        match demo.status.as_u16() {
+            200 => ok += 1,
+            429 => {
+                demo.assert_problem(429);
+                let retry: u64 = demo.header("retry-after").parse()?;
+                assert!((1..=2).contains(&retry), "retry-after {retry}");
+                limited += 1;
+            }
+            other => bail!("unexpected status {other}: {}", demo.body),
+        }
+        if acme?.status.as_u16() == 200 {
+            others_ok += 1;
+        }
+    }
+    // Three from the burst, plus one per second the loop took to refill.
+    let refilled = started.elapsed().as_secs_f64().ceil() as usize;
+    assert!(
+        ok >= 3 && ok <= 3 + refilled,
+        "ok {ok}, limited {limited}, {refilled} s"
+    );
+    assert_eq!(ok + limited, 10);
+    assert_eq!(others_ok, 10, "acme has no rate and is unaffected");
+
+    sluice(&host, Some(&key), &["tenant", "rate", "demo", "--clear"])?;
+    let after = host.get("/demo/todos", Some(&alice)).await?;
+    assert_eq!(after.status.as_u16(), 200);
     host.stop().await?;
     Ok(())
 }

@@ -1,0 +1,110 @@
+//! Per-tenant request rates: a token bucket per tenant, checked at the
+//! receive stage. Rates are per host: with several nodes, each node admits
+//! up to the rate.
+//!
+//! Hand-written rather than `governor`: that crate fixes a quota per limiter,
+//! and here every tenant has its own, changed at run time by the admin API;
+//! a bucket is a few lines.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A tenant's request rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests per second, sustained.
+    pub requests_per_second: f64,
+    /// Requests admitted at once after a quiet spell; defaults to one second's worth.
+    pub burst: Option<u32>,
+}
+
+impl Rate {
+    fn capacity(&self) -> f64 {
+        self.burst
+            .map_or(self.requests_per_second, f64::from)
+            .max(1.0)
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Every tenant's rate and bucket.
+#[derive(Debug, Default)]
+pub struct Quotas {
+    rates: RwLock<HashMap<String, Rate>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Quotas {
+    /// Sets (or, with `None`, removes) `tenant`'s rate.
+    pub fn set(&self, tenant: &str, rate: Option<Rate>) {
+        let mut rates = self.rates.write().unwrap_or_else(|e| e.into_inner());
+        match rate {
+            Some(rate) => rates.insert(tenant.to_owned(), rate),
+            None => rates.remove(tenant),
+        };
+        // A new rate starts from a full bucket.
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.remove(tenant);
+    }
+
+    /// Takes a token for one request of `tenant`, or says how long until
+    /// one is available.
+    pub fn admit(&self, tenant: &str) -> Result<(), Duration> {
+        let rate = {
+            let rates = self.rates.read().unwrap_or_else(|e| e.into_inner());
+            match rates.get(tenant) {
+                Some(rate) => *rate,
+                None => return Ok(()),
+            }
+        };
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket {
+            tokens: rate.capacity(),
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * rate.requests_per_second;
+        bucket.tokens = (bucket.tokens + refill).min(rate.capacity());
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = (1.0 - bucket.tokens) / rate.requests_per_second.max(f64::MIN_POSITIVE);
+        Err(Duration::from_secs_f64(wait.min(3600.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_past_the_bucket_is_refused_and_others_are_not() {
+        let quotas = Quotas::default();
+        quotas.set(
+            "a",
+            Some(Rate {
+                requests_per_second: 1.0,
+                burst: Some(3),
+            }),
+        );
+        for _ in 0..3 {
+            assert!(quotas.admit("a").is_ok());
+        }
+        let wait = quotas.admit("a").expect_err("over the burst");
+        assert!(wait > Duration::from_millis(500) && wait <= Duration::from_secs(1));
+        assert!(quotas.admit("b").is_ok(), "no rate, no limit");
+        quotas.set("a", None);
+        assert!(quotas.admit("a").is_ok());
+    }
+}

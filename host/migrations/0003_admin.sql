@@ -14,5 +14,6 @@ CREATE TABLE tenants (
     created_at INTEGER NOT NULL, -- unix ms
     created_by TEXT    NOT NULL, -- operator key id, or "manifest" for tenants of loaded manifests
     requests_per_second REAL,    -- rate limit at the receive stage; NULL: none
-    burst      INTEGER           -- requests admitted at once; NULL: one second's worth
+    burst      INTEGER,          -- requests admitted at once; NULL: one second's worth
+    auth       TEXT              -- the tenant's own token settings (JSON); NULL: the host's
 );

@@ -95,6 +95,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Per-tenant request rates.
     pub quotas: crate::quota::Quotas,
+    /// Keyrings of tenants with their own token settings.
+    pub tenant_keyrings: crate::pipeline::authenticate::TenantKeyrings,
 }
 
 impl App {
@@ -148,8 +150,18 @@ impl App {
             store.create_tenant(tenant, "manifest").await?;
         }
         let quotas = crate::quota::Quotas::default();
+        let tenant_keyrings = crate::pipeline::authenticate::TenantKeyrings::default();
         for tenant in store.tenants().await? {
             quotas.set(&tenant.name, tenant.rate);
+            if let Some(auth) = &tenant.auth {
+                // Checked when it was set; should the keys no longer load, the
+                // tenant's tokens are refused rather than checked with the host's keys.
+                let keyring = Keyring::new(auth).unwrap_or_else(|e| {
+                    tracing::error!(tenant = %tenant.name, error = %e, "tenant keys unusable; refusing its tokens");
+                    Keyring::empty(auth)
+                });
+                tenant_keyrings.set(&tenant.name, Some(keyring));
+            }
         }
         let mut routes = Routes::default();
         let mut consumers = HashMap::new();
@@ -202,6 +214,7 @@ impl App {
             functions,
             metrics: crate::metrics::Metrics::default(),
             quotas,
+            tenant_keyrings,
         })
     }
 }
@@ -221,6 +234,7 @@ pub fn effective_auth(config: &Config) -> std::io::Result<AuthConfig> {
             algorithm: "HS256".to_owned(),
             secret: Some(secret),
             public_key_file: None,
+            public_key_pem: None,
         });
     }
     Ok(auth)

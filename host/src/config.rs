@@ -101,8 +101,9 @@ impl Config {
     }
 }
 
-/// How tokens are verified.
-#[derive(Debug, Clone, Deserialize)]
+/// How tokens are verified: for the whole host here, or for one tenant
+/// through the admin API.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Verification keys. With none configured, a development HS256 key is
@@ -134,7 +135,7 @@ impl Default for AuthConfig {
 }
 
 /// One verification key. The algorithm is the key's, never the token's.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// Matched against the token's `kid` header when both are present.
@@ -145,6 +146,9 @@ pub struct KeyConfig {
     pub secret: Option<String>,
     /// A PEM public key file, for RS*, PS*, ES* and EdDSA.
     pub public_key_file: Option<PathBuf>,
+    /// The PEM public key itself, instead of a file.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
 }
 
 /// HTTP listener limits.

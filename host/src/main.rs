@@ -140,6 +140,17 @@ enum TenantCommand {
         #[arg(long, conflicts_with_all = ["rps", "burst"])]
         clear: bool,
     },
+    /// Give a tenant its own token settings (a JSON file), or return it to the host's.
+    Auth {
+        /// The tenant.
+        name: String,
+        /// A JSON file: {"keys": [{"algorithm", "secret" | "public_key_pem", "kid"?}], "issuer"?, "audience"?, "tenant_claim"?, "roles_claim"?}.
+        #[arg(long, required_unless_present = "clear")]
+        file: Option<PathBuf>,
+        /// Use the host's settings again.
+        #[arg(long, conflicts_with = "file")]
+        clear: bool,
+    },
     /// Delete a tenant and its data; refused while it has functions.
     Delete {
         /// The tenant.
@@ -379,6 +390,19 @@ async fn tenant(admin: &cli::Admin, command: TenantCommand, json: bool) -> Resul
                 None => admin.call(Method::DELETE, &path, None).await?,
             }
         }
+        TenantCommand::Auth { name, file, .. } => {
+            let path = format!("/v1/tenants/{name}/auth");
+            match file {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let body: Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not JSON", file.display()))?;
+                    admin.call(Method::PUT, &path, Some(&body)).await?
+                }
+                None => admin.call(Method::DELETE, &path, None).await?,
+            }
+        }
         TenantCommand::Delete { name, force } => {
             let query = if *force { "?force=true" } else { "" };
             let path = format!("/v1/tenants/{name}{query}");
@@ -392,6 +416,10 @@ async fn tenant(admin: &cli::Admin, command: TenantCommand, json: bool) -> Resul
     match command {
         TenantCommand::Create { name } => println!("tenant {name} created"),
         TenantCommand::Delete { name, .. } => println!("tenant {name} deleted"),
+        TenantCommand::Auth { name, file, .. } => match file {
+            Some(_) => println!("tenant {name}: its own token settings"),
+            None => println!("tenant {name}: the host's token settings"),
+        },
         TenantCommand::Rate { name, rps, .. } => match rps {
             Some(rps) => println!("tenant {name}: {rps} requests/s"),
             None => println!("tenant {name}: no rate limit"),

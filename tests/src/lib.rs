@@ -74,18 +74,21 @@ pub fn config(data_dir: &Path) -> Config {
             algorithm: "HS256".into(),
             secret: Some(HS_SECRET.into()),
             public_key_file: None,
+            public_key_pem: None,
         },
         KeyConfig {
             kid: Some("rsa".into()),
             algorithm: "RS256".into(),
             secret: None,
             public_key_file: Some(fixture("rs256-public.pem")),
+            public_key_pem: None,
         },
         KeyConfig {
             kid: Some("ec".into()),
             algorithm: "ES256".into(),
             secret: None,
             public_key_file: Some(fixture("es256-public.pem")),
+            public_key_pem: None,
         },
     ];
     config.http.max_body_bytes = 64 * 1024;

@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 use tracing::Instrument;
 
 use crate::app::App;
+use crate::config::AuthConfig;
 use crate::manifest::is_valid_name;
 use crate::pipeline::ResponseBody;
+use crate::pipeline::authenticate::Keyring;
 use crate::problem::{self, Problem};
 use crate::quota::Rate;
 use crate::store::StoreError;
@@ -160,6 +162,42 @@ where
             tracing::info!(tenant = %name, operator = %operator, "tenant deleted");
             Ok(Answer::Json(StatusCode::OK, json!({ "deleted": name })))
         }
+        (&Method::PUT, ["v1", "tenants", name, "auth"]) => {
+            let auth: AuthConfig = read_json(req).await?;
+            if auth.keys.is_empty() {
+                return Err(invalid("keys: at least one key is needed".into()));
+            }
+            if auth.keys.iter().any(|k| k.public_key_file.is_some()) {
+                return Err(invalid(
+                    "keys: give public keys as public_key_pem; the admin API reads no files".into(),
+                ));
+            }
+            let keyring = Keyring::new(&auth).map_err(|e| invalid(format!("keys: {e}")))?;
+            if !app
+                .store
+                .set_tenant_auth(name, Some(&auth))
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(no_tenant(name));
+            }
+            app.tenant_keyrings.set(name, Some(keyring));
+            tracing::info!(tenant = %name, keys = auth.keys.len(), operator = %operator, "tenant token settings set");
+            tenant_answer(app, name).await
+        }
+        (&Method::DELETE, ["v1", "tenants", name, "auth"]) => {
+            if !app
+                .store
+                .set_tenant_auth(name, None)
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(no_tenant(name));
+            }
+            app.tenant_keyrings.set(name, None);
+            tracing::info!(tenant = %name, operator = %operator, "tenant token settings removed");
+            tenant_answer(app, name).await
+        }
         (&Method::PUT, ["v1", "tenants", name, "rate"]) => {
             let rate: Rate = read_json(req).await?;
             if !(rate.requests_per_second.is_finite() && rate.requests_per_second > 0.0)
@@ -208,6 +246,11 @@ async fn set_rate(
     }
     app.quotas.set(name, rate);
     tracing::info!(tenant = %name, ?rate, operator = %operator, "tenant rate set");
+    tenant_answer(app, name).await
+}
+
+/// 200 with tenant `name` as stored now.
+async fn tenant_answer(app: &App, name: &str) -> Result<Answer, Problem> {
     let tenant = app.store.tenant(name).await.map_err(unavailable)?;
     Ok(Answer::Json(StatusCode::OK, json!(tenant)))
 }

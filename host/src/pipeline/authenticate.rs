@@ -108,6 +108,15 @@ impl Keyring {
         })
     }
 
+    /// A keyring that verifies nothing: every token is refused.
+    pub fn empty(config: &AuthConfig) -> Self {
+        Self {
+            keys: Vec::new(),
+            tenant_claim: config.tenant_claim.clone(),
+            roles_claim: config.roles_claim.clone(),
+        }
+    }
+
     fn key(index: usize, k: &KeyConfig, config: &AuthConfig) -> Result<Key, KeyError> {
         let algorithm = Algorithm::from_str(&k.algorithm).map_err(|_| KeyError::Algorithm {
             index,
@@ -126,17 +135,26 @@ impl Keyring {
                 DecodingKey::from_secret(secret.as_bytes())
             }
             _ => {
-                let path = k.public_key_file.as_deref().ok_or_else(|| {
-                    material(format!("a {algorithm:?} key needs `public_key_file`"))
-                })?;
-                let pem = std::fs::read(path)
-                    .map_err(|e| material(format!("cannot read {}: {e}", path.display())))?;
+                let (pem, source) = match (&k.public_key_pem, &k.public_key_file) {
+                    (Some(pem), _) => (pem.clone().into_bytes(), "public_key_pem".to_owned()),
+                    (None, Some(path)) => (
+                        std::fs::read(path).map_err(|e| {
+                            material(format!("cannot read {}: {e}", path.display()))
+                        })?,
+                        path.display().to_string(),
+                    ),
+                    (None, None) => {
+                        return Err(material(format!(
+                            "a {algorithm:?} key needs `public_key_pem` or `public_key_file`"
+                        )));
+                    }
+                };
                 let parsed = match algorithm {
                     Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
                     Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
                     _ => DecodingKey::from_rsa_pem(&pem),
                 };
-                parsed.map_err(|e| material(format!("{}: {e}", path.display())))?
+                parsed.map_err(|e| material(format!("{source}: {e}")))?
             }
         };
         let mut validation = Validation::new(algorithm);
@@ -227,6 +245,29 @@ impl Keyring {
     }
 }
 
+/// The keyrings of tenants with their own auth settings; the others use the host's.
+#[derive(Default)]
+pub struct TenantKeyrings {
+    tenants: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<Keyring>>>,
+}
+
+impl TenantKeyrings {
+    /// Sets (or, with `None`, removes) `tenant`'s own keyring.
+    pub fn set(&self, tenant: &str, keyring: Option<Keyring>) {
+        let mut map = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        match keyring {
+            Some(k) => map.insert(tenant.to_owned(), std::sync::Arc::new(k)),
+            None => map.remove(tenant),
+        };
+    }
+
+    /// `tenant`'s own keyring, if it has one.
+    pub fn get(&self, tenant: &str) -> Option<std::sync::Arc<Keyring>> {
+        let map = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        map.get(tenant).cloned()
+    }
+}
+
 /// Applies `rule` for a function of `tenant` to a request with `headers`.
 pub fn check(
     keyring: &Keyring,
@@ -277,6 +318,7 @@ mod tests {
                 algorithm: "HS256".into(),
                 secret: Some(SECRET.into()),
                 public_key_file: None,
+                public_key_pem: None,
             }],
             ..AuthConfig::default()
         })
@@ -334,6 +376,7 @@ mod tests {
                 algorithm: "HS256".into(),
                 secret: Some("short".into()),
                 public_key_file: None,
+                public_key_pem: None,
             }],
             ..AuthConfig::default()
         };

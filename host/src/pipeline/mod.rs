@@ -153,9 +153,10 @@ where
         })?;
     let stage = app.metrics.stage_done("receive", stage);
 
+    let tenant_keys = app.tenant_keyrings.get(&target.function.tenant);
     let principal = info_span!("authenticate").in_scope(|| {
         authenticate::check(
-            &app.keyring,
+            tenant_keys.as_deref().unwrap_or(&app.keyring),
             &target.auth,
             &target.function.tenant,
             &parts.headers,

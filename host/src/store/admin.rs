@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, Row, SqliteConnection};
 
 use super::{Store, StoreError, now_ms};
+use crate::config::AuthConfig;
 use crate::quota::Rate;
 
 /// An operator key as listed: never the key itself.
@@ -32,9 +33,27 @@ pub struct Tenant {
     pub created_by: String,
     /// Its request rate limit, if any.
     pub rate: Option<Rate>,
+    /// Its own token settings, if any; shown without secrets.
+    #[serde(serialize_with = "redacted")]
+    pub auth: Option<AuthConfig>,
 }
 
-const TENANT_COLUMNS: &str = "name, created_at, created_by, requests_per_second, burst";
+/// The tenant's token settings without key material: which keys, not what they are.
+fn redacted<S: serde::Serializer>(auth: &Option<AuthConfig>, s: S) -> Result<S::Ok, S::Error> {
+    let view = auth.as_ref().map(|a| {
+        serde_json::json!({
+            "keys": a.keys.iter().map(|k| serde_json::json!({"kid": k.kid, "algorithm": k.algorithm})).collect::<Vec<_>>(),
+            "issuer": a.issuer,
+            "audience": a.audience,
+            "leeway_seconds": a.leeway_seconds,
+            "tenant_claim": a.tenant_claim,
+            "roles_claim": a.roles_claim,
+        })
+    });
+    serde::Serialize::serialize(&view, s)
+}
+
+const TENANT_COLUMNS: &str = "name, created_at, created_by, requests_per_second, burst, auth";
 
 fn tenant(r: &sqlx::sqlite::SqliteRow) -> Tenant {
     let rps: Option<f64> = r.get(3);
@@ -47,6 +66,9 @@ fn tenant(r: &sqlx::sqlite::SqliteRow) -> Tenant {
             requests_per_second,
             burst: burst.and_then(|b| u32::try_from(b).ok()),
         }),
+        auth: r
+            .get::<Option<String>, _>(5)
+            .and_then(|text| serde_json::from_str(&text).ok()),
     }
 }
 
@@ -170,6 +192,25 @@ impl Store {
             .fetch_optional(&self.reads)
             .await?;
         Ok(row.as_ref().map(tenant))
+    }
+
+    /// Sets (or, with `None`, removes) tenant `name`'s own token settings; false if there is no such tenant.
+    pub async fn set_tenant_auth(
+        &self,
+        name: &str,
+        auth: Option<&AuthConfig>,
+    ) -> Result<bool, StoreError> {
+        let text = auth
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        let mut conn = self.admin_connection().await?;
+        let done = sqlx::query("UPDATE tenants SET auth = ? WHERE name = ?")
+            .bind(text)
+            .bind(name)
+            .execute(&mut conn)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Sets (or, with `None`, removes) tenant `name`'s request rate; false if there is no such tenant.

@@ -214,6 +214,8 @@ async fn the_openapi_document_is_served_and_complete() -> Result<()> {
         ("/v1/tenants", "post"),
         ("/v1/tenants/{name}", "get"),
         ("/v1/tenants/{name}", "delete"),
+        ("/v1/tenants/{name}/auth", "put"),
+        ("/v1/tenants/{name}/auth", "delete"),
         ("/v1/tenants/{name}/rate", "put"),
         ("/v1/tenants/{name}/rate", "delete"),
         ("/metrics", "get"),
@@ -331,5 +333,122 @@ async fn a_burst_over_the_rate_is_refused_for_that_tenant_only() -> Result<()> {
     let after = host.get("/demo/todos", Some(&alice)).await?;
     assert_eq!(after.status.as_u16(), 200);
     host.stop().await?;
+    Ok(())
+}
+
+/// A tenant with its own token settings accepts only tokens its own keys
+/// verify, with its own claim names; other tenants keep the host's keys; the
+/// settings survive a restart and never show their secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_can_have_its_own_keys() -> Result<()> {
+    use reqwest::Method;
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let k = Some(key.as_str());
+    let secret = "demo-own-hs256-secret-0123456789abcdef";
+    let pem = String::from_utf8(sluice_tests::read_fixture("rs256-public.pem"))?;
+    let settings = json!({
+        "keys": [
+            {"algorithm": "HS256", "secret": secret},
+            {"kid": "rsa", "algorithm": "RS256", "public_key_pem": pem},
+        ],
+        "tenant_claim": "org",
+    });
+    let set = admin(
+        &host,
+        Method::PUT,
+        "/v1/tenants/demo/auth",
+        k,
+        Some(settings),
+    )
+    .await?;
+    assert_eq!(set.status.as_u16(), 200, "body: {}", set.body);
+    assert_eq!(set.body["auth"]["keys"][0]["algorithm"], "HS256");
+    assert_eq!(set.body["auth"]["tenant_claim"], "org");
+    let shown = String::from_utf8(set.raw.clone())?;
+    assert!(
+        !shown.contains(secret) && !shown.contains("BEGIN PUBLIC KEY"),
+        "{shown}"
+    );
+
+    let claims = |tenant_claim: &str| {
+        let mut c = sluice_tests::claims("alice", "demo", &[]);
+        if let Some(o) = c.as_object_mut() {
+            o.remove("tenant");
+            o.insert(tenant_claim.into(), json!("demo"));
+        }
+        c
+    };
+    let tokens = Tokens {
+        own: vec![
+            sluice_tests::sign_hs256(&claims("org"), secret.as_bytes()),
+            sluice_tests::sign_rs256(&claims("org")),
+        ],
+        host: sluice_tests::token("alice", "demo", &[]),
+        other_tenant: sluice_tests::token("ed", "acme", &["editor"]),
+    };
+
+    check_own_keys(&host, &tokens).await?;
+
+    for (bad, why) in [
+        (json!({"keys": []}), "at least one key"),
+        (
+            json!({"keys": [{"algorithm": "HS256", "secret": "short"}]}),
+            "32 bytes",
+        ),
+        (
+            json!({"keys": [{"algorithm": "RS256", "public_key_file": "/etc/passwd"}]}),
+            "reads no files",
+        ),
+        (
+            json!({"keys": [{"algorithm": "RS256", "public_key_pem": "not a key"}]}),
+            "public_key_pem",
+        ),
+    ] {
+        let refused = admin(&host, Method::PUT, "/v1/tenants/demo/auth", k, Some(bad)).await?;
+        refused.assert_problem(422);
+        let detail = refused.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(why), "{why:?} not in {detail:?}");
+    }
+
+    let data = host.stop().await?;
+    let host = TestHost::start_with(data, |_| {}).await?;
+    check_own_keys(&host, &tokens).await?;
+    let out = sluice(&host, k, &["tenant", "auth", "demo", "--clear"])?;
+    assert!(String::from_utf8(out.stdout)?.contains("the host's token settings"));
+    let back = host.get("/demo/todos", Some(&tokens.host)).await?;
+    assert_eq!(back.status.as_u16(), 200);
+    host.stop().await?;
+    Ok(())
+}
+
+/// Tokens for [`check_own_keys`].
+struct Tokens {
+    /// Signed with demo's own keys, tenant in claim `org`.
+    own: Vec<String>,
+    /// Signed with the host's key.
+    host: String,
+    /// For acme, signed with the host's key.
+    other_tenant: String,
+}
+
+/// demo takes only its own keys' tokens; acme still takes the host's.
+async fn check_own_keys(host: &TestHost, tokens: &Tokens) -> Result<()> {
+    for token in &tokens.own {
+        let ok = host.get("/demo/todos", Some(token)).await?;
+        assert_eq!(ok.status.as_u16(), 200, "body: {}", ok.body);
+    }
+    host.get("/demo/todos", Some(&tokens.host))
+        .await?
+        .assert_problem(401);
+    let echo = json!({"name": "x", "age": 1});
+    let acme = host
+        .post("/acme/echo/x", Some(&tokens.other_tenant), &echo)
+        .await?;
+    assert_eq!(
+        acme.status.as_u16(),
+        200,
+        "other tenants keep the host's keys"
+    );
     Ok(())
 }

@@ -87,6 +87,19 @@ enum Command {
         #[arg(long = "claim", value_parser = parse_claim)]
         claims: Vec<(String, Value)>,
     },
+    /// Recent invocation records (requests and message runs), newest first,
+    /// through a running host's admin API.
+    Invocations {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this function's.
+        #[arg(long)]
+        function: Option<String>,
+        /// Show at most this many (1 to 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Inspect and replay messages whose consumer failed for good.
     ///
     /// Works on the database directly, with or without a running host; a
@@ -306,6 +319,14 @@ async fn run() -> Result<()> {
         }
         Command::DeadLetters(command) => dead_letters(&config, command).await,
         Command::Key(command) => key(&config, command, cli.json).await,
+        Command::Invocations {
+            tenant,
+            function,
+            limit,
+        } => {
+            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            invocations(&admin, tenant, function, limit, cli.json).await
+        }
         Command::Tenant(command) => {
             let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
             tenant(&admin, command, cli.json).await
@@ -362,6 +383,56 @@ async fn key(config: &Config, command: KeyCommand, json: bool) -> Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+async fn invocations(
+    admin: &cli::Admin,
+    tenant: Option<String>,
+    function: Option<String>,
+    limit: u32,
+    json: bool,
+) -> Result<()> {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("limit", &limit.to_string());
+    if let Some(t) = &tenant {
+        query.append_pair("tenant", t);
+    }
+    if let Some(f) = &function {
+        query.append_pair("function", f);
+    }
+    let path = format!("/v1/invocations?{}", query.finish());
+    let answer = admin.call(http::Method::GET, &path, None).await?;
+    let rows = answer["invocations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if json {
+        for row in &rows {
+            println!("{row}");
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<36}  {:<20}  {:<32}  {:>6}  {:<12}  {:>10}",
+        "REQUEST ID", "FUNCTION", "ROUTE", "STATUS", "OUTCOME", "DURATION"
+    );
+    for r in &rows {
+        let function = format!(
+            "{}/{}",
+            r["tenant"].as_str().unwrap_or_default(),
+            r["function"].as_str().unwrap_or_default()
+        );
+        let micros = r["duration_us"].as_i64().unwrap_or_default();
+        println!(
+            "{:<36}  {function:<20}  {:<32}  {:>6}  {:<12}  {:>8.1}ms",
+            r["request_id"].as_str().unwrap_or_default(),
+            r["route"].as_str().unwrap_or_default(),
+            r["status"].as_i64().unwrap_or_default(),
+            r["outcome"].as_str().unwrap_or_default(),
+            micros as f64 / 1000.0,
+        );
+    }
     Ok(())
 }
 

@@ -87,10 +87,34 @@ where
         let text = app.metrics.render(&depth, &dead, app.runtime.instances());
         return Ok(Answer::Text(text));
     }
-    let force = req.uri().query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "force" && v == "true")
-    });
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "invocations"]) => {
+            let limit = match param("limit") {
+                None => 50,
+                Some(n) => n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| invalid(format!("limit {n:?} must be 1 to 1000")))?,
+            };
+            let rows = app
+                .store
+                .invocations(param("tenant"), param("function"), limit)
+                .await
+                .map_err(unavailable)?;
+            Ok(Answer::Json(StatusCode::OK, json!({ "invocations": rows })))
+        }
         (&Method::GET, ["v1", "tenants"]) => {
             let tenants = app.store.tenants().await.map_err(unavailable)?;
             Ok(Answer::Json(StatusCode::OK, json!({ "tenants": tenants })))
@@ -143,6 +167,7 @@ where
                 .map_err(unavailable)?
                 .ok_or_else(|| no_tenant(name))?;
             let functions = app.functions_of(name);
+            let force = param("force") == Some("true");
             if !functions.is_empty() {
                 // Functions loaded from the functions directories cannot be
                 // taken down at run time, so even `force` cannot remove them.

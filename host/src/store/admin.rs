@@ -72,6 +72,29 @@ fn tenant(r: &sqlx::sqlite::SqliteRow) -> Tenant {
     }
 }
 
+/// One invocation record, as listed to operators.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invocation {
+    /// The request id (for a message delivery, the delivery run's id).
+    pub request_id: String,
+    /// The tenant.
+    pub tenant: String,
+    /// The function.
+    pub function: String,
+    /// `METHOD /path` of the route, or `message <topic>`.
+    pub route: String,
+    /// The HTTP status answered (200/500 for messages).
+    pub status: i64,
+    /// `ok`, `guest-error`, `trap`, `timeout`, `conflict`, `retry`, …
+    pub outcome: String,
+    /// Runs of the function (more than one after write conflicts).
+    pub attempts: i64,
+    /// Wall time, in microseconds.
+    pub duration_us: i64,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
 /// Hex SHA-256 of `key`. Keys carry 256 random bits, so a fast hash is
 /// enough: there is nothing to brute-force.
 fn hash(key: &str) -> String {
@@ -158,6 +181,40 @@ impl Store {
             .fetch_optional(&self.reads)
             .await?,
         )
+    }
+
+    /// The most recent invocation records, newest first, optionally of one
+    /// tenant and function.
+    pub async fn invocations(
+        &self,
+        tenant: Option<&str>,
+        function: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Invocation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at \
+             FROM invocations WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR function = ?2) \
+             ORDER BY created_at DESC, request_id DESC LIMIT ?3",
+        )
+        .bind(tenant)
+        .bind(function)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Invocation {
+                request_id: r.get(0),
+                tenant: r.get(1),
+                function: r.get(2),
+                route: r.get(3),
+                status: r.get(4),
+                outcome: r.get(5),
+                attempts: r.get(6),
+                duration_us: r.get(7),
+                created_at: r.get(8),
+            })
+            .collect())
     }
 
     /// Creates tenant `name`; false if it exists already.

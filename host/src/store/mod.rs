@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Notify;
 
-pub use admin::{OperatorKey, Tenant};
+pub use admin::{Invocation, OperatorKey, Tenant};
 pub use committer::{CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord};
 pub use documents::StoredDocument;
 pub use queue::{

@@ -210,6 +210,7 @@ async fn the_openapi_document_is_served_and_complete() -> Result<()> {
     );
     for (path, method) in [
         ("/v1/openapi.json", "get"),
+        ("/v1/invocations", "get"),
         ("/v1/tenants", "get"),
         ("/v1/tenants", "post"),
         ("/v1/tenants/{name}", "get"),
@@ -450,5 +451,63 @@ async fn check_own_keys(host: &TestHost, tokens: &Tokens) -> Result<()> {
         200,
         "other tenants keep the host's keys"
     );
+    Ok(())
+}
+
+/// Recent invocation records, newest first, over the API and with
+/// `sluice invocations`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_invocations_are_listed() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let alice = sluice_tests::token("alice", "demo", &[]);
+    let mut ids = Vec::new();
+    for title in ["first", "second"] {
+        let created = host
+            .post("/demo/todos", Some(&alice), &json!({"title": title}))
+            .await?;
+        assert_eq!(created.status.as_u16(), 201);
+        ids.push(created.request_id().to_owned());
+    }
+    let path = "/v1/invocations?tenant=demo&function=todo&limit=2";
+    let listed = admin(&host, reqwest::Method::GET, path, Some(&key), None).await?;
+    assert_eq!(listed.status.as_u16(), 200, "body: {}", listed.body);
+    let rows = listed.body["invocations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let listed_ids: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["request_id"].as_str())
+        .collect();
+    assert_eq!(
+        listed_ids,
+        [ids[1].as_str(), ids[0].as_str()],
+        "newest first"
+    );
+    assert_eq!(rows[0]["status"], 201);
+    assert_eq!(rows[0]["outcome"], "ok");
+    assert_eq!(rows[0]["route"], "POST /demo/todos");
+    admin(
+        &host,
+        reqwest::Method::GET,
+        "/v1/invocations?limit=0",
+        Some(&key),
+        None,
+    )
+    .await?
+    .assert_problem(422);
+
+    let out = sluice(
+        &host,
+        Some(&key),
+        &["invocations", "--tenant", "demo", "--limit", "5"],
+    )?;
+    let text = String::from_utf8(out.stdout)?;
+    assert!(
+        text.contains(&ids[0]) && text.contains("demo/todo"),
+        "{text}"
+    );
+    host.stop().await?;
     Ok(())
 }

@@ -321,7 +321,6 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
         attempt,
     );
     let started = Instant::now();
-    let (due_tenant, due_function) = (due.tenant.clone(), due.function.clone());
     let message = Message {
         id: due.message_id,
         topic: due.topic,
@@ -374,7 +373,8 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
             if let DeliveryEnd::Retry { error, .. } | DeliveryEnd::Dead { error, .. } = &end {
                 tracing::warn!(outcome = label, error = %error, dead = matches!(end, DeliveryEnd::Dead { .. }), "message failed");
             }
-            app.metrics.message(&due_tenant, &due_function, label);
+            let function = &consumer.function;
+            app.metrics.message(&function.tenant, &function.name, label);
             let status = if label == "ok" { 200 } else { 500 };
             let record = record(consumer, &request_id, &message.topic, status, label, runs, started);
             let committed = app

@@ -145,12 +145,7 @@ where
     span.record("tenant", &*target.function.tenant);
     span.record("function", &*target.function.name);
     *routed = Some((target.function.tenant.clone(), target.function.name.clone()));
-    app.quotas
-        .admit(&target.function.tenant)
-        .map_err(|retry_after| receive::ReceiveError::RateLimited {
-            tenant: target.function.tenant.to_string(),
-            retry_after,
-        })?;
+    receive::admit(&app.quotas, &target.function.tenant)?;
     let stage = app.metrics.stage_done("receive", stage);
 
     let tenant_keys = app.tenant_keyrings.get(&target.function.tenant);

@@ -1,6 +1,7 @@
 //! Receive: match method and path against the routing table built from the
 //! manifests. Returns the route target and its path parameters; rejects
-//! unknown paths (404) and unknown methods on known paths (405).
+//! unknown paths (404), unknown methods on known paths (405) and requests
+//! over their tenant's rate (429).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::manifest::{AuthRule, BodyKind};
+use crate::quota::Quotas;
 use crate::runtime::Function;
 
 use super::validate::Schema;
@@ -36,6 +38,16 @@ pub enum ReceiveError {
         /// The methods that are served there.
         allowed: Vec<Method>,
     },
+}
+
+/// Admits one request of `tenant` under its request rate.
+pub fn admit(quotas: &Quotas, tenant: &str) -> Result<(), ReceiveError> {
+    quotas
+        .admit(tenant)
+        .map_err(|retry_after| ReceiveError::RateLimited {
+            tenant: tenant.to_owned(),
+            retry_after,
+        })
 }
 
 /// What a route leads to: the function and the rules the next stages apply.

@@ -6,12 +6,14 @@ pub mod bindings;
 mod host;
 mod state;
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
     PoolingAllocationConfig, Store as WasmStore, StoreLimitsBuilder, Trap,
@@ -104,16 +106,53 @@ impl Function {
     }
 }
 
-/// Which export an invocation calls.
-enum Call<'a> {
-    Request(&'a handler::GuestIndices, &'a Request),
-    Message(&'a message_handler::GuestIndices, &'a Message),
+/// An export of the component and its argument: what one invocation calls.
+trait Export: Sync {
+    /// What the export returns.
+    type Answer: Send;
+
+    /// Calls the export on `instance`.
+    fn call<'a>(
+        &'a self,
+        wasm: &'a mut WasmStore<InvocationState>,
+        instance: &'a Instance,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>>;
 }
 
-/// What the export answered.
-enum Answer {
-    Request(Result<Response, GuestError>),
-    Message(Result<(), MessageError>),
+/// `handler.handle(request)`.
+struct HandleRequest<'r>(&'r handler::GuestIndices, &'r Request);
+
+impl Export for HandleRequest<'_> {
+    type Answer = Result<Response, GuestError>;
+
+    fn call<'a>(
+        &'a self,
+        wasm: &'a mut WasmStore<InvocationState>,
+        instance: &'a Instance,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
+        Box::pin(async move {
+            let guest = self.0.load(&mut *wasm, instance)?;
+            guest.call_handle(wasm, self.1).await
+        })
+    }
+}
+
+/// `message-handler.handle(message)`.
+struct HandleMessage<'m>(&'m message_handler::GuestIndices, &'m Message);
+
+impl Export for HandleMessage<'_> {
+    type Answer = Result<(), MessageError>;
+
+    fn call<'a>(
+        &'a self,
+        wasm: &'a mut WasmStore<InvocationState>,
+        instance: &'a Instance,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
+        Box::pin(async move {
+            let guest = self.0.load(&mut *wasm, instance)?;
+            guest.call_handle(wasm, self.1).await
+        })
+    }
 }
 
 /// The shared engine and linker.
@@ -223,13 +262,8 @@ impl Runtime {
         let indices = function.http.as_deref().ok_or_else(|| {
             InvokeError::Instantiate("the component exports no request handler".into())
         })?;
-        let (answer, staging) = self
-            .call(function, store, Call::Request(indices, request))
-            .await?;
-        match answer {
-            Answer::Request(result) => Ok(Invocation { result, staging }),
-            Answer::Message(_) => unreachable!("a request call answers a request"),
-        }
+        self.call(function, store, &HandleRequest(indices, request))
+            .await
     }
 
     /// Delivers `message` to `function`'s `message-handler` on a fresh instance.
@@ -242,21 +276,16 @@ impl Runtime {
         let indices = function.messages.as_deref().ok_or_else(|| {
             InvokeError::Instantiate("the component exports no message handler".into())
         })?;
-        let (answer, staging) = self
-            .call(function, store, Call::Message(indices, message))
-            .await?;
-        match answer {
-            Answer::Message(result) => Ok(Invocation { result, staging }),
-            Answer::Request(_) => unreachable!("a message call answers a message"),
-        }
+        self.call(function, store, &HandleMessage(indices, message))
+            .await
     }
 
-    async fn call(
+    async fn call<E: Export>(
         &self,
         function: &Function,
         store: &Store,
-        call: Call<'_>,
-    ) -> Result<(Answer, Staging), InvokeError> {
+        export: &E,
+    ) -> Result<Invocation<E::Answer>, InvokeError> {
         let caps = Capabilities {
             tenant: function.tenant.clone(),
             store: store.clone(),
@@ -285,26 +314,20 @@ impl Runtime {
                     Some(_) => InvokeError::Trap(format!("{e:#}")),
                     None => InvokeError::Instantiate(format!("{e:#}")),
                 })?;
-            let trap = |e: wasmtime::Error| InvokeError::Trap(format!("{e:#}"));
-            match call {
-                Call::Request(indices, request) => {
-                    let guest = indices.load(&mut wasm, &instance).map_err(trap)?;
-                    let answer = guest.call_handle(&mut wasm, request).await.map_err(trap)?;
-                    Ok(Answer::Request(answer))
-                }
-                Call::Message(indices, message) => {
-                    let guest = indices.load(&mut wasm, &instance).map_err(trap)?;
-                    let answer = guest.call_handle(&mut wasm, message).await.map_err(trap)?;
-                    Ok(Answer::Message(answer))
-                }
-            }
+            export
+                .call(&mut wasm, &instance)
+                .await
+                .map_err(|e| InvokeError::Trap(format!("{e:#}")))
         };
         let result = tokio::time::timeout(timeout, run)
             .await
             .unwrap_or(Err(InvokeError::Timeout(timeout)));
         let state = wasm.into_data();
         log_output(&state.stdout.contents(), &state.stderr.contents());
-        Ok((result?, state.caps.staging))
+        Ok(Invocation {
+            result: result?,
+            staging: state.caps.staging,
+        })
     }
 }
 

@@ -1,21 +1,22 @@
 //! Everything a running host shares between requests, built once from the
 //! configuration: routes, keys, the wasm runtime and the store.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
+use crate::catalog::{Catalog, Origin, Unit, UnitError};
 use crate::config::{AuthConfig, Config, KeyConfig, QueueConfig};
-use crate::delivery::schedule::Scheduled;
-use crate::delivery::{Consumer, ConsumerKey};
+use crate::deploy::{self, Deployer};
 use crate::dev;
 use crate::manifest::{FunctionManifest, ManifestError};
 use crate::pipeline::authenticate::{KeyError, Keyring};
 use crate::pipeline::persist::Contention;
-use crate::pipeline::receive::{RouteConflict, RouteTarget, Routes};
-use crate::pipeline::validate::Schema;
-use crate::runtime::{Function, LoadError, Runtime};
+use crate::pipeline::receive::RouteConflict;
+use crate::runtime::{LoadError, Runtime};
 use crate::store::{Store, StoreError};
 
 /// Why the host could not start.
@@ -35,27 +36,12 @@ pub enum StartError {
     /// A component could not be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
-    /// A schema does not compile.
-    #[error("schema of {route}: {message}")]
-    Schema {
-        /// The route.
-        route: String,
-        /// The compiler's reason.
-        message: String,
-    },
+    /// A component does not fit its manifest.
+    #[error(transparent)]
+    Unit(#[from] UnitError),
     /// Two routes collide.
     #[error(transparent)]
     Route(#[from] RouteConflict),
-    /// A manifest asks for an export the component does not have.
-    #[error("function {tenant}/{name}: {message}")]
-    Exports {
-        /// The tenant.
-        tenant: String,
-        /// The function.
-        name: String,
-        /// What is missing.
-        message: String,
-    },
     /// The queue could not be prepared.
     #[error("preparing the queue: {0}")]
     Queue(#[from] crate::store::CommitError),
@@ -69,12 +55,17 @@ pub enum StartError {
 
 /// The shared state of a running host.
 pub struct App {
-    /// The routing table.
-    pub routes: Routes,
+    /// What is live: functions, routes, consumers, schedules. Swapped whole
+    /// by deploys (see [`crate::catalog`]).
+    pub catalog: ArcSwap<Catalog>,
+    /// Bumped after every swap of `catalog`, for the loops that follow it.
+    pub changes: watch::Sender<u64>,
+    /// Deploys: component storage and the deploy lock.
+    pub deployer: Arc<Deployer>,
     /// Token verification keys.
     pub keyring: Keyring,
     /// The wasm runtime.
-    pub runtime: Runtime,
+    pub runtime: Arc<Runtime>,
     /// The database.
     pub store: Store,
     /// Time allowed for a request body.
@@ -83,14 +74,8 @@ pub struct App {
     pub max_conflict_retries: u32,
     /// Serialises re-runs on contended documents.
     pub contention: Contention,
-    /// Functions that consume messages, by (tenant, function).
-    pub consumers: HashMap<ConsumerKey, Consumer>,
-    /// Every schedule of every function.
-    pub schedules: Vec<Scheduled>,
     /// Delivery settings.
     pub queue: QueueConfig,
-    /// The loaded functions' names, by tenant.
-    pub functions: std::collections::BTreeMap<String, Vec<String>>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
     /// Per-tenant request rates.
@@ -100,9 +85,23 @@ pub struct App {
 }
 
 impl App {
-    /// The names of `tenant`'s loaded functions.
+    /// The names of `tenant`'s live functions.
     pub fn functions_of(&self, tenant: &str) -> Vec<String> {
-        self.functions.get(tenant).cloned().unwrap_or_default()
+        let catalog = self.catalog.load();
+        catalog
+            .units_of(tenant)
+            .map(|u| u.function.name.to_string())
+            .collect()
+    }
+
+    /// Makes `catalog` the live one: new requests and deliveries use it,
+    /// and its subscriptions take effect.
+    pub fn activate(&self, catalog: Catalog) {
+        self.store
+            .subscriptions()
+            .replace_all(catalog.subscriptions());
+        self.catalog.store(Arc::new(catalog));
+        self.changes.send_modify(|n| *n += 1);
     }
 }
 
@@ -128,7 +127,8 @@ impl App {
         }
         let cache_dir =
             (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
-        let runtime = Runtime::new(&config.runtime, Some(&cache_dir))?;
+        let runtime = Arc::new(Runtime::new(&config.runtime, Some(&cache_dir))?);
+        let deployer = Arc::new(Deployer::new(config).map_err(io_err)?);
 
         let mut manifests = Vec::new();
         for dir in &config.functions_dirs {
@@ -138,15 +138,9 @@ impl App {
                 tracing::warn!(dir = %dir.display(), "functions directory not found");
             }
         }
-        let mut functions = std::collections::BTreeMap::<String, Vec<String>>::new();
-        for manifest in &manifests {
-            functions
-                .entry(manifest.tenant.clone())
-                .or_default()
-                .push(manifest.name.clone());
-        }
         // Every tenant of a loaded manifest exists, for the admin API.
-        for tenant in functions.keys() {
+        let tenants: BTreeSet<&str> = manifests.iter().map(|m| m.tenant.as_str()).collect();
+        for tenant in tenants {
             store.create_tenant(tenant, "manifest").await?;
         }
         let quotas = crate::quota::Quotas::default();
@@ -163,55 +157,54 @@ impl App {
                 tenant_keyrings.set(&tenant.name, Some(keyring));
             }
         }
-        let mut routes = Routes::default();
-        let mut consumers = HashMap::new();
-        let mut schedules = Vec::new();
+        let mut directory = Vec::with_capacity(manifests.len());
         for manifest in &manifests {
-            let function =
-                add_function(&mut routes, &runtime, manifest, config.http.max_body_bytes)?;
-            if manifest.messages.is_none() && manifest.schedules.is_empty() {
-                continue;
-            }
-            if !function.handles_messages() {
-                return Err(StartError::Exports {
-                    tenant: manifest.tenant.clone(),
-                    name: manifest.name.clone(),
-                    message: "[messages] and [[schedules]] need a component that exports \
-                              sluice:function/message-handler (#[sluice_sdk::on_message])"
-                        .into(),
-                });
-            }
-            if let Some(messages) = &manifest.messages {
-                store
-                    .subscriptions()
-                    .subscribe(&function.tenant, &function.name, &messages.topics);
-            }
-            schedules.extend(manifest.schedules.iter().map(|schedule| Scheduled {
-                tenant: function.tenant.clone(),
-                function: function.name.clone(),
-                schedule: schedule.clone(),
-            }));
-            let consumer =
-                Consumer::new(function.clone(), manifest.messages.as_ref(), &config.queue);
-            consumers.insert((function.tenant.clone(), function.name.clone()), consumer);
+            let started = std::time::Instant::now();
+            let function = runtime.load(&manifest.tenant, &manifest.name, &manifest.component)?;
+            tracing::info!(
+                tenant = %manifest.tenant,
+                function = %manifest.name,
+                component = %manifest.component.display(),
+                ms = started.elapsed().as_millis() as u64,
+                "function loaded"
+            );
+            let unit = Unit::prepare(
+                function,
+                Origin::Directory,
+                manifest,
+                config.http.max_body_bytes,
+                &config.queue,
+            )?;
+            directory.push(Arc::new(unit));
         }
+        let started = std::time::Instant::now();
+        let live = store.live_versions().await?;
+        let deployed = deployer.restore(&runtime, &live);
+        if !live.is_empty() {
+            tracing::info!(
+                functions = deployed.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "deployed functions loaded"
+            );
+        }
+        let catalog = deploy::initial_catalog(directory, deployed)?;
+        store.subscriptions().replace_all(catalog.subscriptions());
         tracing::info!(
-            functions = manifests.len(),
-            routes = routes.len(),
+            functions = catalog.units().count(),
+            routes = catalog.routes.len(),
             "functions loaded"
         );
         Ok(Self {
-            routes,
+            catalog: ArcSwap::from_pointee(catalog),
+            changes: watch::Sender::new(0),
+            deployer,
             keyring,
             runtime,
             store,
             body_timeout: Duration::from_millis(config.http.body_timeout_ms),
             max_conflict_retries: config.runtime.max_conflict_retries,
             contention: Contention::default(),
-            consumers,
-            schedules,
             queue: config.queue.clone(),
-            functions,
             metrics: crate::metrics::Metrics::default(),
             quotas,
             tenant_keyrings,
@@ -238,61 +231,4 @@ pub fn effective_auth(config: &Config) -> std::io::Result<AuthConfig> {
         });
     }
     Ok(auth)
-}
-
-fn add_function(
-    routes: &mut Routes,
-    runtime: &Runtime,
-    manifest: &FunctionManifest,
-    default_body_limit: usize,
-) -> Result<Function, StartError> {
-    let started = std::time::Instant::now();
-    let function = runtime.load(&manifest.tenant, &manifest.name, &manifest.component)?;
-    tracing::info!(
-        tenant = %manifest.tenant,
-        function = %manifest.name,
-        component = %manifest.component.display(),
-        ms = started.elapsed().as_millis() as u64,
-        "function loaded"
-    );
-    if !manifest.routes.is_empty() && !function.handles_requests() {
-        return Err(StartError::Exports {
-            tenant: manifest.tenant.clone(),
-            name: manifest.name.clone(),
-            message: "[[routes]] need a component that exports sluice:function/handler \
-                      (#[sluice_sdk::handler])"
-                .into(),
-        });
-    }
-    for route in &manifest.routes {
-        let m = &route.manifest;
-        let path = format!("/{}{}", manifest.tenant, m.path);
-        let name = format!("{} {path}", m.method);
-        let schema = route
-            .schema
-            .as_ref()
-            .map(Schema::compile)
-            .transpose()
-            .map_err(|message| StartError::Schema {
-                route: name.clone(),
-                message,
-            })?;
-        let method = Method::from_bytes(m.method.as_bytes()).map_err(|_| StartError::Schema {
-            route: name.clone(),
-            message: "invalid method".into(),
-        })?;
-        routes.add(
-            method,
-            &path,
-            RouteTarget {
-                function: function.clone(),
-                name: name.into(),
-                auth: m.auth.clone(),
-                body: m.body_kind(),
-                max_body_bytes: m.max_body_bytes.unwrap_or(default_body_limit),
-                schema,
-            },
-        )?;
-    }
-    Ok(function)
 }

@@ -246,6 +246,8 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// Where it listens.
     pub listen: SocketAddr,
+    /// Largest deploy upload (component, manifest and schemas together).
+    pub max_upload_bytes: usize,
 }
 
 impl Default for AdminConfig {
@@ -253,6 +255,7 @@ impl Default for AdminConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            max_upload_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -22,8 +22,10 @@
 
 pub mod admin;
 pub mod app;
+pub mod catalog;
 pub mod config;
 pub mod delivery;
+pub mod deploy;
 pub mod dev;
 pub mod manifest;
 pub mod metrics;

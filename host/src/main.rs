@@ -69,6 +69,47 @@ enum Command {
     /// Create, list, show and delete tenants, through a running host's admin API.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Deploy a function: a crate directory (built for wasm32-wasip2 first)
+    /// or a `.wasm` component, with its `sluice.toml`. The new version is
+    /// checked completely, then goes live at once; requests in flight finish
+    /// on the old one.
+    Deploy {
+        /// A crate directory with `Cargo.toml` and `sluice.toml`, a directory
+        /// with a `sluice.toml` naming its component, or a `.wasm` file.
+        path: PathBuf,
+        /// The manifest, if not `sluice.toml` in the directory (or next to the `.wasm`).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Deploy for this tenant instead of the manifest's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Deploy under this name instead of the manifest's.
+        #[arg(long)]
+        name: Option<String>,
+        /// Cargo profile for building a crate.
+        #[arg(long, default_value = "release")]
+        profile: String,
+    },
+    /// List and delete live functions, through a running host's admin API.
+    #[command(subcommand)]
+    Functions(FunctionsCommand),
+    /// List a deployed function's versions: which is live, who deployed each, when.
+    Versions {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+    },
+    /// Make an earlier version of a deployed function live again.
+    Rollback {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+        /// The version to go back to (default: the one before the live one).
+        #[arg(long)]
+        to: Option<u32>,
+    },
     /// Print a JWT signed with the development key (or the configured HS* key).
     Token {
         /// The `sub` claim: who the caller is.
@@ -171,6 +212,34 @@ enum TenantCommand {
         /// Delete it with its functions and data.
         #[arg(long)]
         force: bool,
+    },
+    /// Set a tenant's quotas; a quota left out is lifted.
+    Quota {
+        /// The tenant.
+        name: String,
+        /// Most functions it may deploy.
+        #[arg(long)]
+        max_functions: Option<u32>,
+        /// Most bytes of documents it may store.
+        #[arg(long)]
+        max_stored_bytes: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FunctionsCommand {
+    /// List live functions: origin, version, routes, topics, schedules.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Take a deployed function down and delete its versions.
+    Delete {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
     },
 }
 
@@ -331,6 +400,41 @@ async fn run() -> Result<()> {
             let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
             tenant(&admin, command, cli.json).await
         }
+        Command::Deploy {
+            path,
+            manifest,
+            tenant,
+            name,
+            profile,
+        } => {
+            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            let args = cli::functions::DeployArgs {
+                tenant,
+                name,
+                manifest,
+                profile,
+            };
+            cli::functions::deploy(&admin, &path, args, cli.json).await
+        }
+        Command::Functions(command) => {
+            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            match command {
+                FunctionsCommand::List { tenant } => {
+                    cli::functions::list(&admin, tenant.as_deref(), cli.json).await
+                }
+                FunctionsCommand::Delete { tenant, name } => {
+                    cli::functions::delete(&admin, &tenant, &name, cli.json).await
+                }
+            }
+        }
+        Command::Versions { tenant, name } => {
+            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            cli::functions::versions(&admin, &tenant, &name, cli.json).await
+        }
+        Command::Rollback { tenant, name, to } => {
+            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            cli::functions::rollback(&admin, &tenant, &name, to, cli.json).await
+        }
     }
 }
 
@@ -479,6 +583,18 @@ async fn tenant(admin: &cli::Admin, command: TenantCommand, json: bool) -> Resul
             let path = format!("/v1/tenants/{name}{query}");
             admin.call(Method::DELETE, &path, None).await?
         }
+        TenantCommand::Quota {
+            name,
+            max_functions,
+            max_stored_bytes,
+        } => {
+            let body = serde_json::json!({
+                "max_functions": max_functions,
+                "max_stored_bytes": max_stored_bytes,
+            });
+            let path = format!("/v1/tenants/{name}/quota");
+            admin.call(Method::PUT, &path, Some(&body)).await?
+        }
     };
     if json {
         println!("{answer}");
@@ -491,6 +607,10 @@ async fn tenant(admin: &cli::Admin, command: TenantCommand, json: bool) -> Resul
             Some(_) => println!("tenant {name}: its own token settings"),
             None => println!("tenant {name}: the host's token settings"),
         },
+        TenantCommand::Quota { name, .. } => println!(
+            "tenant {name}: max_functions {}, max_stored_bytes {}",
+            answer["max_functions"], answer["max_stored_bytes"]
+        ),
         TenantCommand::Rate { name, rps, .. } => match rps {
             Some(rps) => println!("tenant {name}: {rps} requests/s"),
             None => println!("tenant {name}: no rate limit"),

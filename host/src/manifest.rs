@@ -175,9 +175,9 @@ pub struct Schedule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ManifestFile {
-    tenant: String,
-    name: String,
-    component: PathBuf,
+    tenant: Option<String>,
+    name: Option<String>,
+    component: Option<PathBuf>,
     #[serde(default)]
     routes: Vec<RouteManifest>,
     messages: Option<MessagesManifest>,
@@ -200,6 +200,36 @@ pub struct FunctionManifest {
     pub messages: Option<MessagesManifest>,
     /// Its schedules.
     pub schedules: Vec<Schedule>,
+}
+
+/// A route's schema: read next to the manifest, or taken from the upload.
+fn read_schema(
+    source: &Source<'_>,
+    base: &Path,
+    rel: &Path,
+) -> Result<serde_json::Value, ManifestError> {
+    let (path, text) = match source {
+        Source::File(_) => {
+            let path = base.join(rel);
+            let text = std::fs::read(&path).map_err(|source| ManifestError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            (path, text)
+        }
+        Source::Upload { schemas, .. } => {
+            let key = rel.to_string_lossy();
+            let key = key.strip_prefix("./").unwrap_or(&key);
+            let text = schemas.get(key).ok_or_else(|| ManifestError::Invalid {
+                path: PathBuf::from("sluice.toml"),
+                message: format!(
+                    "schema {key:?} is named by a route but was not uploaded (send it as a `schema` part with filename {key:?})"
+                ),
+            })?;
+            (rel.to_owned(), text.clone())
+        }
+    };
+    serde_json::from_slice(&text).map_err(|source| ManifestError::Schema { path, source })
 }
 
 /// The document event kinds; `documents.<collection>.<kind>` is their topic.
@@ -299,25 +329,70 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// Where a manifest comes from: a file on disk, or an upload to the admin API.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// A `sluice.toml` file; schemas and the component are read next to it.
+    File(&'a Path),
+    /// A deploy: the tenant and name come from the URL (the manifest may
+    /// repeat them), schemas from the upload, keyed by the path the manifest gives.
+    Upload {
+        /// The tenant deployed to.
+        tenant: &'a str,
+        /// The function deployed.
+        name: &'a str,
+        /// The uploaded schema files by path.
+        schemas: &'a std::collections::HashMap<String, Vec<u8>>,
+    },
+}
+
 impl FunctionManifest {
     /// Reads a `sluice.toml` and the schema files it names.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| ManifestError::Read {
-                path: p.to_owned(),
-                source,
-            })
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, Source::File(path))
+    }
+
+    /// Parses a manifest's text; `source` says where schemas come from.
+    pub fn parse(text: &str, source: Source<'_>) -> Result<Self, ManifestError> {
+        let path = match source {
+            Source::File(path) => path.to_owned(),
+            Source::Upload { .. } => PathBuf::from("sluice.toml"),
         };
         let invalid = |message: String| ManifestError::Invalid {
-            path: path.to_owned(),
+            path: path.clone(),
             message,
         };
-        let file: ManifestFile =
-            toml::from_str(&read(path)?).map_err(|source| ManifestError::Parse {
-                path: path.to_owned(),
-                source,
-            })?;
-        for (what, value) in [("tenant", &file.tenant), ("name", &file.name)] {
+        let file: ManifestFile = toml::from_str(text).map_err(|source| ManifestError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        let (tenant, name) = match source {
+            Source::File(_) => (
+                file.tenant
+                    .ok_or_else(|| invalid("tenant is required".into()))?,
+                file.name
+                    .ok_or_else(|| invalid("name is required".into()))?,
+            ),
+            Source::Upload { tenant, name, .. } => {
+                for (what, given, expected) in
+                    [("tenant", &file.tenant, tenant), ("name", &file.name, name)]
+                {
+                    if let Some(given) = given
+                        && given != expected
+                    {
+                        return Err(invalid(format!(
+                            "the manifest's {what} is {given:?}, but this deploy is for {what} {expected:?}"
+                        )));
+                    }
+                }
+                (tenant.to_owned(), name.to_owned())
+            }
+        };
+        for (what, value) in [("tenant", &tenant), ("name", &name)] {
             if !is_valid_name(value) {
                 return Err(invalid(format!(
                     "{what} {value:?} must be 1-63 characters of a-z, 0-9 and -"
@@ -325,6 +400,12 @@ impl FunctionManifest {
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let component = match (&source, file.component) {
+            (Source::File(_), Some(component)) => base.join(component),
+            (Source::File(_), None) => return Err(invalid("component is required".into())),
+            // The uploaded component is the one served, whatever the manifest names.
+            (Source::Upload { .. }, _) => PathBuf::new(),
+        };
         let mut routes = Vec::with_capacity(file.routes.len());
         for mut route in file.routes {
             route.method = route.method.to_ascii_uppercase();
@@ -338,16 +419,7 @@ impl FunctionManifest {
                 )));
             }
             let schema = match &route.schema {
-                Some(rel) => {
-                    let schema_path = base.join(rel);
-                    let text = read(&schema_path)?;
-                    Some(
-                        serde_json::from_str(&text).map_err(|source| ManifestError::Schema {
-                            path: schema_path,
-                            source,
-                        })?,
-                    )
-                }
+                Some(rel) => Some(read_schema(&source, base, rel)?),
                 None => None,
             };
             routes.push(Route {
@@ -381,9 +453,9 @@ impl FunctionManifest {
             schedules.push(parse_schedule(schedule).map_err(invalid)?);
         }
         Ok(Self {
-            tenant: file.tenant,
-            name: file.name,
-            component: base.join(file.component),
+            tenant,
+            name,
+            component,
             routes,
             messages,
             schedules,

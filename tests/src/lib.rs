@@ -390,6 +390,50 @@ pub fn sluice_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// Runs the real `sluice` binary against `host`'s data directory and admin API.
+pub fn sluice(host: &TestHost, key: Option<&str>, args: &[&str]) -> Result<std::process::Output> {
+    let mut command = Command::new(sluice_binary()?);
+    command
+        .arg("--data-dir")
+        .arg(host.data())
+        .args(["--admin-url", &host.admin]);
+    if let Some(key) = key {
+        command.args(["--key", key]);
+    }
+    let output = command.args(args).output()?;
+    if !output.status.success() {
+        bail!(
+            "sluice {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
+
+/// A new operator key, made with `sluice key create`.
+pub fn operator_key(host: &TestHost) -> Result<String> {
+    let out = sluice(host, None, &["key", "create", "--name", "tests"])?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Calls the admin API of `host` with an optional operator key and JSON body.
+pub async fn admin(
+    host: &TestHost,
+    method: reqwest::Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> Result<Reply> {
+    let mut req = host.client.request(method, format!("{}{path}", host.admin));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    host.send(req).await
+}
+
 /// A `sluice serve` process with the test keys, on a loopback port.
 pub struct Process {
     child: Child,

@@ -11,14 +11,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
+mod functions;
+
 use crate::app::App;
+use crate::catalog::Origin;
 use crate::config::AuthConfig;
 use crate::manifest::is_valid_name;
 use crate::pipeline::ResponseBody;
 use crate::pipeline::authenticate::Keyring;
 use crate::problem::{self, Problem};
 use crate::quota::Rate;
-use crate::store::StoreError;
+use crate::store::{StoreError, TenantQuota};
 
 /// The OpenAPI document of this API, checked in next to the crate.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -39,7 +42,7 @@ enum Answer {
 /// Answers one admin request. Never fails: errors become problem responses.
 pub async fn handle<B>(app: &App, req: Request<B>) -> Response
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let request_id = uuid::Uuid::now_v7().to_string();
@@ -72,7 +75,7 @@ async fn route<B>(
     path: &str,
 ) -> Result<Answer, Problem>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -166,22 +169,33 @@ where
                 .await
                 .map_err(unavailable)?
                 .ok_or_else(|| no_tenant(name))?;
-            let functions = app.functions_of(name);
+            let catalog = app.catalog.load_full();
+            let units: Vec<_> = catalog.units_of(name).collect();
             let force = param("force") == Some("true");
-            if !functions.is_empty() {
+            if !units.is_empty() {
                 // Functions loaded from the functions directories cannot be
                 // taken down at run time, so even `force` cannot remove them.
-                let why = if force {
-                    "its functions come from the functions directories; remove their manifests and restart first"
+                let from_dirs = units.iter().any(|u| u.origin == Origin::Directory);
+                let why = if from_dirs {
+                    "some come from the functions directories; remove their manifests and restart first"
+                } else if force {
+                    ""
                 } else {
-                    "it has functions; pass ?force=true to delete it with its functions and data"
+                    "pass ?force=true to delete it with its functions and data"
                 };
-                return Err(Problem::new(
-                    409,
-                    "tenant-in-use",
-                    "Tenant in use",
-                    format!("tenant {name:?} has {} function(s): {why}", functions.len()),
-                ));
+                if from_dirs || !force {
+                    return Err(Problem::new(
+                        409,
+                        "tenant-in-use",
+                        "Tenant in use",
+                        format!("tenant {name:?} has {} function(s): {why}", units.len()),
+                    ));
+                }
+                for unit in units {
+                    crate::deploy::remove(app, name, &unit.function.name)
+                        .await
+                        .map_err(functions::refused)?;
+                }
             }
             app.store.delete_tenant(name).await.map_err(unavailable)?;
             tracing::info!(tenant = %name, operator = %operator, "tenant deleted");
@@ -237,14 +251,53 @@ where
         (&Method::DELETE, ["v1", "tenants", name, "rate"]) => {
             set_rate(app, name, None, &operator).await
         }
-        (_, ["v1", "tenants"] | ["v1", "tenants", _] | ["v1", "tenants", _, "rate"]) => {
-            Err(Problem::new(
-                405,
-                "method-not-allowed",
-                "Method not allowed",
-                format!("{method} is not allowed on {path}"),
-            ))
+        (&Method::PUT, ["v1", "tenants", name, "quota"]) => {
+            let quota: TenantQuota = read_json(req).await?;
+            if !app
+                .store
+                .set_tenant_quota(name, quota)
+                .await
+                .map_err(unavailable)?
+            {
+                return Err(no_tenant(name));
+            }
+            tracing::info!(tenant = %name, ?quota, operator = %operator, "tenant quota set");
+            tenant_answer(app, name).await
         }
+        (&Method::GET, ["v1", "functions"]) => functions::list(app, param("tenant")).await,
+        (&Method::POST, ["v1", "tenants", tenant, "functions", name, "versions"]) => {
+            let upload = functions::read_upload(app, req).await?;
+            functions::deploy(app, tenant, name, upload, &operator).await
+        }
+        (&Method::GET, ["v1", "tenants", tenant, "functions", name, "versions"]) => {
+            functions::versions(app, tenant, name).await
+        }
+        (&Method::POST, ["v1", "tenants", tenant, "functions", name, "rollback"]) => {
+            #[derive(Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct To {
+                version: Option<u32>,
+            }
+            let to: To = read_json_or_default(req).await?;
+            functions::rollback(app, tenant, name, to.version, &operator).await
+        }
+        (&Method::DELETE, ["v1", "tenants", tenant, "functions", name]) => {
+            functions::remove(app, tenant, name).await
+        }
+        (
+            _,
+            ["v1", "tenants"]
+            | ["v1", "tenants", _]
+            | ["v1", "tenants", _, "rate" | "auth" | "quota"]
+            | ["v1", "functions"]
+            | ["v1", "tenants", _, "functions", _]
+            | ["v1", "tenants", _, "functions", _, "versions" | "rollback"],
+        ) => Err(Problem::new(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            format!("{method} is not allowed on {path}"),
+        )),
         _ => Err(Problem::new(
             404,
             "not-found",
@@ -310,6 +363,24 @@ where
         .await
         .map_err(|e| invalid(format!("cannot read the body: {e}")))?
         .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| invalid(format!("the body is not valid: {e}")))
+}
+
+/// Like [`read_json`], but an empty body is `T::default()`.
+async fn read_json_or_default<B, T>(req: Request<B>) -> Result<T, Problem>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| invalid(format!("cannot read the body: {e}")))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
     serde_json::from_slice(&bytes).map_err(|e| invalid(format!("the body is not valid: {e}")))
 }
 

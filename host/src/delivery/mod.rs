@@ -139,7 +139,9 @@ impl Slots {
     /// Consumers whose leased-ahead deliveries ran low, with how many more
     /// to lease for each.
     fn wanted(&self, app: &App) -> Vec<(Arc<str>, Arc<str>, usize)> {
-        app.consumers
+        let catalog = app.catalog.load();
+        catalog
+            .consumers
             .iter()
             .filter_map(|(key, c)| {
                 let ahead = self.ahead.get(key).map_or(0, VecDeque::len);
@@ -161,8 +163,11 @@ impl Slots {
         done: &mpsc::UnboundedSender<ConsumerKey>,
     ) {
         let max = app.queue.max_concurrency.max(1);
+        let catalog = app.catalog.load();
         for (key, queue) in &mut self.ahead {
-            let Some(consumer) = app.consumers.get(key) else {
+            // Taken down since it was leased: the lease expires and, should
+            // the function come back, the message is delivered then.
+            let Some(consumer) = catalog.consumers.get(key) else {
                 continue;
             };
             let running = self.running.entry(key.clone()).or_default();
@@ -202,9 +207,7 @@ impl Slots {
 /// Claims due deliveries and runs them until `stop` turns true, then waits
 /// (up to 10 s) for the ones running.
 pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    if app.consumers.is_empty() {
-        return;
-    }
+    let mut changes = app.changes.subscribe();
     let lease_ms = i64::try_from(app.queue.lease_ms).unwrap_or(i64::MAX);
     let poll = Duration::from_millis(app.queue.poll_ms.max(10));
     let mut slots = Slots::default();
@@ -264,6 +267,8 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             () = app.store.deliveries_ready().notified() => next_due = None,
             Some(key) = done_rx.recv() => slots.finished(&key),
+            // A deploy may have added a consumer with messages waiting.
+            _ = changes.changed() => next_due = None,
             () = tokio::time::sleep(wake) => next_due = None,
             _ = stop.changed() => {}
         }
@@ -318,6 +323,7 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
         function = %due.function,
         topic = %due.topic,
         message_id = %due.message_id,
+        version = consumer.function.version,
         attempt,
     );
     let started = Instant::now();

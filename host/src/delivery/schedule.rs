@@ -99,14 +99,28 @@ fn payload(schedule: &Schedule, tick: i64, missed: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Fires the schedules of `app` until `stop` turns true.
+/// Fires the schedules of `app` until `stop` turns true, following the
+/// catalog as deploys change it.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    if app.schedules.is_empty() {
+    let mut changes = app.changes.subscribe();
+    while !*stop.borrow() {
+        changes.borrow_and_update();
+        let schedules = app.catalog.load().schedules.clone();
+        tokio::select! {
+            () = fire(&app, &schedules, &mut stop) => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
+
+/// Fires `schedules` until `stop` turns true (or the caller drops it).
+async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<bool>) {
+    if schedules.is_empty() {
+        let _ = stop.changed().await;
         return;
     }
     let now = now_ms();
-    let rows: Vec<ScheduleRow> = app
-        .schedules
+    let rows: Vec<ScheduleRow> = schedules
         .iter()
         .map(|s| ScheduleRow {
             tenant: s.tenant.clone(),
@@ -131,7 +145,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     };
     while !*stop.borrow() {
         let now = now_ms();
-        for (scheduled, due) in app.schedules.iter().zip(next.iter_mut()) {
+        for (scheduled, due) in schedules.iter().zip(next.iter_mut()) {
             if *due > now {
                 continue;
             }

@@ -97,6 +97,7 @@ where
         path = %req.uri().path(),
         tenant = Empty,
         function = Empty,
+        version = Empty,
         status = Empty,
     );
     async {
@@ -139,11 +140,16 @@ where
     let (parts, body) = req.into_parts();
 
     let stage = Instant::now();
-    let (target, params) =
-        info_span!("receive").in_scope(|| app.routes.route(&parts.method, parts.uri.path()))?;
+    // The target holds its function: a deploy after this point does not
+    // change the version this request runs.
+    let (target, params) = info_span!("receive")
+        .in_scope(|| (app.catalog.load().routes).route(&parts.method, parts.uri.path()))?;
     let span = tracing::Span::current();
     span.record("tenant", &*target.function.tenant);
     span.record("function", &*target.function.name);
+    if let Some(version) = target.function.version {
+        span.record("version", version);
+    }
     *routed = Some((target.function.tenant.clone(), target.function.name.clone()));
     receive::admit(&app.quotas, &target.function.tenant)?;
     let stage = app.metrics.stage_done("receive", stage);

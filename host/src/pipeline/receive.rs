@@ -93,13 +93,12 @@ impl Routes {
         &mut self,
         method: Method,
         path: &str,
-        target: RouteTarget,
+        target: Arc<RouteTarget>,
     ) -> Result<(), RouteConflict> {
         let conflict = |reason: String| RouteConflict {
             route: format!("{method} {path}"),
             reason,
         };
-        let target = Arc::new(target);
         let index = match self.patterns.get(path) {
             Some(&i) => i,
             None => {
@@ -114,8 +113,12 @@ impl Routes {
             }
         };
         let table = &mut self.tables[index];
-        if table.iter().any(|(m, _)| *m == method) {
-            return Err(conflict("it is defined twice".into()));
+        if let Some((_, other)) = table.iter().find(|(m, _)| *m == method) {
+            let owner = &other.function;
+            return Err(conflict(format!(
+                "function {}/{} serves it already",
+                owner.tenant, owner.name
+            )));
         }
         table.push((method, target));
         Ok(())

@@ -2,6 +2,7 @@
 //! an [`InstancePre`](wasmtime::component::InstancePre), a fresh `Store` per
 //! invocation. The process stage is its only caller.
 
+mod artifacts;
 pub mod bindings;
 mod host;
 mod state;
@@ -15,10 +16,12 @@ use std::time::Duration;
 
 use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{
-    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
-    PoolingAllocationConfig, Store as WasmStore, StoreLimitsBuilder, Trap,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    Store as WasmStore, StoreLimitsBuilder, Trap,
 };
 
+use artifacts::Artifacts;
+pub use artifacts::sha256_hex;
 pub use state::Capabilities;
 use state::InvocationState;
 
@@ -40,6 +43,14 @@ pub enum LoadError {
     /// The engine configuration was refused.
     #[error("cannot create the wasm engine: {0}")]
     Engine(String),
+    /// The bytes are not a WebAssembly component.
+    #[error("{path} is not a WebAssembly component: {message}")]
+    NotComponent {
+        /// The component file or upload.
+        path: String,
+        /// What it is instead.
+        message: String,
+    },
     /// The component file could not be read or compiled.
     #[error("cannot compile {path}: {message}")]
     Compile {
@@ -47,6 +58,16 @@ pub enum LoadError {
         path: String,
         /// The compiler's reason.
         message: String,
+    },
+    /// The component imports an interface Sluice does not offer.
+    #[error("component {path} imports {import}, which Sluice does not provide; {allowed}")]
+    Import {
+        /// The component file or upload.
+        path: String,
+        /// The refused import.
+        import: String,
+        /// What is allowed instead.
+        allowed: &'static str,
     },
     /// The component imports something the host does not provide, or
     /// exports neither `handler` nor `message-handler`.
@@ -88,6 +109,8 @@ pub struct Function {
     pub tenant: Arc<str>,
     /// The function's name.
     pub name: Arc<str>,
+    /// The deployed version; `None` for a function from a functions directory.
+    pub version: Option<u32>,
     pre: InstancePre<InvocationState>,
     http: Option<Arc<handler::GuestIndices>>,
     messages: Option<Arc<message_handler::GuestIndices>>,
@@ -162,11 +185,13 @@ pub struct Runtime {
     config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
     in_use: std::sync::atomic::AtomicUsize,
+    artifacts: Option<Artifacts>,
 }
 
 impl Runtime {
     /// Creates the engine (pooling allocator, epoch interruption) and the linker.
     /// Compiled code is cached in `cache_dir`, so a restart does not recompile.
+    /// `cache_dir` is the artifact cache (see [`artifacts`]).
     pub fn new(config: &RuntimeConfig, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let instances = config.max_instances.max(1);
@@ -192,14 +217,11 @@ impl Runtime {
         wasm.epoch_interruption(true)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        if let Some(dir) = cache_dir {
-            let dir = std::path::absolute(dir)
-                .map_err(|e| LoadError::Engine(format!("cache directory: {e}")))?;
-            let mut cache = CacheConfig::new();
-            cache.with_directory(dir);
-            wasm.cache(Some(Cache::new(cache).map_err(engine_err)?));
-        }
         let engine = Engine::new(&wasm).map_err(engine_err)?;
+        let artifacts = cache_dir
+            .map(|dir| Artifacts::open(dir, &engine))
+            .transpose()
+            .map_err(|e| LoadError::Engine(format!("compiled-artifact cache: {e}")))?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker).map_err(engine_err)?;
 
@@ -220,22 +242,69 @@ impl Runtime {
             config: config.clone(),
             ticker_stop,
             in_use: std::sync::atomic::AtomicUsize::new(0),
+            artifacts,
         })
     }
 
     /// Compiles the component at `path` and links it against the host's imports.
     pub fn load(&self, tenant: &str, name: &str, path: &Path) -> Result<Function, LoadError> {
         let shown = path.display().to_string();
-        let component =
-            Component::from_file(&self.engine, path).map_err(|e| LoadError::Compile {
-                path: shown.clone(),
-                message: format!("{e:#}"),
-            })?;
-        let link_err = |e: wasmtime::Error| LoadError::Link {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Compile {
             path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let component = self.compile(&shown, &bytes, &sha256_hex(&bytes))?;
+        self.link(tenant, name, None, &shown, &component)
+    }
+
+    /// Compiles `bytes` (whose SHA-256 is `sha`), or loads the compilation
+    /// cached by an earlier run. `shown` names the component in errors.
+    pub fn compile(&self, shown: &str, bytes: &[u8], sha: &str) -> Result<Component, LoadError> {
+        check_header(shown, bytes)?;
+        if let Some(component) = self
+            .artifacts
+            .as_ref()
+            .and_then(|a| a.get(&self.engine, sha))
+        {
+            return Ok(component);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            path: shown.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        if let Some(artifacts) = &self.artifacts
+            && let Err(e) = artifacts.put(sha, &component)
+        {
+            tracing::warn!(component = %shown, error = %e, "could not cache the compiled component");
+        }
+        Ok(component)
+    }
+
+    /// Checks `component`'s imports against what Sluice offers, links it and
+    /// finds its exports.
+    pub fn link(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+        shown: &str,
+        component: &Component,
+    ) -> Result<Function, LoadError> {
+        let ty = component.component_type();
+        for (import, _) in ty.imports(&self.engine) {
+            if !is_allowed_import(import) {
+                return Err(LoadError::Import {
+                    path: shown.to_owned(),
+                    import: import.to_owned(),
+                    allowed: ALLOWED_IMPORTS,
+                });
+            }
+        }
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            path: shown.to_owned(),
             message: format!("{e:#}"),
         };
-        let pre = self.linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = self.linker.instantiate_pre(component).map_err(link_err)?;
         let http = handler::GuestIndices::new(&pre).ok().map(Arc::new);
         let messages = message_handler::GuestIndices::new(&pre).ok().map(Arc::new);
         if http.is_none() && messages.is_none() {
@@ -246,6 +315,7 @@ impl Runtime {
         Ok(Function {
             tenant: tenant.into(),
             name: name.into(),
+            version,
             pre,
             http,
             messages,
@@ -328,6 +398,52 @@ impl Runtime {
             result: result?,
             staging: state.caps.staging,
         })
+    }
+}
+
+/// What a component may import, for error messages.
+const ALLOWED_IMPORTS: &str = "a function may import sluice:function/* and wasi:cli, wasi:clocks, \
+    wasi:io, wasi:random and wasi:filesystem (which has no directories); \
+    no network (wasi:sockets, wasi:http) and nothing else";
+
+/// True for the interfaces a function may import. The linker holds more of
+/// WASI than this; the network stays out even though it would be refused at
+/// run time, so that a component that wants it is refused at deploy.
+fn is_allowed_import(name: &str) -> bool {
+    let interface = name.split('@').next().unwrap_or(name);
+    let Some((package, _)) = interface.split_once('/') else {
+        return false;
+    };
+    matches!(
+        package,
+        "sluice:function"
+            | "wasi:cli"
+            | "wasi:clocks"
+            | "wasi:io"
+            | "wasi:random"
+            | "wasi:filesystem"
+    )
+}
+
+/// Refuses anything but a component binary, saying what it is instead.
+fn check_header(shown: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    let refuse = |message: &str| {
+        Err(LoadError::NotComponent {
+            path: shown.to_owned(),
+            message: message.to_owned(),
+        })
+    };
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => refuse(
+            "it is a core WebAssembly module; build for wasm32-wasip2, \
+             or wrap it with `wasm-tools component new`",
+        ),
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', ..]) => refuse("unknown WebAssembly binary version"),
+        _ if bytes.starts_with(b"(") => {
+            refuse("it looks like WebAssembly text; upload the binary component")
+        }
+        _ => refuse("it does not start with the WebAssembly magic number"),
     }
 }
 

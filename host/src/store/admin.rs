@@ -36,6 +36,20 @@ pub struct Tenant {
     /// Its own token settings, if any; shown without secrets.
     #[serde(serialize_with = "redacted")]
     pub auth: Option<AuthConfig>,
+    /// Most functions it may deploy, if limited.
+    pub max_functions: Option<u32>,
+    /// Most bytes of documents it may store, if limited.
+    pub max_stored_bytes: Option<u64>,
+}
+
+/// A tenant's quotas; `None` lifts a limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuota {
+    /// Most functions it may deploy.
+    pub max_functions: Option<u32>,
+    /// Most bytes of documents it may store.
+    pub max_stored_bytes: Option<u64>,
 }
 
 /// The tenant's token settings without key material: which keys, not what they are.
@@ -53,7 +67,7 @@ fn redacted<S: serde::Serializer>(auth: &Option<AuthConfig>, s: S) -> Result<S::
     serde::Serialize::serialize(&view, s)
 }
 
-const TENANT_COLUMNS: &str = "name, created_at, created_by, requests_per_second, burst, auth";
+const TENANT_COLUMNS: &str = "name, created_at, created_by, requests_per_second, burst, auth, max_functions, max_stored_bytes";
 
 fn tenant(r: &sqlx::sqlite::SqliteRow) -> Tenant {
     let rps: Option<f64> = r.get(3);
@@ -69,6 +83,12 @@ fn tenant(r: &sqlx::sqlite::SqliteRow) -> Tenant {
         auth: r
             .get::<Option<String>, _>(5)
             .and_then(|text| serde_json::from_str(&text).ok()),
+        max_functions: r
+            .get::<Option<i64>, _>(6)
+            .and_then(|n| u32::try_from(n).ok()),
+        max_stored_bytes: r
+            .get::<Option<i64>, _>(7)
+            .and_then(|n| u64::try_from(n).ok()),
     }
 }
 
@@ -111,7 +131,7 @@ fn random_hex(bytes: usize) -> Result<String, StoreError> {
 }
 
 impl Store {
-    async fn admin_connection(&self) -> Result<SqliteConnection, StoreError> {
+    pub(super) async fn admin_connection(&self) -> Result<SqliteConnection, StoreError> {
         Ok(SqliteConnection::connect_with(&self.write_options).await?)
     }
 
@@ -287,6 +307,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Sets tenant `name`'s quotas; false if there is no such tenant.
+    pub async fn set_tenant_quota(
+        &self,
+        name: &str,
+        quota: TenantQuota,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.admin_connection().await?;
+        let done = sqlx::query(
+            "UPDATE tenants SET max_functions = ?, max_stored_bytes = ? WHERE name = ?",
+        )
+        .bind(quota.max_functions.map(i64::from))
+        .bind(quota.max_stored_bytes.and_then(|n| i64::try_from(n).ok()))
+        .bind(name)
+        .execute(&mut conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Deletes tenant `name` and everything stored for it; false if there was none.
     pub async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
@@ -302,6 +340,8 @@ impl Store {
             "DELETE FROM dead_letters WHERE tenant = ?",
             "DELETE FROM outbox WHERE tenant = ?",
             "DELETE FROM schedules WHERE tenant = ?",
+            "DELETE FROM functions WHERE tenant = ?",
+            "DELETE FROM function_versions WHERE tenant = ?",
         ] {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }

@@ -7,6 +7,7 @@
 mod admin;
 mod committer;
 mod documents;
+mod functions;
 mod queue;
 
 use std::str::FromStr;
@@ -19,9 +20,10 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Notify;
 
-pub use admin::{Invocation, OperatorKey, Tenant};
+pub use admin::{Invocation, OperatorKey, Tenant, TenantQuota};
 pub use committer::{CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord};
 pub use documents::StoredDocument;
+pub use functions::{DeployedFunction, NewVersion, StoredVersion, VersionInfo};
 pub use queue::{
     Claim, DeadLetter, DeadLetterFilter, DeliveryEnd, Depth, Due, Lease, ScheduleRow,
     Subscriptions, Tick,

@@ -20,15 +20,22 @@ pub struct Subscriptions {
 }
 
 impl Subscriptions {
-    /// Subscribes `function` of `tenant` to `topics`.
-    pub fn subscribe(&self, tenant: &Arc<str>, function: &Arc<str>, topics: &[String]) {
-        let mut map = self.topics.write().unwrap_or_else(|e| e.into_inner());
-        for topic in topics {
-            let functions = map.entry((tenant.clone(), topic.clone())).or_default();
-            if !functions.contains(function) {
-                functions.push(function.clone());
+    /// Replaces every subscription with those of `subscribers`
+    /// (`(tenant, function, topics)`): what a new catalog subscribes to.
+    pub fn replace_all<'a>(
+        &self,
+        subscribers: impl IntoIterator<Item = (&'a Arc<str>, &'a Arc<str>, &'a [String])>,
+    ) {
+        let mut map = TopicMap::new();
+        for (tenant, function, topics) in subscribers {
+            for topic in topics {
+                let functions = map.entry((tenant.clone(), topic.clone())).or_default();
+                if !functions.contains(function) {
+                    functions.push(function.clone());
+                }
             }
         }
+        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = map;
     }
 
     /// The functions of `tenant` subscribed to `topic`; never another tenant's.
@@ -721,13 +728,14 @@ mod tests {
     fn subscribers_are_looked_up_inside_the_tenant() {
         let subs = Subscriptions::default();
         let (acme, other): (Arc<str>, Arc<str>) = ("acme".into(), "other".into());
-        subs.subscribe(
-            &acme,
-            &"a".into(),
-            &["jobs".into(), "documents.notes.created".into()],
-        );
-        subs.subscribe(&acme, &"b".into(), &["jobs".into()]);
-        subs.subscribe(&other, &"c".into(), &["jobs".into()]);
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        let a_topics = ["jobs".to_owned(), "documents.notes.created".to_owned()];
+        let jobs = ["jobs".to_owned()];
+        subs.replace_all([
+            (&acme, &a, &a_topics[..]),
+            (&acme, &b, &jobs[..]),
+            (&other, &c, &jobs[..]),
+        ]);
         let names = |t: &Arc<str>, topic: &str| -> Vec<String> {
             subs.subscribers(t, topic)
                 .iter()

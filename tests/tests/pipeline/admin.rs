@@ -2,54 +2,9 @@
 //! the CLI, tenants created, shown, listed and deleted over HTTP and with
 //! the CLI, and the OpenAPI document.
 
-use std::process::{Command, Output};
-
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use sluice_tests::{Reply, TestHost, sluice_binary};
-
-/// Runs the real `sluice` binary against `host`'s data directory and admin API.
-fn sluice(host: &TestHost, key: Option<&str>, args: &[&str]) -> Result<Output> {
-    let mut command = Command::new(sluice_binary()?);
-    command
-        .arg("--data-dir")
-        .arg(host.data())
-        .args(["--admin-url", &host.admin]);
-    if let Some(key) = key {
-        command.args(["--key", key]);
-    }
-    let output = command.args(args).output()?;
-    if !output.status.success() {
-        bail!(
-            "sluice {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(output)
-}
-
-/// A new operator key, made with `sluice key create`.
-fn operator_key(host: &TestHost) -> Result<String> {
-    let out = sluice(host, None, &["key", "create", "--name", "tests"])?;
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-async fn admin(
-    host: &TestHost,
-    method: reqwest::Method,
-    path: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> Result<Reply> {
-    let mut req = host.client.request(method, format!("{}{path}", host.admin));
-    if let Some(key) = key {
-        req = req.bearer_auth(key);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    host.send(req).await
-}
+use sluice_tests::{TestHost, admin, operator_key, sluice};
 
 /// Without a key, or with a revoked one, the admin API answers 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +118,7 @@ async fn tenants_are_managed_over_http_and_with_the_cli() -> Result<()> {
         refused.body["detail"]
             .as_str()
             .unwrap_or_default()
-            .contains("force")
+            .contains("functions directories")
     );
 
     let out = sluice(&host, k, &["tenant", "create", "cli-co"])?;
@@ -219,6 +174,12 @@ async fn the_openapi_document_is_served_and_complete() -> Result<()> {
         ("/v1/tenants/{name}/auth", "delete"),
         ("/v1/tenants/{name}/rate", "put"),
         ("/v1/tenants/{name}/rate", "delete"),
+        ("/v1/tenants/{name}/quota", "put"),
+        ("/v1/functions", "get"),
+        ("/v1/tenants/{tenant}/functions/{name}", "delete"),
+        ("/v1/tenants/{tenant}/functions/{name}/versions", "get"),
+        ("/v1/tenants/{tenant}/functions/{name}/versions", "post"),
+        ("/v1/tenants/{tenant}/functions/{name}/rollback", "post"),
         ("/metrics", "get"),
     ] {
         assert!(

@@ -5,6 +5,7 @@ mod admin;
 mod authenticate;
 mod capabilities;
 mod delivery;
+mod deploy;
 mod examples;
 mod persist;
 mod process;

@@ -13,6 +13,8 @@ use sluice_sdk::{Error, Request, Response};
 /// `POST /probe/documents`.
 #[derive(Deserialize)]
 struct Documents {
+    /// The collection, `probe` by default.
+    collection: Option<String>,
     #[serde(default)]
     put: Vec<String>,
     #[serde(default)]
@@ -50,7 +52,7 @@ fn handle(req: Request) -> Result<Response, Error> {
 }
 
 fn documents(probe: Documents) -> Result<Response, Error> {
-    let docs = Collection::<Value>::open("probe");
+    let docs = Collection::<Value>::open(probe.collection.as_deref().unwrap_or("probe"));
     for key in &probe.put {
         docs.put(key, &json!({ "key": key }))?;
     }

@@ -1,5 +1,8 @@
 //! The `sluice` commands that talk to a running host's admin API.
 
+pub mod build;
+pub mod functions;
+
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{Method, Request};
@@ -35,21 +38,35 @@ impl Admin {
     /// Sends `body` (JSON) with `method` to `path`; returns the JSON answer,
     /// or the problem's detail as the error.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        match body {
+            Some(v) => {
+                let body = Bytes::from(v.to_string());
+                self.send(method, path, Some("application/json"), body)
+                    .await
+            }
+            None => self.send(method, path, None, Bytes::new()).await,
+        }
+    }
+
+    /// Sends `body` of `content_type` with `method` to `path`; answers as [`Admin::call`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Value> {
         let uri = format!("{}{path}", self.base);
         let mut req = Request::builder()
             .method(method)
             .uri(&uri)
             .header("authorization", format!("Bearer {}", self.key));
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Full::new(Bytes::from(v.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
+        if let Some(content_type) = content_type {
+            req = req.header("content-type", content_type);
+        }
         let response = self
             .client
-            .request(req.body(body)?)
+            .request(req.body(Full::new(body))?)
             .await
             .with_context(|| {
                 format!("cannot reach the admin API at {uri}: is `sluice serve` running?")

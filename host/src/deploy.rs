@@ -1,0 +1,463 @@
+//! Deploys, rollbacks and removals of functions on a running host.
+//!
+//! A deploy is checked completely before anything changes: the upload must
+//! be a component that compiles, imports only what Sluice offers, exports
+//! what its manifest asks for, has schemas that compile and routes that do
+//! not collide. Then its bytes are stored (content-addressed, through a
+//! cap-std directory handle), its compilation cached, its metadata recorded
+//! as a new version, and a new [`Catalog`] swapped in. Deploys of one host
+//! run one at a time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+
+use crate::app::App;
+use crate::catalog::{Catalog, Origin, Unit, UnitError};
+use crate::config::{Config, QueueConfig};
+use crate::manifest::{FunctionManifest, ManifestError, Source};
+use crate::pipeline::receive::RouteConflict;
+use crate::runtime::{LoadError, Runtime, sha256_hex};
+use crate::store::{NewVersion, StoreError, StoredVersion};
+
+/// Why a deploy, rollback or removal was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The tenant does not exist.
+    #[error("no tenant {0:?}")]
+    NoTenant(String),
+    /// The function (or version) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The component is refused.
+    #[error(transparent)]
+    Component(#[from] LoadError),
+    /// The component does not fit its manifest.
+    #[error(transparent)]
+    Unit(UnitError),
+    /// A route collides with another function's.
+    #[error(transparent)]
+    Route(#[from] RouteConflict),
+    /// The function comes from a functions directory.
+    #[error(
+        "function {tenant}/{name} is loaded from a functions directory; change its manifest there and restart, or deploy under another name"
+    )]
+    FromDirectory {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+    },
+    /// The tenant is at its function quota.
+    #[error("tenant {tenant} has {max} function(s), its quota; remove one or raise max_functions")]
+    Quota {
+        /// The tenant.
+        tenant: String,
+        /// Its quota.
+        max: u32,
+    },
+    /// A stored component could not be read or written.
+    #[error("component storage: {0}")]
+    Storage(#[from] std::io::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<UnitError> for DeployError {
+    fn from(e: UnitError) -> Self {
+        match e {
+            UnitError::Route(conflict) => DeployError::Route(conflict),
+            other => DeployError::Unit(other),
+        }
+    }
+}
+
+/// What a deploy uploads: the manifest, its schemas and the component.
+#[derive(Debug, Default)]
+pub struct Upload {
+    /// `sluice.toml`'s text.
+    pub manifest: String,
+    /// Schema files by the path the manifest names them with.
+    pub schemas: HashMap<String, Vec<u8>>,
+    /// The component's bytes.
+    pub component: bytes::Bytes,
+}
+
+/// Component files, content-addressed: `<sha256>.wasm` in one directory,
+/// reached only through its handle.
+pub struct Components {
+    dir: Dir,
+}
+
+impl Components {
+    /// Opens (creating it) the component directory `path`.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        Ok(Self {
+            dir: Dir::open_ambient_dir(path, ambient_authority())?,
+        })
+    }
+
+    /// Stores `bytes` as `sha`, written to a temporary file, synced, then
+    /// renamed, so a crash never leaves half a component under its name.
+    fn put(&self, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let name = format!("{sha}.wasm");
+        if self.dir.exists(&name) {
+            return Ok(());
+        }
+        let temp = format!("{sha}.{}.tmp", uuid::Uuid::now_v7());
+        let mut file = self
+            .dir
+            .open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        drop(file);
+        match written.and_then(|()| self.dir.rename(&temp, &self.dir, &name)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = self.dir.remove_file(&temp);
+                Err(e)
+            }
+        }
+    }
+
+    fn read(&self, sha: &str) -> std::io::Result<Vec<u8>> {
+        self.dir.read(format!("{sha}.wasm"))
+    }
+
+    fn remove(&self, sha: &str) {
+        if let Err(e) = self.dir.remove_file(format!("{sha}.wasm")) {
+            tracing::warn!(component = %sha, error = %e, "could not remove an unused component");
+        }
+    }
+}
+
+/// Deploy state of a host: where components live, and the lock that makes
+/// deploys one at a time.
+pub struct Deployer {
+    components: Arc<Components>,
+    lock: tokio::sync::Mutex<()>,
+    body_limit: usize,
+    queue: QueueConfig,
+    /// Largest upload the admin API reads.
+    pub max_upload_bytes: usize,
+}
+
+/// A version to turn into a [`Unit`].
+struct Spec<'a> {
+    tenant: &'a str,
+    name: &'a str,
+    version: u32,
+    manifest: &'a str,
+    schemas: HashMap<String, Vec<u8>>,
+    sha: &'a str,
+}
+
+impl Deployer {
+    /// Components under the data directory's `components/`.
+    pub fn new(config: &Config) -> std::io::Result<Self> {
+        Ok(Self {
+            components: Arc::new(Components::open(&config.data_dir.join("components"))?),
+            lock: tokio::sync::Mutex::new(()),
+            body_limit: config.http.max_body_bytes,
+            queue: config.queue.clone(),
+            max_upload_bytes: config.admin.max_upload_bytes,
+        })
+    }
+
+    /// Compiles (or loads from the artifact cache), links and checks one version.
+    fn unit(&self, runtime: &Runtime, spec: &Spec<'_>, bytes: &[u8]) -> Result<Unit, DeployError> {
+        let manifest = FunctionManifest::parse(
+            spec.manifest,
+            Source::Upload {
+                tenant: spec.tenant,
+                name: spec.name,
+                schemas: &spec.schemas,
+            },
+        )?;
+        let shown = format!("{}/{} v{}", spec.tenant, spec.name, spec.version);
+        let component = runtime.compile(&shown, bytes, spec.sha)?;
+        let function = runtime.link(
+            spec.tenant,
+            spec.name,
+            Some(spec.version),
+            &shown,
+            &component,
+        )?;
+        Ok(Unit::prepare(
+            function,
+            Origin::Deployed,
+            &manifest,
+            self.body_limit,
+            &self.queue,
+        )?)
+    }
+
+    /// Loads the live version of every deployed function, on all cores.
+    /// A version that no longer loads is logged and left out: one broken
+    /// function does not keep the others down.
+    pub fn restore(&self, runtime: &Runtime, stored: &[StoredVersion]) -> Vec<Arc<Unit>> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let chunk = stored.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = stored
+                .chunks(chunk)
+                .map(|versions| {
+                    scope.spawn(move || {
+                        versions
+                            .iter()
+                            .filter_map(|v| match self.load_stored(runtime, v) {
+                                Ok(unit) => Some(Arc::new(unit)),
+                                Err(e) => {
+                                    tracing::error!(tenant = %v.tenant, function = %v.name,
+                                        version = v.version, error = %e,
+                                        "deployed function could not be loaded; it is not served");
+                                    None
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    fn load_stored(&self, runtime: &Runtime, v: &StoredVersion) -> Result<Unit, DeployError> {
+        let bytes = self.components.read(&v.component)?;
+        let spec = Spec {
+            tenant: &v.tenant,
+            name: &v.name,
+            version: v.version,
+            manifest: &v.manifest,
+            schemas: v
+                .schemas
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string().into_bytes()))
+                .collect(),
+            sha: &v.component,
+        };
+        self.unit(runtime, &spec, &bytes)
+    }
+}
+
+/// Checks, stores and activates `upload` as the next version of `tenant`'s
+/// `name`; returns the new version's number.
+pub async fn deploy(
+    app: &App,
+    tenant: &str,
+    name: &str,
+    upload: Upload,
+    operator: &str,
+) -> Result<u32, DeployError> {
+    let deployer = &app.deployer;
+    let _one_at_a_time = deployer.lock.lock().await;
+    let record = app
+        .store
+        .tenant(tenant)
+        .await?
+        .ok_or_else(|| DeployError::NoTenant(tenant.to_owned()))?;
+    let current = app.catalog.load_full();
+    match current.unit(tenant, name) {
+        Some(unit) if unit.origin == Origin::Directory => {
+            return Err(DeployError::FromDirectory {
+                tenant: tenant.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        Some(_) => {}
+        None => {
+            if let Some(max) = record.max_functions
+                && current.units_of(tenant).count() >= max as usize
+            {
+                return Err(DeployError::Quota {
+                    tenant: tenant.to_owned(),
+                    max,
+                });
+            }
+        }
+    }
+    let version = app.store.next_version(tenant, name).await?;
+    let sha = sha256_hex(&upload.component);
+    let (unit, manifest, schemas, size) = {
+        let (runtime, app_deployer) = (app.runtime.clone(), app.deployer.clone());
+        let (tenant, name, sha) = (tenant.to_owned(), name.to_owned(), sha.clone());
+        let Upload {
+            manifest,
+            schemas,
+            component,
+        } = upload;
+        // Compiling takes a core for a while: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let spec = Spec {
+                tenant: &tenant,
+                name: &name,
+                version,
+                manifest: &manifest,
+                schemas,
+                sha: &sha,
+            };
+            let unit = app_deployer.unit(&runtime, &spec, &component)?;
+            app_deployer.components.put(&sha, &component)?;
+            let schemas: BTreeMap<String, serde_json::Value> = spec
+                .schemas
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), serde_json::from_slice(v).ok()?)))
+                .collect();
+            Ok::<_, DeployError>((unit, manifest, schemas, component.len()))
+        })
+        .await
+        .map_err(|e| DeployError::Storage(std::io::Error::other(e.to_string())))??
+    };
+    let unit = Arc::new(unit);
+    let next = current.with(unit.clone())?;
+    let recorded = app
+        .store
+        .record_version(NewVersion {
+            tenant,
+            name,
+            manifest: &manifest,
+            schemas: &schemas,
+            component: &sha,
+            size: size as u64,
+            deployed_by: operator,
+        })
+        .await?;
+    debug_assert_eq!(recorded, version);
+    app.activate(next);
+    tracing::info!(
+        tenant,
+        function = name,
+        version,
+        operator,
+        routes = unit.routes.len(),
+        "function deployed"
+    );
+    Ok(version)
+}
+
+/// Makes `version` (by default the one before the live one) live again.
+pub async fn rollback(
+    app: &App,
+    tenant: &str,
+    name: &str,
+    version: Option<u32>,
+    operator: &str,
+) -> Result<u32, DeployError> {
+    let deployer = &app.deployer;
+    let _one_at_a_time = deployer.lock.lock().await;
+    let current = app.catalog.load_full();
+    let live = match current.unit(tenant, name) {
+        Some(unit) if unit.origin == Origin::Directory => {
+            return Err(DeployError::FromDirectory {
+                tenant: tenant.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        Some(unit) => unit.function.version,
+        None => None,
+    };
+    let versions = app.store.versions(tenant, name).await?;
+    if versions.is_empty() {
+        return Err(DeployError::NotFound(format!(
+            "no deployed function {tenant}/{name}"
+        )));
+    }
+    let target = match version {
+        Some(v) => v,
+        None => versions
+            .iter()
+            .map(|v| v.version)
+            .filter(|v| live.is_none_or(|live| *v < live))
+            .max()
+            .ok_or_else(|| {
+                DeployError::NotFound(format!(
+                    "{tenant}/{name} has no version before v{}",
+                    live.unwrap_or_default()
+                ))
+            })?,
+    };
+    let stored = app
+        .store
+        .stored_version(tenant, name, target)
+        .await?
+        .ok_or_else(|| DeployError::NotFound(format!("{tenant}/{name} has no version {target}")))?;
+    let (runtime, deployer) = (app.runtime.clone(), app.deployer.clone());
+    let unit = tokio::task::spawn_blocking(move || deployer.load_stored(&runtime, &stored))
+        .await
+        .map_err(|e| DeployError::Storage(std::io::Error::other(e.to_string())))??;
+    let next = current.with(Arc::new(unit))?;
+    app.store
+        .activate_version(tenant, name, target, operator)
+        .await?;
+    app.activate(next);
+    tracing::info!(
+        tenant,
+        function = name,
+        version = target,
+        operator,
+        "function rolled back"
+    );
+    Ok(target)
+}
+
+/// Takes `tenant`'s deployed `name` down and deletes its versions.
+pub async fn remove(app: &App, tenant: &str, name: &str) -> Result<(), DeployError> {
+    let _one_at_a_time = app.deployer.lock.lock().await;
+    let current = app.catalog.load_full();
+    if let Some(unit) = current.unit(tenant, name)
+        && unit.origin == Origin::Directory
+    {
+        return Err(DeployError::FromDirectory {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    if app.store.versions(tenant, name).await?.is_empty() {
+        return Err(DeployError::NotFound(format!(
+            "no deployed function {tenant}/{name}"
+        )));
+    }
+    let next = current.without(tenant, name)?;
+    let unused = app.store.delete_function(tenant, name).await?;
+    app.activate(next);
+    for sha in unused {
+        app.deployer.components.remove(&sha);
+    }
+    tracing::info!(tenant, function = name, "function removed");
+    Ok(())
+}
+
+/// Builds the catalog of a starting host: the functions directories'
+/// units (which must all fit) and the deployed ones, each deployed one
+/// left out, with an error, if its routes collide.
+pub fn initial_catalog(
+    directory: Vec<Arc<Unit>>,
+    deployed: Vec<Arc<Unit>>,
+) -> Result<Catalog, RouteConflict> {
+    let all = directory.iter().chain(&deployed).cloned();
+    if let Ok(catalog) = Catalog::build(all) {
+        return Ok(catalog);
+    }
+    let mut catalog = Catalog::build(directory)?;
+    for unit in deployed {
+        match catalog.with(unit.clone()) {
+            Ok(next) => catalog = next,
+            Err(e) => {
+                tracing::error!(tenant = %unit.function.tenant, function = %unit.function.name,
+                error = %e, "deployed function collides with a functions directory; it is not served")
+            }
+        }
+    }
+    Ok(catalog)
+}

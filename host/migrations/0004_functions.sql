@@ -27,3 +27,13 @@ CREATE TABLE functions (
 -- Per-tenant quotas; NULL: none.
 ALTER TABLE tenants ADD COLUMN max_functions INTEGER;
 ALTER TABLE tenants ADD COLUMN max_stored_bytes INTEGER;
+
+-- Bytes of live documents (key + value) per tenant, kept by the committer
+-- in the transaction that writes them: what max_stored_bytes is checked against.
+CREATE TABLE tenant_usage (
+    tenant       TEXT    PRIMARY KEY,
+    stored_bytes INTEGER NOT NULL
+);
+INSERT INTO tenant_usage (tenant, stored_bytes)
+    SELECT tenant, SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)))
+    FROM documents WHERE value IS NOT NULL GROUP BY tenant;

@@ -147,6 +147,9 @@ impl App {
         let tenant_keyrings = crate::pipeline::authenticate::TenantKeyrings::default();
         for tenant in store.tenants().await? {
             quotas.set(&tenant.name, tenant.rate);
+            store
+                .storage_quotas()
+                .set(&tenant.name, tenant.max_stored_bytes);
             if let Some(auth) = &tenant.auth {
                 // Checked when it was set; should the keys no longer load, the
                 // tenant's tokens are refused rather than checked with the host's keys.

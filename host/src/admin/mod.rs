@@ -261,6 +261,7 @@ where
             {
                 return Err(no_tenant(name));
             }
+            app.store.storage_quotas().set(name, quota.max_stored_bytes);
             tracing::info!(tenant = %name, ?quota, operator = %operator, "tenant quota set");
             tenant_answer(app, name).await
         }

@@ -26,21 +26,24 @@ pub async fn deploy(admin: &Admin, path: &Path, args: DeployArgs, json: bool) ->
     let (manifest_path, component_path) = locate(path, &args).await?;
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;
-    let manifest: toml::Table = toml::from_str(&manifest_text)
+    let mut manifest: toml::Table = toml::from_str(&manifest_text)
         .with_context(|| format!("{} is not valid TOML", manifest_path.display()))?;
-    let field = |key: &str, given: &Option<String>| {
-        given
-            .clone()
+    let mut pick = |key: &str, given: Option<String>| {
+        let value = given
             .or_else(|| {
                 manifest
                     .get(key)
                     .and_then(|v| v.as_str())
                     .map(str::to_owned)
             })
-            .with_context(|| format!("{} names no {key}; pass --{key}", manifest_path.display()))
+            .with_context(|| format!("{} names no {key}; pass --{key}", manifest_path.display()))?;
+        // The host checks the manifest against the URL: say the same thing in both.
+        manifest.insert(key.to_owned(), toml::Value::String(value.clone()));
+        anyhow::Ok(value)
     };
-    let tenant = field("tenant", &args.tenant)?;
-    let name = field("name", &args.name)?;
+    let tenant = pick("tenant", args.tenant)?;
+    let name = pick("name", args.name)?;
+    let manifest_text = toml::to_string(&manifest)?;
     let component = std::fs::read(&component_path)
         .with_context(|| format!("reading {}", component_path.display()))?;
 

@@ -407,6 +407,13 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
                     end_without_effects(app, consumer, &request_id, &message.topic, end, runs, started).await;
                     return;
                 }
+                // Retried later: the tenant may free space or get a larger quota.
+                Ok(CommitOutcome::OverQuota { used, adding, quota }) => {
+                    let error = format!("storage quota: {used} of {quota} bytes stored, the writes add {adding}");
+                    let end = consumer.failed(&lease, attempt, error);
+                    end_without_effects(app, consumer, &request_id, &message.topic, end, runs, started).await;
+                    return;
+                }
                 Ok(CommitOutcome::LeaseLost) => {
                     tracing::warn!("lease expired before the commit; another runner has the message");
                     return;

@@ -59,6 +59,18 @@ pub enum PipelineError {
     /// The commit failed.
     #[error(transparent)]
     Persist(#[from] CommitError),
+    /// The writes would take the tenant past its storage quota.
+    #[error(
+        "the tenant stores {used} bytes of its {quota}-byte quota; this request would add {adding}"
+    )]
+    OverQuota {
+        /// Bytes stored now.
+        used: u64,
+        /// What the request would add.
+        adding: u64,
+        /// The quota.
+        quota: u64,
+    },
 }
 
 impl PipelineError {
@@ -70,6 +82,7 @@ impl PipelineError {
             PipelineError::Guest(_) => "guest-error",
             PipelineError::Conflict { .. } => "conflict",
             PipelineError::InvalidResponse(_) => "invalid-response",
+            PipelineError::OverQuota { .. } => "over-quota",
             _ => "unavailable",
         }
     }
@@ -218,6 +231,18 @@ where
             Ok((CommitOutcome::Conflict(_) | CommitOutcome::LeaseLost, _)) => {
                 PipelineError::Conflict { attempts }
             }
+            Ok((
+                CommitOutcome::OverQuota {
+                    used,
+                    adding,
+                    quota,
+                },
+                _,
+            )) => PipelineError::OverQuota {
+                used,
+                adding,
+                quota,
+            },
             Err(e) => e,
         };
         let status = respond::problem(&error).status;

@@ -168,6 +168,12 @@ pub fn problem(error: &PipelineError) -> Problem {
             "Store unavailable",
             "the changes could not be committed; nothing was written",
         ),
+        E::OverQuota { .. } => Problem::new(
+            507,
+            "storage-quota-exceeded",
+            "Storage quota exceeded",
+            format!("{error}; nothing was written"),
+        ),
     }
 }
 

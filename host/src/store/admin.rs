@@ -342,6 +342,7 @@ impl Store {
             "DELETE FROM schedules WHERE tenant = ?",
             "DELETE FROM functions WHERE tenant = ?",
             "DELETE FROM function_versions WHERE tenant = ?",
+            "DELETE FROM tenant_usage WHERE tenant = ?",
         ] {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }

@@ -62,6 +62,15 @@ pub enum CommitOutcome {
     /// The delivery's lease ran out and someone else holds it now; nothing
     /// was written, so the message's effects happen once, on the new holder.
     LeaseLost,
+    /// Its writes would take the tenant past `max_stored_bytes`; nothing was written.
+    OverQuota {
+        /// Bytes the tenant stores now.
+        used: u64,
+        /// What the writes would add.
+        adding: u64,
+        /// The tenant's quota.
+        quota: u64,
+    },
 }
 
 /// Why a commit failed.
@@ -185,6 +194,30 @@ pub(super) struct Context {
     pub window_ms: i64,
     /// Deliveries waiting per tenant, updated after each transaction.
     pub depth: Arc<Depth>,
+    /// Tenants' `max_stored_bytes`.
+    pub storage_quotas: Arc<StorageQuotas>,
+}
+
+/// Each tenant's `max_stored_bytes`, for the committer to check writes against.
+#[derive(Debug, Default)]
+pub struct StorageQuotas {
+    quotas: std::sync::RwLock<HashMap<String, u64>>,
+}
+
+impl StorageQuotas {
+    /// Sets (or, with `None`, lifts) `tenant`'s quota.
+    pub fn set(&self, tenant: &str, quota: Option<u64>) {
+        let mut quotas = self.quotas.write().unwrap_or_else(|e| e.into_inner());
+        match quota {
+            Some(q) => quotas.insert(tenant.to_owned(), q),
+            None => quotas.remove(tenant),
+        };
+    }
+
+    fn get(&self, tenant: &str) -> Option<u64> {
+        let quotas = self.quotas.read().unwrap_or_else(|e| e.into_inner());
+        quotas.get(tenant).copied()
+    }
 }
 
 /// What a batch changes about the queue, applied once it commits.
@@ -400,11 +433,18 @@ struct DocRow {
     version: i64,
 }
 
-/// A document's committed state: its version and whether it is live (not a tombstone).
+/// A document's committed state: its version, whether it is live (not a
+/// tombstone) and the bytes it counts against its tenant's storage.
 #[derive(Clone, Copy)]
 struct Current {
     version: i64,
     live: bool,
+    size: i64,
+}
+
+/// The bytes a live document counts: its key and its value.
+fn stored_size(key: &str, value: &str) -> i64 {
+    i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX)
 }
 
 async fn write_batch<'a>(
@@ -441,6 +481,10 @@ async fn write_batch<'a>(
         .map(|d| d.lease().delivery_id.as_str())
         .collect();
     let mut leases = queue::current_leases(&mut tx, &lease_ids).await?;
+    let tenants = parts.iter().map(|(r, ..)| &r.record.tenant);
+    let mut usage = stored_bytes(&mut tx, tenants, ctx).await?;
+    // Bytes each tenant's stored documents grow (or shrink) by in this batch.
+    let mut grown: HashMap<Arc<str>, i64> = HashMap::new();
 
     let mut outcomes = Vec::with_capacity(parts.len());
     let mut docs: BTreeMap<FullKey, DocRow> = BTreeMap::new();
@@ -467,6 +511,35 @@ async fn write_batch<'a>(
                 outcomes.push(CommitOutcome::LeaseLost);
                 continue;
             }
+        }
+        let adding: i64 = writes
+            .iter()
+            .map(|(k, write)| {
+                let before = current.get(&full(k)).map_or(0, |c| c.size);
+                let after = match write {
+                    StagedWrite::Put(v) => stored_size(&k.key, v),
+                    StagedWrite::Delete => 0,
+                };
+                after - before
+            })
+            .sum();
+        if adding > 0
+            && let Some(quota) = ctx.storage_quotas.get(tenant)
+        {
+            let used = usage.get(tenant).copied().unwrap_or(0);
+            if used.saturating_add(adding) > i64::try_from(quota).unwrap_or(i64::MAX) {
+                outcomes.push(CommitOutcome::OverQuota {
+                    used: u64::try_from(used).unwrap_or(0),
+                    adding: u64::try_from(adding).unwrap_or(0),
+                    quota,
+                });
+                continue;
+            }
+        }
+        *usage.entry(tenant.clone()).or_default() += adding;
+        *grown.entry(tenant.clone()).or_default() += adding;
+        if let Some(end) = &request.delivery {
+            let lease = end.lease();
             leases.remove(&lease.delivery_id);
             if matches!(end, DeliveryEnd::Retry { .. }) {
                 effects.rescheduled = true;
@@ -491,6 +564,7 @@ async fn write_batch<'a>(
                 Current {
                     version,
                     live: value.is_some(),
+                    size: value.as_deref().map_or(0, |v| stored_size(&k.key, v)),
                 },
             );
             if let Some(kind) = kind
@@ -560,6 +634,16 @@ async fn write_batch<'a>(
         .await?;
     }
     queue::end_deliveries(&mut tx, &ends, now).await?;
+    for (tenant, bytes) in grown.into_iter().filter(|(_, b)| *b != 0) {
+        sqlx::query(
+            "INSERT INTO tenant_usage (tenant, stored_bytes) VALUES (?, ?) \
+             ON CONFLICT (tenant) DO UPDATE SET stored_bytes = stored_bytes + excluded.stored_bytes",
+        )
+        .bind(&*tenant)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await?;
+    }
     insert_records(&mut tx, &records, now).await?;
     for op in std::mem::take(ops) {
         match op.apply(&mut tx, ctx, effects, now).await {
@@ -578,7 +662,8 @@ async fn current_versions(
     let mut versions = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
         let mut q = select_documents(
-            "tenant, collection, key, version, value IS NOT NULL",
+            "tenant, collection, key, version, value IS NOT NULL, \
+             COALESCE(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)), 0)",
             chunk.iter().map(|(t, c, k)| (&**t, c.as_str(), k.as_str())),
         );
         for row in q.build().fetch_all(&mut *conn).await? {
@@ -586,11 +671,33 @@ async fn current_versions(
             let current = Current {
                 version: row.get(3),
                 live: row.get(4),
+                size: row.get(5),
             };
             versions.insert((Arc::from(tenant), row.get(1), row.get(2)), current);
         }
     }
     Ok(versions)
+}
+
+/// Bytes stored now by the tenants of `parts` that have a storage quota.
+async fn stored_bytes<'a>(
+    conn: &mut SqliteConnection,
+    tenants: impl Iterator<Item = &'a Arc<str>>,
+    ctx: &Context,
+) -> Result<HashMap<Arc<str>, i64>, sqlx::Error> {
+    let mut usage = HashMap::new();
+    for tenant in tenants {
+        if usage.contains_key(tenant) || ctx.storage_quotas.get(tenant).is_none() {
+            continue;
+        }
+        let bytes: Option<i64> =
+            sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = ?")
+                .bind(&**tenant)
+                .fetch_optional(&mut *conn)
+                .await?;
+        usage.insert(tenant.clone(), bytes.unwrap_or(0));
+    }
+    Ok(usage)
 }
 
 async fn insert_records(

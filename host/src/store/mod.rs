@@ -21,7 +21,9 @@ use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Notify;
 
 pub use admin::{Invocation, OperatorKey, Tenant, TenantQuota};
-pub use committer::{CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord};
+pub use committer::{
+    CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord, StorageQuotas,
+};
 pub use documents::StoredDocument;
 pub use functions::{DeployedFunction, NewVersion, StoredVersion, VersionInfo};
 pub use queue::{
@@ -62,6 +64,7 @@ pub struct Store {
     ready: Arc<Notify>,
     depth: Arc<Depth>,
     max_pending: i64,
+    storage_quotas: Arc<StorageQuotas>,
     /// For the rare writes made outside the committer (operator keys, tenants).
     write_options: SqliteConnectOptions,
 }
@@ -98,11 +101,13 @@ impl Store {
             i64::try_from(queue.idempotency_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let depth = Arc::new(Depth::default());
         depth.replace(queue::count_pending(&mut writer).await?);
+        let storage_quotas = Arc::new(StorageQuotas::default());
         let context = committer::Context {
             subscriptions: subscriptions.clone(),
             ready: ready.clone(),
             window_ms,
             depth: depth.clone(),
+            storage_quotas: storage_quotas.clone(),
         };
         Ok(Self {
             point_reads: documents::PointReads::start(reads.clone(), config.read_connections),
@@ -112,6 +117,7 @@ impl Store {
             ready,
             depth,
             max_pending: i64::try_from(queue.max_pending_per_tenant).unwrap_or(i64::MAX),
+            storage_quotas,
             write_options: base,
         })
     }
@@ -127,6 +133,11 @@ impl Store {
     /// The committer, through which every write goes.
     pub fn committer(&self) -> &Committer {
         &self.committer
+    }
+
+    /// Tenants' `max_stored_bytes`; the committer refuses writes past them.
+    pub fn storage_quotas(&self) -> &StorageQuotas {
+        &self.storage_quotas
     }
 
     /// Who receives which topic; the committer fans messages out by it.

@@ -472,3 +472,103 @@ async fn recent_invocations_are_listed() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// `max_stored_bytes`: writes that would take the tenant past it get 507
+/// and commit nothing; deletes free room; other tenants are unaffected; the
+/// usage kept by the committer equals what the documents hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_bytes_quota_refuses_writes_past_it() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let quota = admin(
+        &host,
+        reqwest::Method::PUT,
+        "/v1/tenants/acme/quota",
+        Some(&key),
+        Some(json!({ "max_stored_bytes": 200 })),
+    )
+    .await?;
+    assert_eq!(quota.status.as_u16(), 200, "body: {}", quota.body);
+    assert_eq!(quota.body["max_stored_bytes"], 200);
+    let alice = sluice_tests::token("alice", "acme", &[]);
+    // The probe stores {"key":"<key>"} under each key: 20 + 30 = 50 bytes each.
+    let keys = |range: std::ops::Range<u32>| -> Vec<String> {
+        range.map(|i| format!("key-{i:016}")).collect()
+    };
+    let put = |keys: Vec<String>| json!({ "put": keys, "prefix": "", "limit": 1 });
+    let first = host
+        .post("/acme/probe/documents", Some(&alice), &put(keys(0..3)))
+        .await?;
+    assert_eq!(first.status.as_u16(), 200, "body: {}", first.body);
+    let over = host
+        .post("/acme/probe/documents", Some(&alice), &put(keys(3..5)))
+        .await?;
+    over.assert_problem(507);
+    assert_eq!(
+        over.body["type"],
+        "urn:sluice:problem:storage-quota-exceeded"
+    );
+    let detail = over.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("150 bytes of its 200-byte quota"),
+        "{detail}"
+    );
+    let stored = "SELECT count(*) FROM documents WHERE tenant = 'acme' AND value IS NOT NULL";
+    assert_eq!(
+        host.count(stored, &[]).await?,
+        3,
+        "nothing of the refused request was written"
+    );
+
+    // Deleting frees room; a write that fits is accepted again.
+    let delete = json!({ "delete": [keys(0..1)[0]], "prefix": "", "limit": 1 });
+    let freed = host
+        .post("/acme/probe/documents", Some(&alice), &delete)
+        .await?;
+    assert_eq!(freed.status.as_u16(), 200, "body: {}", freed.body);
+    let fits = host
+        .post("/acme/probe/documents", Some(&alice), &put(keys(3..4)))
+        .await?;
+    assert_eq!(fits.status.as_u16(), 200, "body: {}", fits.body);
+    let usage = host
+        .count(
+            "SELECT stored_bytes FROM tenant_usage WHERE tenant = 'acme'",
+            &[],
+        )
+        .await?;
+    let actual = host
+        .count(
+            "SELECT SUM(length(key) + length(value)) FROM documents WHERE tenant = 'acme' AND value IS NOT NULL",
+            &[],
+        )
+        .await?;
+    assert_eq!((usage, actual), (150, 150));
+
+    // Another tenant is not limited by acme's quota.
+    let bob = sluice_tests::token("bob", "demo", &[]);
+    let todo = host
+        .post(
+            "/demo/todos",
+            Some(&bob),
+            &json!({"title": "x".repeat(190)}),
+        )
+        .await?;
+    assert_eq!(todo.status.as_u16(), 201, "body: {}", todo.body);
+
+    // Lifting the quota lifts the limit.
+    let lifted = admin(
+        &host,
+        reqwest::Method::PUT,
+        "/v1/tenants/acme/quota",
+        Some(&key),
+        Some(json!({})),
+    )
+    .await?;
+    assert_eq!(lifted.body["max_stored_bytes"], Value::Null);
+    let now_fits = host
+        .post("/acme/probe/documents", Some(&alice), &put(keys(10..20)))
+        .await?;
+    assert_eq!(now_fits.status.as_u16(), 200, "body: {}", now_fits.body);
+    host.stop().await?;
+    Ok(())
+}

@@ -473,18 +473,34 @@ async fn a_restart_keeps_tenants_keys_and_versions_without_recompiling() -> Resu
     let key = operator_key(&host)?;
     create_tenant(&host, &key, "shop").await?;
     let manifest = "[[routes]]\nmethod = \"GET\"\npath = \"/counters/{name}\"\nauth = \"public\"\n";
-    for component in ["echo", "counter"] {
-        let reply = deploy(
-            &host,
-            &key,
-            ("shop", "flip"),
-            manifest,
-            guest(component)?,
-            &[],
-        )
-        .await?;
-        assert_eq!(reply.status.as_u16(), 201, "body: {}", reply.body);
-    }
+    let reply = deploy(&host, &key, ("shop", "flip"), manifest, guest("echo")?, &[]).await?;
+    assert_eq!(reply.status.as_u16(), 201, "body: {}", reply.body);
+    // v2 with the CLI: a .wasm file and the manifest, tenant and name given as flags.
+    let dir = tempfile::TempDir::new()?;
+    std::fs::write(dir.path().join("sluice.toml"), manifest)?;
+    let wasm = root().join("target/wasm32-wasip2/guest/counter.wasm");
+    let out = sluice(
+        &host,
+        Some(&key),
+        &[
+            "deploy",
+            &wasm.to_string_lossy(),
+            "--manifest",
+            &dir.path().join("sluice.toml").to_string_lossy(),
+            "--tenant",
+            "shop",
+            "--name",
+            "flip",
+        ],
+    )?;
+    let said = String::from_utf8(out.stdout)?;
+    assert!(said.contains("deployed shop/flip v2"), "{said}");
+    let out = sluice(&host, Some(&key), &["versions", "shop", "flip"])?;
+    let table = String::from_utf8(out.stdout)?;
+    assert!(
+        table.contains("live") && table.contains("(tests)"),
+        "{table}"
+    );
     sluice(
         &host,
         Some(&key),

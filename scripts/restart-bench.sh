@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# How long a host with N deployed functions (default 1,000) takes from start
+# until it serves its first request, with the compiled-artifact cache warm
+# (a normal restart) and cold (a new engine: everything recompiled).
+#
+#   bash scripts/restart-bench.sh [N]
+#
+# Each function is the echo guest with a unique custom section appended, so
+# every one is a distinct component with its own compiled artifact. Runs a
+# release build on loopback ports 18480/18481.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+n="${1:-1000}"
+per_tenant=10
+
+bash "$root/scripts/build-guests.sh" >/dev/null
+cargo build --release -p sluice-host --bin sluice
+bin="$root/target/release/sluice"
+echo_wasm="$root/target/wasm32-wasip2/guest/echo.wasm"
+
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/sluice.toml" <<TOML
+listen = "127.0.0.1:18480"
+data_dir = "$work/data"
+functions_dirs = []
+[admin]
+listen = "127.0.0.1:18481"
+TOML
+sluice() { "$bin" --config "$work/sluice.toml" "$@"; }
+
+start() {
+    RUST_LOG=warn,sluice_host::app=info sluice serve 2>>"$work/log" &
+    pid=$!
+}
+stop() {
+    kill -TERM "$pid"
+    wait "$pid" || true
+    pid=""
+}
+# Milliseconds from now until GET $1 answers 200.
+first_request_ms() {
+    local url="$1" t0
+    t0=$(date +%s%N)
+    until curl -fs -o /dev/null "$url"; do sleep 0.005; done
+    echo $(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+start
+until curl -fs -o /dev/null http://127.0.0.1:18480/_sluice/health; do sleep 0.05; done
+key="$(sluice key create --name restart-bench 2>/dev/null)"
+export SLUICE_ADMIN_URL=http://127.0.0.1:18481 SLUICE_ADMIN_KEY="$key"
+
+echo "deploying $n distinct components (each compiled once)..."
+t0=$(date +%s)
+for ((i = 0; i < n; i++)); do
+    tenant="t$((i / per_tenant))"
+    name="f$((i % per_tenant))"
+    if ((i % per_tenant == 0)); then sluice tenant create "$tenant" >/dev/null; fi
+    # A custom section (id 0) makes the bytes, and so the artifact, unique.
+    python3 - "$echo_wasm" "$work/c.wasm" "$i" <<'PY'
+import sys
+src, dst, i = sys.argv[1], sys.argv[2], sys.argv[3]
+def leb(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F; n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n: return bytes(out)
+name = b"sluice-bench"
+payload = leb(len(name)) + name + i.encode()
+open(dst, "wb").write(open(src, "rb").read() + b"\x00" + leb(len(payload)) + payload)
+PY
+    printf '[[routes]]\nmethod = "GET"\npath = "/%s/{a}"\nauth = "public"\n' "$name" >"$work/m.toml"
+    curl -fsS -o /dev/null -H "authorization: Bearer $key" \
+        -F "manifest=@$work/m.toml" -F "component=@$work/c.wasm" \
+        "http://127.0.0.1:18481/v1/tenants/$tenant/functions/$name/versions"
+    if (((i + 1) % 100 == 0)); then echo "  $((i + 1)) deployed ($(($(date +%s) - t0)) s)"; fi
+done
+last="http://127.0.0.1:18480/t$(((n - 1) / per_tenant))/f$(((n - 1) % per_tenant))/x"
+
+stop
+start
+warm=$(first_request_ms "$last")
+stop
+rm -rf "$work/data/cache"
+start
+cold=$(first_request_ms "$last")
+stop
+
+echo
+echo "restart with $n deployed functions, $(nproc) cores, release build:"
+echo "  warm artifact cache: ${warm} ms until the first request is served"
+echo "  cold (recompile all): ${cold} ms"
+grep "deployed functions loaded" "$work/log" | sed 's/^/  log: /'

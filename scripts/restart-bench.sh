@@ -22,7 +22,7 @@ work="$(mktemp -d)"
 pid=""
 cleanup() {
     [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
-    rm -rf "$work"
+    [[ -n "${KEEP:-}" ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -36,7 +36,8 @@ TOML
 sluice() { "$bin" --config "$work/sluice.toml" "$@"; }
 
 start() {
-    RUST_LOG=warn,sluice_host::app=info sluice serve 2>>"$work/log" &
+    # The binary itself, not the shell function: $! must be its pid.
+    RUST_LOG=warn,sluice_host::app=info "$bin" --config "$work/sluice.toml" serve 2>>"$work/log" &
     pid=$!
 }
 stop() {
@@ -54,7 +55,7 @@ first_request_ms() {
 
 start
 until curl -fs -o /dev/null http://127.0.0.1:18480/_sluice/health; do sleep 0.05; done
-key="$(sluice key create --name restart-bench 2>/dev/null)"
+key="$(sluice key create --name restart-bench)"
 export SLUICE_ADMIN_URL=http://127.0.0.1:18481 SLUICE_ADMIN_KEY="$key"
 
 echo "deploying $n distinct components (each compiled once)..."

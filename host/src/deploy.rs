@@ -200,7 +200,8 @@ impl Deployer {
         )?)
     }
 
-    /// Loads the live version of every deployed function, on all cores.
+    /// Loads the live version of every deployed function, on all cores;
+    /// blocks the caller (start-up, before anything is served).
     /// A version that no longer loads is logged and left out: one broken
     /// function does not keep the others down.
     pub fn restore(&self, runtime: &Runtime, stored: &[StoredVersion]) -> Vec<Arc<Unit>> {
@@ -333,6 +334,8 @@ pub async fn deploy(
             deployed_by: operator,
         })
         .await?;
+    // Deploys of this host are serialized, so the number read before the
+    // compile is the one recorded.
     debug_assert_eq!(recorded, version);
     app.activate(next);
     tracing::info!(

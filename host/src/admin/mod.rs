@@ -359,11 +359,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     T: serde::de::DeserializeOwned,
 {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| invalid(format!("cannot read the body: {e}")))?
-        .to_bytes();
+    let bytes = read_body(req).await?;
     serde_json::from_slice(&bytes).map_err(|e| invalid(format!("the body is not valid: {e}")))
 }
 
@@ -374,15 +370,23 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     T: serde::de::DeserializeOwned + Default,
 {
-    let bytes = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| invalid(format!("cannot read the body: {e}")))?
-        .to_bytes();
+    let bytes = read_body(req).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(&bytes).map_err(|e| invalid(format!("the body is not valid: {e}")))
+}
+
+async fn read_body<B>(req: Request<B>) -> Result<Bytes, Problem>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Ok(Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| invalid(format!("cannot read the body: {e}")))?
+        .to_bytes())
 }
 
 fn invalid(detail: String) -> Problem {

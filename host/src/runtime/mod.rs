@@ -190,8 +190,8 @@ pub struct Runtime {
 
 impl Runtime {
     /// Creates the engine (pooling allocator, epoch interruption) and the linker.
-    /// Compiled code is cached in `cache_dir`, so a restart does not recompile.
-    /// `cache_dir` is the artifact cache (see [`artifacts`]).
+    /// Compiled components are cached in `cache_dir`, one directory per
+    /// engine build, so a restart deserializes instead of compiling.
     pub fn new(config: &RuntimeConfig, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let instances = config.max_instances.max(1);

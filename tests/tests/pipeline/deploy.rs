@@ -776,3 +776,55 @@ async fn a_deployed_component_stays_inside_its_tenant() -> Result<()> {
     assert_eq!(outbox, 1);
     Ok(())
 }
+
+/// A deployed function's schedules and subscriptions start with its
+/// deploy and stop with its removal, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_schedule_fires_until_the_function_is_removed() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    create_tenant(&host, &key, "shop").await?;
+    let manifest = std::fs::read_to_string(root().join("tests/scheduled/ticker/sluice.toml"))?
+        .replace("tenant = \"acme\"\n", "")
+        .replace("name = \"ticker\"\n", "");
+    let reply = deploy(
+        &host,
+        &key,
+        ("shop", "ticker"),
+        &manifest,
+        guest("ticker")?,
+        &[],
+    )
+    .await?;
+    assert_eq!(reply.status.as_u16(), 201, "body: {}", reply.body);
+    let ticks = "SELECT count(*) FROM documents WHERE tenant = 'shop' AND collection = 'ticks'";
+    sluice_tests::eventually("a tick of the deployed schedule", || async {
+        Ok((host.count(ticks, &[]).await? >= 2).then_some(()))
+    })
+    .await?;
+
+    let removed = admin(
+        &host,
+        Method::DELETE,
+        "/v1/tenants/shop/functions/ticker",
+        Some(&key),
+        None,
+    )
+    .await?;
+    assert_eq!(removed.status.as_u16(), 200, "body: {}", removed.body);
+    // A tick already enqueued may still be delivered; then they stop.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let settled = host.count(ticks, &[]).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        host.count(ticks, &[]).await?,
+        settled,
+        "no ticks after the removal"
+    );
+    assert_eq!(
+        host.count("SELECT count(*) FROM function_versions", &[])
+            .await?,
+        0
+    );
+    Ok(())
+}

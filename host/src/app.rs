@@ -13,6 +13,7 @@ use crate::config::{AuthConfig, Config, KeyConfig, QueueConfig};
 use crate::deploy::{self, Deployer};
 use crate::dev;
 use crate::manifest::{FunctionManifest, ManifestError};
+use crate::pipeline::authenticate::jwks::JwksClient;
 use crate::pipeline::authenticate::{KeyError, Keyring};
 use crate::pipeline::persist::Contention;
 use crate::pipeline::receive::RouteConflict;
@@ -51,6 +52,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The HTTPS client for JWKS could not be set up.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The shared state of a running host.
@@ -82,6 +86,8 @@ pub struct App {
     pub quotas: crate::quota::Quotas,
     /// Keyrings of tenants with their own token settings.
     pub tenant_keyrings: crate::pipeline::authenticate::TenantKeyrings,
+    /// Fetches JWKS documents for keyrings that have a `jwks_url`.
+    pub jwks_client: JwksClient,
 }
 
 impl App {
@@ -211,6 +217,7 @@ impl App {
             metrics: crate::metrics::Metrics::default(),
             quotas,
             tenant_keyrings,
+            jwks_client: JwksClient::new().map_err(StartError::Tls)?,
         })
     }
 }
@@ -218,7 +225,7 @@ impl App {
 /// The configured keys, or the development key when none are configured.
 pub fn effective_auth(config: &Config) -> std::io::Result<AuthConfig> {
     let mut auth = config.auth.clone();
-    if auth.keys.is_empty() {
+    if auth.keys.is_empty() && auth.jwks_url.is_none() {
         let secret = dev::dev_secret(&config.data_dir)?;
         tracing::warn!(
             key = %dev::dev_key_path(&config.data_dir).display(),

@@ -106,9 +106,14 @@ impl Config {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Verification keys. With none configured, a development HS256 key is
-    /// generated in the data directory and the server says so at start-up.
+    /// Verification keys. With none configured (and no `jwks_url`), a
+    /// development HS256 key is generated in the data directory and the
+    /// server says so at start-up.
     pub keys: Vec<KeyConfig>,
+    /// A JWKS URL (`https://…`) whose signing keys are accepted too: fetched
+    /// when first needed, again when a token names an unknown `kid` (at most
+    /// every 10 s) and when an hour old.
+    pub jwks_url: Option<String>,
     /// Accepted `iss` values; when set, tokens must carry one of them.
     pub issuer: Option<Vec<String>>,
     /// Accepted `aud` values; when set, tokens must carry one of them.
@@ -125,6 +130,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             keys: Vec::new(),
+            jwks_url: None,
             issuer: None,
             audience: None,
             leeway_seconds: 30,

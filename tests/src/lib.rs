@@ -297,8 +297,13 @@ pub fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
 
 /// Signs `claims` with the RS256 test key (kid `rsa`).
 pub fn sign_rs256(claims: &Value) -> String {
+    sign_rs256_kid(claims, "rsa")
+}
+
+/// Signs `claims` with the RS256 test key, naming key id `kid`.
+pub fn sign_rs256_kid(claims: &Value, kid: &str) -> String {
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa".into());
+    header.kid = Some(kid.into());
     let key = EncodingKey::from_rsa_pem(&read_fixture("rs256-private.pem"));
     key.and_then(|k| encode(&header, claims, &k))
         .unwrap_or_default()

@@ -203,8 +203,10 @@ where
         }
         (&Method::PUT, ["v1", "tenants", name, "auth"]) => {
             let auth: AuthConfig = read_json(req).await?;
-            if auth.keys.is_empty() {
-                return Err(invalid("keys: at least one key is needed".into()));
+            if auth.keys.is_empty() && auth.jwks_url.is_none() {
+                return Err(invalid(
+                    "keys: at least one key, or a jwks_url, is needed".into(),
+                ));
             }
             if auth.keys.iter().any(|k| k.public_key_file.is_some()) {
                 return Err(invalid(
@@ -212,6 +214,13 @@ where
                 ));
             }
             let keyring = Keyring::new(&auth).map_err(|e| invalid(format!("keys: {e}")))?;
+            // Fetched now, so a wrong URL is refused here rather than
+            // failing every request later.
+            if let Some(jwks) = keyring.jwks() {
+                jwks.refresh(&app.jwks_client, std::time::Duration::ZERO)
+                    .await
+                    .map_err(invalid)?;
+            }
             if !app
                 .store
                 .set_tenant_auth(name, Some(&auth))

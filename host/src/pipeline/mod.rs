@@ -168,14 +168,15 @@ where
     let stage = app.metrics.stage_done("receive", stage);
 
     let tenant_keys = app.tenant_keyrings.get(&target.function.tenant);
-    let principal = info_span!("authenticate").in_scope(|| {
-        authenticate::check(
-            tenant_keys.as_deref().unwrap_or(&app.keyring),
-            &target.auth,
-            &target.function.tenant,
-            &parts.headers,
-        )
-    })?;
+    let principal = authenticate::check_fetching(
+        tenant_keys.as_deref().unwrap_or(&app.keyring),
+        &app.jwks_client,
+        &target.auth,
+        &target.function.tenant,
+        &parts.headers,
+    )
+    .instrument(info_span!("authenticate"))
+    .await?;
     let stage = app.metrics.stage_done("authenticate", stage);
 
     let body = validate::body(&target, &parts.headers, body, app.body_timeout)

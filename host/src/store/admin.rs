@@ -57,6 +57,7 @@ fn redacted<S: serde::Serializer>(auth: &Option<AuthConfig>, s: S) -> Result<S::
     let view = auth.as_ref().map(|a| {
         serde_json::json!({
             "keys": a.keys.iter().map(|k| serde_json::json!({"kid": k.kid, "algorithm": k.algorithm})).collect::<Vec<_>>(),
+            "jwks_url": a.jwks_url,
             "issuer": a.issuer,
             "audience": a.audience,
             "leeway_seconds": a.leeway_seconds,

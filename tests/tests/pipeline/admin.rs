@@ -572,3 +572,142 @@ async fn the_stored_bytes_quota_refuses_writes_past_it() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// A JWKS document served on loopback: its body can change, its hits are counted.
+struct JwksServer {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(body: String) -> Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr()?);
+        let body = std::sync::Arc::new(std::sync::Mutex::new(body));
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counted) = (body.clone(), hits.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = served.lock().map(|b| b.clone()).unwrap_or_default();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        Ok(Self { url, body, hits })
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn serve(&self, body: String) {
+        if let Ok(mut b) = self.body.lock() {
+            *b = body;
+        }
+    }
+}
+
+/// The RS256 test key as a JWKS with one key named `kid`.
+fn jwks_with(kid: &str) -> Result<String> {
+    let mut jwk: Value =
+        serde_json::from_slice(&sluice_tests::read_fixture("rs256-public.jwk.json"))?;
+    jwk["kid"] = json!(kid);
+    Ok(json!({ "keys": [jwk] }).to_string())
+}
+
+/// A tenant whose keys come from a JWKS URL: fetched (and checked) when
+/// set; a token naming a rotated-in key makes the host fetch again; a burst
+/// of made-up key ids costs at most one more fetch; other tenants keep the
+/// host's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_can_take_its_keys_from_a_jwks_url() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let jwks = JwksServer::start(jwks_with("k1")?).await?;
+
+    let unreachable = admin(
+        &host,
+        reqwest::Method::PUT,
+        "/v1/tenants/acme/auth",
+        Some(&key),
+        Some(json!({ "jwks_url": "http://127.0.0.1:9/nothing" })),
+    )
+    .await?;
+    unreachable.assert_problem(422);
+    assert!(
+        unreachable.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("jwks_url")
+    );
+
+    let set = admin(
+        &host,
+        reqwest::Method::PUT,
+        "/v1/tenants/acme/auth",
+        Some(&key),
+        Some(json!({ "jwks_url": jwks.url })),
+    )
+    .await?;
+    assert_eq!(set.status.as_u16(), 200, "body: {}", set.body);
+    assert_eq!(set.body["auth"]["jwks_url"], json!(jwks.url));
+    assert_eq!(jwks.hits(), 1, "fetched once when set");
+
+    let claims = sluice_tests::claims("alice", "acme", &[]);
+    let route = "/acme/counters/jwks";
+    let k1 = sluice_tests::sign_rs256_kid(&claims, "k1");
+    let ok = host
+        .send(host.client.post(host.url(route)).bearer_auth(&k1))
+        .await?;
+    assert_eq!(ok.status.as_u16(), 200, "a key from the JWKS: {}", ok.body);
+    assert_eq!(jwks.hits(), 1, "served from the cache");
+
+    // The provider rotates to k2. After the cooldown, a k2 token makes
+    // the host fetch the set again, once.
+    jwks.serve(jwks_with("k2")?);
+    tokio::time::sleep(sluice_host::pipeline::authenticate::jwks::COOLDOWN).await;
+    let k2 = sluice_tests::sign_rs256_kid(&claims, "k2");
+    let rotated = host
+        .send(host.client.post(host.url(route)).bearer_auth(&k2))
+        .await?;
+    assert_eq!(
+        rotated.status.as_u16(),
+        200,
+        "the rotated key: {}",
+        rotated.body
+    );
+    assert_eq!(jwks.hits(), 2);
+
+    // Made-up key ids: 401, and no more fetches within the cooldown.
+    for i in 0..20 {
+        let forged = sluice_tests::sign_rs256_kid(&claims, &format!("made-up-{i}"));
+        host.send(host.client.post(host.url(route)).bearer_auth(&forged))
+            .await?
+            .assert_problem(401);
+    }
+    assert_eq!(
+        jwks.hits(),
+        2,
+        "unknown ids are not a way to hammer the provider"
+    );
+    // The host's own keys no longer open acme's routes, and still open demo's.
+    let host_key = sluice_tests::token("alice", "acme", &[]);
+    host.send(host.client.post(host.url(route)).bearer_auth(&host_key))
+        .await?
+        .assert_problem(401);
+    let demo = sluice_tests::token("bob", "demo", &[]);
+    assert_eq!(
+        host.get("/demo/todos", Some(&demo)).await?.status.as_u16(),
+        200
+    );
+    host.stop().await?;
+    Ok(())
+}

@@ -3,7 +3,10 @@
 //! [`Principal`] (none on a public route); 401 when we cannot tell who is
 //! calling, 403 when we can and the answer is no.
 
+pub mod jwks;
+
 use std::str::FromStr;
+use std::sync::Arc;
 
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
@@ -11,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{AuthConfig, KeyConfig};
 use crate::manifest::{AuthRule, NamedRule};
+use jwks::{COOLDOWN, Jwks, JwksClient};
 
 /// Why a request was not allowed through.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,9 @@ pub enum AuthError {
     /// 401: the token could not be verified.
     #[error("the token is not valid: {0}")]
     InvalidToken(&'static str),
+    /// 401: no key has the token's `kid`.
+    #[error("the token is not valid: unknown key id")]
+    UnknownKey,
     /// 401: past `exp`.
     #[error("the token has expired")]
     Expired,
@@ -79,6 +86,7 @@ pub struct Principal {
     pub claims: Map<String, Value>,
 }
 
+/// A verification key and the checks a token signed with it must pass.
 struct Key {
     kid: Option<String>,
     key: DecodingKey,
@@ -88,6 +96,7 @@ struct Key {
 /// The verification keys and claim rules.
 pub struct Keyring {
     keys: Vec<Key>,
+    jwks: Option<Arc<Jwks>>,
     tenant_claim: String,
     roles_claim: String,
 }
@@ -101,8 +110,21 @@ impl Keyring {
             .enumerate()
             .map(|(index, k)| Self::key(index, k, config))
             .collect::<Result<_, _>>()?;
+        let jwks = match &config.jwks_url {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Some(Arc::new(Jwks::new(url, config)))
+            }
+            Some(url) => {
+                return Err(KeyError::Material {
+                    index: 0,
+                    message: format!("jwks_url {url:?} must be an https:// (or http://) URL"),
+                });
+            }
+            None => None,
+        };
         Ok(Self {
             keys,
+            jwks,
             tenant_claim: config.tenant_claim.clone(),
             roles_claim: config.roles_claim.clone(),
         })
@@ -112,9 +134,15 @@ impl Keyring {
     pub fn empty(config: &AuthConfig) -> Self {
         Self {
             keys: Vec::new(),
+            jwks: None,
             tenant_claim: config.tenant_claim.clone(),
             roles_claim: config.roles_claim.clone(),
         }
+    }
+
+    /// The JWKS this keyring takes keys from, if any.
+    pub fn jwks(&self) -> Option<&Jwks> {
+        self.jwks.as_deref()
     }
 
     fn key(index: usize, k: &KeyConfig, config: &AuthConfig) -> Result<Key, KeyError> {
@@ -157,40 +185,29 @@ impl Keyring {
                 parsed.map_err(|e| material(format!("{source}: {e}")))?
             }
         };
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = config.leeway_seconds;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        if let Some(iss) = &config.issuer {
-            validation.set_issuer(iss);
-            validation.required_spec_claims.insert("iss".into());
-        }
-        if let Some(aud) = &config.audience {
-            validation.set_audience(aud);
-            validation.validate_aud = true;
-            validation.required_spec_claims.insert("aud".into());
-        }
         Ok(Key {
             kid: k.kid.clone(),
             key,
-            validation,
+            validation: validation(algorithm, config),
         })
     }
 
     /// Verifies `token` and returns its claims.
     fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::InvalidToken("malformed"))?;
+        let kid_fits = |kid: &Option<String>| match (&header.kid, kid) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        };
+        let published = self.jwks.as_ref().map(|j| j.keys()).unwrap_or_default();
         let mut candidates = self
             .keys
             .iter()
-            .filter(|k| match (&header.kid, &k.kid) {
-                (Some(want), Some(have)) => want == have,
-                _ => true,
-            })
+            .chain(published.iter())
+            .filter(|k| kid_fits(&k.kid))
             .peekable();
         if candidates.peek().is_none() {
-            return Err(AuthError::InvalidToken("unknown key id"));
+            return Err(AuthError::UnknownKey);
         }
         let mut last = AuthError::InvalidToken("bad signature");
         for key in candidates {
@@ -245,6 +262,26 @@ impl Keyring {
     }
 }
 
+/// The rules every key's signature check applies: the key's algorithm only,
+/// `exp` and `sub` required, `nbf`, issuer and audience as configured.
+fn validation(algorithm: Algorithm, config: &AuthConfig) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = config.leeway_seconds;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    if let Some(iss) = &config.issuer {
+        validation.set_issuer(iss);
+        validation.required_spec_claims.insert("iss".into());
+    }
+    if let Some(aud) = &config.audience {
+        validation.set_audience(aud);
+        validation.validate_aud = true;
+        validation.required_spec_claims.insert("aud".into());
+    }
+    validation
+}
+
 /// The keyrings of tenants with their own auth settings; the others use the host's.
 #[derive(Default)]
 pub struct TenantKeyrings {
@@ -265,6 +302,34 @@ impl TenantKeyrings {
     pub fn get(&self, tenant: &str) -> Option<std::sync::Arc<Keyring>> {
         let map = self.tenants.read().unwrap_or_else(|e| e.into_inner());
         map.get(tenant).cloned()
+    }
+}
+
+/// [`check`], fetching the keyring's JWKS first when it is stale, and again
+/// (within the cooldown) when the token names a key id it does not have.
+pub async fn check_fetching(
+    keyring: &Keyring,
+    client: &JwksClient,
+    rule: &AuthRule,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, AuthError> {
+    let Some(jwks) = keyring
+        .jwks()
+        .filter(|_| *rule != AuthRule::Named(NamedRule::Public))
+    else {
+        return check(keyring, rule, tenant, headers);
+    };
+    if jwks.is_stale() {
+        // A failure keeps whatever keys we had; the check below decides.
+        let _ = jwks.refresh(client, COOLDOWN).await;
+    }
+    match check(keyring, rule, tenant, headers) {
+        Err(AuthError::UnknownKey) if jwks.may_refetch() => {
+            let _ = jwks.refresh(client, COOLDOWN).await;
+            check(keyring, rule, tenant, headers)
+        }
+        other => other,
     }
 }
 

@@ -50,6 +50,19 @@ pub struct Config {
     pub queue: QueueConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// Where the `sluice` commands that manage a host find its admin API.
+    pub cli: CliConfig,
+}
+
+/// `[cli]`: defaults for the `sluice` commands that talk to the admin API.
+/// Flags and environment variables win over these.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CliConfig {
+    /// The admin API's URL; default: `http://` and `[admin] listen`.
+    pub admin_url: Option<String>,
+    /// The operator key; keep a file holding it readable only by its owner.
+    pub key: Option<String>,
 }
 
 impl Default for Config {
@@ -65,6 +78,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             queue: QueueConfig::default(),
             admin: AdminConfig::default(),
+            cli: CliConfig::default(),
         }
     }
 }

@@ -28,15 +28,13 @@ struct Cli {
     /// Database URL (default: sqlite://<data-dir>/sluice.db).
     #[arg(long, global = true, env = "SLUICE_DATABASE_URL")]
     database_url: Option<String>,
-    /// The admin API of a running host, for the commands that manage it.
-    #[arg(
-        long,
-        global = true,
-        env = "SLUICE_ADMIN_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    admin_url: String,
-    /// The operator key for the admin API (`sluice key create` makes one).
+    /// The admin API of a running host, for the commands that manage it
+    /// (default: `[cli] admin_url` in the config file, else `http://` and
+    /// `[admin] listen`, i.e. http://127.0.0.1:8081).
+    #[arg(long, global = true, env = "SLUICE_ADMIN_URL")]
+    admin_url: Option<String>,
+    /// The operator key for the admin API (`sluice key create` makes one;
+    /// default: `[cli] key` in the config file).
     #[arg(long, global = true, env = "SLUICE_ADMIN_KEY", hide_env_values = true)]
     key: Option<String>,
     /// Print JSON instead of text.
@@ -393,11 +391,11 @@ async fn run() -> Result<()> {
             function,
             limit,
         } => {
-            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            let admin = admin_client(&cli.admin_url, &cli.key, &config)?;
             invocations(&admin, tenant, function, limit, cli.json).await
         }
         Command::Tenant(command) => {
-            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            let admin = admin_client(&cli.admin_url, &cli.key, &config)?;
             tenant(&admin, command, cli.json).await
         }
         Command::Deploy {
@@ -407,7 +405,7 @@ async fn run() -> Result<()> {
             name,
             profile,
         } => {
-            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            let admin = admin_client(&cli.admin_url, &cli.key, &config)?;
             let args = cli::functions::DeployArgs {
                 tenant,
                 name,
@@ -417,7 +415,7 @@ async fn run() -> Result<()> {
             cli::functions::deploy(&admin, &path, args, cli.json).await
         }
         Command::Functions(command) => {
-            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            let admin = admin_client(&cli.admin_url, &cli.key, &config)?;
             match command {
                 FunctionsCommand::List { tenant } => {
                     cli::functions::list(&admin, tenant.as_deref(), cli.json).await
@@ -428,14 +426,23 @@ async fn run() -> Result<()> {
             }
         }
         Command::Versions { tenant, name } => {
-            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            let admin = admin_client(&cli.admin_url, &cli.key, &config)?;
             cli::functions::versions(&admin, &tenant, &name, cli.json).await
         }
         Command::Rollback { tenant, name, to } => {
-            let admin = cli::Admin::new(&cli.admin_url, cli.key.clone())?;
+            let admin = admin_client(&cli.admin_url, &cli.key, &config)?;
             cli::functions::rollback(&admin, &tenant, &name, to, cli.json).await
         }
     }
+}
+
+/// The admin API client: URL and key from flags or environment, else the config file.
+fn admin_client(url: &Option<String>, key: &Option<String>, config: &Config) -> Result<cli::Admin> {
+    let url = (url.clone())
+        .or_else(|| config.cli.admin_url.clone())
+        .unwrap_or_else(|| format!("http://{}", config.admin.listen));
+    let key = key.clone().or_else(|| config.cli.key.clone());
+    cli::Admin::new(&url, key)
 }
 
 async fn open_store(config: &Config) -> Result<Store> {

@@ -711,3 +711,39 @@ async fn a_tenant_can_take_its_keys_from_a_jwks_url() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// The CLI takes the admin URL and operator key from the config file's
+/// `[cli]` section when no flag or environment variable gives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_the_admin_url_and_key_from_the_config_file() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    let dir = tempfile::TempDir::new()?;
+    let config = dir.path().join("sluice.toml");
+    let run = |config_text: String, args: &[&str]| -> Result<std::process::Output> {
+        std::fs::write(&config, config_text)?;
+        Ok(std::process::Command::new(sluice_tests::sluice_binary()?)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("SLUICE_ADMIN_URL")
+            .env_remove("SLUICE_ADMIN_KEY")
+            .output()?)
+    };
+    let with_key = format!("[cli]\nadmin_url = \"{}\"\nkey = \"{key}\"\n", host.admin);
+    let out = run(with_key, &["tenant", "create", "from-config"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)?.contains("tenant from-config created"));
+
+    let without_key = format!("[cli]\nadmin_url = \"{}\"\n", host.admin);
+    let out = run(without_key, &["tenant", "list"])?;
+    assert!(!out.status.success());
+    let said = String::from_utf8(out.stderr)?;
+    assert!(said.contains("an operator key is needed"), "{said}");
+    host.stop().await?;
+    Ok(())
+}

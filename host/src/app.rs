@@ -1,5 +1,5 @@
-//! Everything a running host shares between requests, built once from the
-//! configuration: routes, keys, the wasm runtime and the store.
+//! Everything a running host shares between requests: the live catalog of
+//! functions (swapped whole by deploys), keys, the wasm runtime and the store.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -19,6 +19,9 @@
 //! Layout: [`pipeline`] holds one module per stage in that order; [`runtime`]
 //! is everything wasmtime; [`store`] is the only code that touches the
 //! database; [`staging`] is what passes from process to persist.
+//! [`catalog`] is what is live (routes, consumers, schedules), and
+//! [`deploy`] checks, stores and activates new versions of it for the
+//! [`admin`] API.
 
 pub mod admin;
 pub mod app;

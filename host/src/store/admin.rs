@@ -329,7 +329,7 @@ impl Store {
     /// Deletes tenant `name` and everything stored for it; false if there was none.
     pub async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         let deleted = sqlx::query("DELETE FROM tenants WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Acquire, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -455,7 +455,7 @@ async fn write_batch<'a>(
     ctx: &Context,
     effects: &mut Effects,
 ) -> Result<Vec<CommitOutcome>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
+    let mut tx = super::begin_write(conn).await?;
     let now = now_ms();
 
     let mut parts = Vec::new();

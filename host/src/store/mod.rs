@@ -34,6 +34,17 @@ pub use queue::{
 use crate::config::{DatabaseConfig, QueueConfig, Synchronous};
 use committer::Op;
 
+/// Starts a write transaction that takes the write lock at once. A deferred
+/// one that reads first fails without waiting (`SQLITE_BUSY_SNAPSHOT`) when
+/// another connection commits before its first write: the committer and the
+/// admin connections write the same file.
+async fn begin_write(
+    conn: &mut SqliteConnection,
+) -> Result<sqlx::Transaction<'_, Sqlite>, sqlx::Error> {
+    use sqlx::Connection;
+    conn.begin_with("BEGIN IMMEDIATE").await
+}
+
 /// Rows per multi-row statement; keeps well under SQLite's 32766 bound variables.
 const CHUNK: usize = 1_000;
 

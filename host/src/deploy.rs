@@ -9,19 +9,18 @@
 //! run one at a time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::Dir;
 
 use crate::app::App;
 use crate::catalog::{Catalog, Origin, Unit, UnitError};
 use crate::config::{Config, QueueConfig};
 use crate::manifest::{FunctionManifest, ManifestError, Source};
 use crate::pipeline::receive::RouteConflict;
-use crate::runtime::{LoadError, Runtime, sha256_hex};
+use crate::runtime::{LoadError, Runtime, sha256_hex, write_whole};
 use crate::store::{NewVersion, StoreError, StoredVersion};
 
 /// Why a deploy, rollback or removal was refused.
@@ -106,26 +105,13 @@ impl Components {
         })
     }
 
-    /// Stores `bytes` as `sha`, written to a temporary file, synced, then
-    /// renamed, so a crash never leaves half a component under its name.
+    /// Stores `bytes` as `sha`; a crash never leaves half a component under its name.
     fn put(&self, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
         let name = format!("{sha}.wasm");
         if self.dir.exists(&name) {
             return Ok(());
         }
-        let temp = format!("{sha}.{}.tmp", uuid::Uuid::now_v7());
-        let mut file = self
-            .dir
-            .open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-        let written = file.write_all(bytes).and_then(|()| file.sync_all());
-        drop(file);
-        match written.and_then(|()| self.dir.rename(&temp, &self.dir, &name)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = self.dir.remove_file(&temp);
-                Err(e)
-            }
-        }
+        write_whole(&self.dir, &name, bytes)
     }
 
     fn read(&self, sha: &str) -> std::io::Result<Vec<u8>> {
@@ -252,6 +238,22 @@ impl Deployer {
     }
 }
 
+/// `tenant`'s live `name`, if any; refuses a function from a functions
+/// directory, which deploys, rollbacks and removals must not touch.
+fn deployed_unit<'c>(
+    catalog: &'c Catalog,
+    tenant: &str,
+    name: &str,
+) -> Result<Option<&'c Arc<Unit>>, DeployError> {
+    match catalog.unit(tenant, name) {
+        Some(unit) if unit.origin == Origin::Directory => Err(DeployError::FromDirectory {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        }),
+        found => Ok(found),
+    }
+}
+
 /// Checks, stores and activates `upload` as the next version of `tenant`'s
 /// `name`; returns the new version's number.
 pub async fn deploy(
@@ -269,24 +271,14 @@ pub async fn deploy(
         .await?
         .ok_or_else(|| DeployError::NoTenant(tenant.to_owned()))?;
     let current = app.catalog.load_full();
-    match current.unit(tenant, name) {
-        Some(unit) if unit.origin == Origin::Directory => {
-            return Err(DeployError::FromDirectory {
-                tenant: tenant.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        Some(_) => {}
-        None => {
-            if let Some(max) = record.max_functions
-                && current.units_of(tenant).count() >= max as usize
-            {
-                return Err(DeployError::Quota {
-                    tenant: tenant.to_owned(),
-                    max,
-                });
-            }
-        }
+    if deployed_unit(&current, tenant, name)?.is_none()
+        && let Some(max) = record.max_functions
+        && current.units_of(tenant).count() >= max as usize
+    {
+        return Err(DeployError::Quota {
+            tenant: tenant.to_owned(),
+            max,
+        });
     }
     let version = app.store.next_version(tenant, name).await?;
     let sha = sha256_hex(&upload.component);
@@ -360,16 +352,7 @@ pub async fn rollback(
     let deployer = &app.deployer;
     let _one_at_a_time = deployer.lock.lock().await;
     let current = app.catalog.load_full();
-    let live = match current.unit(tenant, name) {
-        Some(unit) if unit.origin == Origin::Directory => {
-            return Err(DeployError::FromDirectory {
-                tenant: tenant.to_owned(),
-                name: name.to_owned(),
-            });
-        }
-        Some(unit) => unit.function.version,
-        None => None,
-    };
+    let live = deployed_unit(&current, tenant, name)?.and_then(|u| u.function.version);
     let versions = app.store.versions(tenant, name).await?;
     if versions.is_empty() {
         return Err(DeployError::NotFound(format!(
@@ -418,14 +401,7 @@ pub async fn rollback(
 pub async fn remove(app: &App, tenant: &str, name: &str) -> Result<(), DeployError> {
     let _one_at_a_time = app.deployer.lock.lock().await;
     let current = app.catalog.load_full();
-    if let Some(unit) = current.unit(tenant, name)
-        && unit.origin == Origin::Directory
-    {
-        return Err(DeployError::FromDirectory {
-            tenant: tenant.to_owned(),
-            name: name.to_owned(),
-        });
-    }
+    deployed_unit(&current, tenant, name)?;
     if app.store.versions(tenant, name).await?.is_empty() {
         return Err(DeployError::NotFound(format!(
             "no deployed function {tenant}/{name}"

@@ -208,14 +208,17 @@ fn read_schema(
     base: &Path,
     rel: &Path,
 ) -> Result<serde_json::Value, ManifestError> {
-    let (path, text) = match source {
+    let parse = |path: PathBuf, text: &[u8]| {
+        serde_json::from_slice(text).map_err(|source| ManifestError::Schema { path, source })
+    };
+    match source {
         Source::File(_) => {
             let path = base.join(rel);
             let text = std::fs::read(&path).map_err(|source| ManifestError::Read {
                 path: path.clone(),
                 source,
             })?;
-            (path, text)
+            parse(path, &text)
         }
         Source::Upload { schemas, .. } => {
             let key = rel.to_string_lossy();
@@ -226,10 +229,9 @@ fn read_schema(
                     "schema {key:?} is named by a route but was not uploaded (send it as a `schema` part with filename {key:?})"
                 ),
             })?;
-            (rel.to_owned(), text.clone())
+            parse(rel.to_owned(), text)
         }
-    };
-    serde_json::from_slice(&text).map_err(|source| ManifestError::Schema { path, source })
+    }
 }
 
 /// The document event kinds; `documents.<collection>.<kind>` is their topic.

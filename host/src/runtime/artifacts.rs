@@ -77,18 +77,22 @@ impl Artifacts {
         let bytes = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        let temp = format!("{sha}.{}.tmp", uuid::Uuid::now_v7());
-        let mut file = self
-            .dir
-            .open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
-        let written = file.write_all(&bytes).and_then(|()| file.sync_all());
-        drop(file);
-        match written.and_then(|()| self.dir.rename(&temp, &self.dir, format!("{sha}.cwasm"))) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = self.dir.remove_file(&temp);
-                Err(e)
-            }
+        write_whole(&self.dir, &format!("{sha}.cwasm"), &bytes)
+    }
+}
+
+/// Writes `bytes` as `name` in `dir`: to a temporary file, synced, then
+/// renamed, so a reader or a crash never sees half a file under `name`.
+pub fn write_whole(dir: &Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = format!("{name}.{}.tmp", uuid::Uuid::now_v7());
+    let mut file = dir.open_with(&temp, OpenOptions::new().write(true).create_new(true))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    match written.and_then(|()| dir.rename(&temp, dir, name)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = dir.remove_file(&temp);
+            Err(e)
         }
     }
 }

@@ -21,7 +21,7 @@ use wasmtime::{
 };
 
 use artifacts::Artifacts;
-pub use artifacts::sha256_hex;
+pub use artifacts::{sha256_hex, write_whole};
 pub use state::Capabilities;
 use state::InvocationState;
 

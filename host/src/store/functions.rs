@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use super::{Store, StoreError, now_ms};
 
@@ -79,6 +79,10 @@ pub struct DeployedFunction {
     pub versions: i64,
 }
 
+/// The number a function's next version gets.
+const NEXT_VERSION: &str =
+    "SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE tenant = ? AND name = ?";
+
 fn version_number(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
@@ -88,14 +92,12 @@ impl Store {
     /// live one, in one transaction; returns its number.
     pub async fn record_version(&self, new: NewVersion<'_>) -> Result<u32, StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = conn.begin().await?;
-        let next: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE tenant = ? AND name = ?",
-        )
-        .bind(new.tenant)
-        .bind(new.name)
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut tx = super::begin_write(&mut conn).await?;
+        let next: i64 = sqlx::query_scalar(NEXT_VERSION)
+            .bind(new.tenant)
+            .bind(new.name)
+            .fetch_one(&mut *tx)
+            .await?;
         let now = now_ms();
         let schemas = serde_json::to_string(new.schemas).unwrap_or_else(|_| "{}".into());
         sqlx::query(
@@ -121,13 +123,11 @@ impl Store {
 
     /// The number the next version of `tenant`'s `name` will get.
     pub async fn next_version(&self, tenant: &str, name: &str) -> Result<u32, StoreError> {
-        let next: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE tenant = ? AND name = ?",
-        )
-        .bind(tenant)
-        .bind(name)
-        .fetch_one(&self.reads)
-        .await?;
+        let next: i64 = sqlx::query_scalar(NEXT_VERSION)
+            .bind(tenant)
+            .bind(name)
+            .fetch_one(&self.reads)
+            .await?;
         Ok(version_number(next))
     }
 
@@ -140,7 +140,7 @@ impl Store {
         by: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         activate(&mut tx, tenant, name, i64::from(version), by, now_ms()).await?;
         tx.commit().await?;
         Ok(())
@@ -240,7 +240,7 @@ impl Store {
         name: &str,
     ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = conn.begin().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         let components: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT component FROM function_versions WHERE tenant = ? AND name = ?",
         )

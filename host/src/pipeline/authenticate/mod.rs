@@ -199,11 +199,11 @@ impl Keyring {
             (Some(want), Some(have)) => want == have,
             _ => true,
         };
-        let published = self.jwks.as_ref().map(|j| j.keys()).unwrap_or_default();
+        let published = self.jwks.as_ref().map(|j| j.keys());
         let mut candidates = self
             .keys
             .iter()
-            .chain(published.iter())
+            .chain(published.iter().flat_map(|keys| keys.iter()))
             .filter(|k| kid_fits(&k.kid))
             .peekable();
         if candidates.peek().is_none() {

@@ -88,7 +88,12 @@ fn invoke(c: &mut Criterion) {
         max_instances: 64,
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::new(&config, Some(&data.path().join("cache"))).expect("runtime");
+    let runtime = Runtime::new(
+        &config,
+        &sluice_host::config::LimitsConfig::default(),
+        Some(&data.path().join("cache")),
+    )
+    .expect("runtime");
     let function = runtime
         .load("acme", "echo", &component())
         .expect("echo.wasm: run scripts/build-guests.sh first");

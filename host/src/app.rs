@@ -133,7 +133,11 @@ impl App {
         }
         let cache_dir =
             (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
-        let runtime = Arc::new(Runtime::new(&config.runtime, Some(&cache_dir))?);
+        let runtime = Arc::new(Runtime::new(
+            &config.runtime,
+            &config.limits,
+            Some(&cache_dir),
+        )?);
         let deployer = Arc::new(Deployer::new(config).map_err(io_err)?);
 
         let mut manifests = Vec::new();
@@ -177,13 +181,7 @@ impl App {
                 ms = started.elapsed().as_millis() as u64,
                 "function loaded"
             );
-            let unit = Unit::prepare(
-                function,
-                Origin::Directory,
-                manifest,
-                config.http.max_body_bytes,
-                &config.queue,
-            )?;
+            let unit = Unit::prepare(function, Origin::Directory, manifest, config)?;
             directory.push(Arc::new(unit));
         }
         let started = std::time::Instant::now();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use http::Method;
 
-use crate::config::QueueConfig;
+use crate::config::Config;
 use crate::delivery::schedule::Scheduled;
 use crate::delivery::{Consumer, ConsumerKey};
 use crate::manifest::FunctionManifest;
@@ -43,6 +43,16 @@ pub enum UnitError {
     /// A route collides with another one.
     #[error(transparent)]
     Route(#[from] RouteConflict),
+    /// The manifest asks for more than the host's ceilings allow.
+    #[error("function {tenant}/{name}: {message}")]
+    Limits {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+        /// Which limit, and the ceiling.
+        message: String,
+    },
 }
 
 /// Where a function comes from.
@@ -75,12 +85,21 @@ impl Unit {
     /// Checks `function` against `manifest` (exports, schemas, methods) and
     /// prepares its route targets and consumer.
     pub fn prepare(
-        function: Function,
+        mut function: Function,
         origin: Origin,
         manifest: &FunctionManifest,
-        default_body_limit: usize,
-        queue: &QueueConfig,
+        config: &Config,
     ) -> Result<Self, UnitError> {
+        function.limits =
+            config
+                .limits
+                .resolve(&manifest.limits)
+                .map_err(|message| UnitError::Limits {
+                    tenant: manifest.tenant.clone(),
+                    name: manifest.name.clone(),
+                    message,
+                })?;
+        let (default_body_limit, queue) = (config.http.max_body_bytes, &config.queue);
         let exports = |message: &str| UnitError::Exports {
             tenant: manifest.tenant.clone(),
             name: manifest.name.clone(),

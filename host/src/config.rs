@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::limits::{Limits, LimitsConfig};
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,8 +44,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// HTTP limits.
     pub http: HttpConfig,
-    /// Per-invocation limits.
+    /// The wasm engine: instance pool, conflict re-runs, compiled-code cache.
     pub runtime: RuntimeConfig,
+    /// Per-invocation limits: defaults and ceilings.
+    pub limits: LimitsConfig,
     /// Database tuning.
     pub database: DatabaseConfig,
     /// Message delivery.
@@ -75,6 +79,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             runtime: RuntimeConfig::default(),
+            limits: LimitsConfig::default(),
             database: DatabaseConfig::default(),
             queue: QueueConfig::default(),
             admin: AdminConfig::default(),
@@ -200,10 +205,6 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Wall-clock time a function may run.
-    pub timeout_ms: u64,
-    /// Largest linear memory a function may grow to.
-    pub max_memory_bytes: usize,
     /// Instances that can exist at once (the pooling allocator's size).
     pub max_instances: u32,
     /// How many times an invocation is re-run after a write conflict before 409.
@@ -215,8 +216,6 @@ pub struct RuntimeConfig {
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
-            timeout_ms: 10_000,
-            max_memory_bytes: 64 * 1024 * 1024,
             max_instances: 256,
             max_conflict_retries: 8,
             cache_dir: None,

@@ -17,7 +17,7 @@ use cap_std::fs::Dir;
 
 use crate::app::App;
 use crate::catalog::{Catalog, Origin, Unit, UnitError};
-use crate::config::{Config, QueueConfig};
+use crate::config::Config;
 use crate::manifest::{FunctionManifest, ManifestError, Source};
 use crate::pipeline::receive::RouteConflict;
 use crate::runtime::{LoadError, Runtime, sha256_hex, write_whole};
@@ -44,6 +44,9 @@ pub enum DeployError {
     /// A route collides with another function's.
     #[error(transparent)]
     Route(#[from] RouteConflict),
+    /// The manifest asks for limits above the host's ceilings.
+    #[error("{0}")]
+    Limits(String),
     /// The function comes from a functions directory.
     #[error(
         "function {tenant}/{name} is loaded from a functions directory; change its manifest there and restart, or deploy under another name"
@@ -74,6 +77,7 @@ impl From<UnitError> for DeployError {
     fn from(e: UnitError) -> Self {
         match e {
             UnitError::Route(conflict) => DeployError::Route(conflict),
+            UnitError::Limits { .. } => DeployError::Limits(e.to_string()),
             other => DeployError::Unit(other),
         }
     }
@@ -130,8 +134,8 @@ impl Components {
 pub struct Deployer {
     components: Arc<Components>,
     lock: tokio::sync::Mutex<()>,
-    body_limit: usize,
-    queue: QueueConfig,
+    /// What units are prepared with: body limit, queue defaults, limits.
+    config: Config,
     /// Largest upload the admin API reads.
     pub max_upload_bytes: usize,
 }
@@ -152,8 +156,7 @@ impl Deployer {
         Ok(Self {
             components: Arc::new(Components::open(&config.data_dir.join("components"))?),
             lock: tokio::sync::Mutex::new(()),
-            body_limit: config.http.max_body_bytes,
-            queue: config.queue.clone(),
+            config: config.clone(),
             max_upload_bytes: config.admin.max_upload_bytes,
         })
     }
@@ -181,8 +184,7 @@ impl Deployer {
             function,
             Origin::Deployed,
             &manifest,
-            self.body_limit,
-            &self.queue,
+            &self.config,
         )?)
     }
 

@@ -30,6 +30,7 @@ pub mod config;
 pub mod delivery;
 pub mod deploy;
 pub mod dev;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;

@@ -183,6 +183,8 @@ struct ManifestFile {
     messages: Option<MessagesManifest>,
     #[serde(default)]
     schedules: Vec<ScheduleManifest>,
+    #[serde(default)]
+    limits: crate::limits::LimitsManifest,
 }
 
 /// A loaded manifest: everything needed to serve a function.
@@ -200,6 +202,8 @@ pub struct FunctionManifest {
     pub messages: Option<MessagesManifest>,
     /// Its schedules.
     pub schedules: Vec<Schedule>,
+    /// The limits it asks for, within the host's ceilings.
+    pub limits: crate::limits::LimitsManifest,
 }
 
 /// A route's schema: read next to the manifest, or taken from the upload.
@@ -461,6 +465,7 @@ impl FunctionManifest {
             routes,
             messages,
             schedules,
+            limits: file.limits,
         })
     }
 

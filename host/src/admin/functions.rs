@@ -210,6 +210,7 @@ pub(super) fn refused(e: DeployError) -> Problem {
             "Component does not fit its manifest",
         ),
         DeployError::Route(_) => (409, "route-conflict", "Route conflict"),
+        DeployError::Limits(_) => (422, "limit-above-ceiling", "Limit above the host's ceiling"),
         DeployError::FromDirectory { .. } => (
             409,
             "function-from-directory",

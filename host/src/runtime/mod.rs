@@ -26,6 +26,7 @@ pub use state::Capabilities;
 use state::InvocationState;
 
 use crate::config::RuntimeConfig;
+use crate::limits::{Limits, LimitsConfig};
 use crate::staging::{Staging, StagingLimits};
 use crate::store::Store;
 use bindings::exports::sluice::function::{handler, message_handler};
@@ -111,6 +112,9 @@ pub struct Function {
     pub name: Arc<str>,
     /// The deployed version; `None` for a function from a functions directory.
     pub version: Option<u32>,
+    /// What one invocation may use (host defaults until the catalog sets
+    /// the manifest's).
+    pub limits: Limits,
     pre: InstancePre<InvocationState>,
     http: Option<Arc<handler::GuestIndices>>,
     messages: Option<Arc<message_handler::GuestIndices>>,
@@ -186,13 +190,19 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     in_use: std::sync::atomic::AtomicUsize,
     artifacts: Option<Artifacts>,
+    default_limits: Limits,
+    fuel: bool,
 }
 
 impl Runtime {
     /// Creates the engine (pooling allocator, epoch interruption) and the linker.
     /// Compiled components are cached in `cache_dir`, one directory per
     /// engine build, so a restart deserializes instead of compiling.
-    pub fn new(config: &RuntimeConfig, cache_dir: Option<&Path>) -> Result<Self, LoadError> {
+    pub fn new(
+        config: &RuntimeConfig,
+        limits: &LimitsConfig,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self, LoadError> {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let instances = config.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
@@ -203,18 +213,22 @@ impl Runtime {
             .total_memories(instances.saturating_mul(2))
             .total_tables(instances.saturating_mul(4))
             .total_stacks(instances)
-            .max_memory_size(config.max_memory_bytes)
+            .max_memory_size(limits.max.memory_bytes)
+            .table_elements(limits.max.table_elements)
             // Resetting a slot with madvise unmaps its pages: the next
             // instance page-faults them back in, and every unmap is a TLB
             // shootdown across cores. Instead, reset only the pages that were
             // touched, with memset, found with PAGEMAP_SCAN where the kernel
             // has it (Linux 6.7+), and batch whatever is still decommitted.
             .pagemap_scan(Enabled::Auto)
-            .linear_memory_keep_resident(RESIDENT_BYTES.min(config.max_memory_bytes))
+            .linear_memory_keep_resident(RESIDENT_BYTES.min(limits.max.memory_bytes))
             .table_keep_resident(RESIDENT_BYTES / 16)
             .decommit_batch_size(16);
         let mut wasm = Config::new();
+        let fuel = limits.max.fuel.is_some();
         wasm.epoch_interruption(true)
+            .consume_fuel(fuel)
+            .max_wasm_stack(limits.max_wasm_stack_bytes)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_err)?;
@@ -243,6 +257,10 @@ impl Runtime {
             ticker_stop,
             in_use: std::sync::atomic::AtomicUsize::new(0),
             artifacts,
+            default_limits: limits
+                .resolve(&Default::default())
+                .map_err(LoadError::Engine)?,
+            fuel,
         })
     }
 
@@ -316,6 +334,7 @@ impl Runtime {
             tenant: tenant.into(),
             name: name.into(),
             version,
+            limits: self.default_limits,
             pre,
             http,
             messages,
@@ -356,24 +375,37 @@ impl Runtime {
         store: &Store,
         export: &E,
     ) -> Result<Invocation<E::Answer>, InvokeError> {
+        let limits = &function.limits;
         let caps = Capabilities {
             tenant: function.tenant.clone(),
             store: store.clone(),
-            staging: Staging::new(StagingLimits::default()),
+            staging: Staging::new(StagingLimits {
+                max_document_bytes: limits.document_bytes,
+                max_writes: limits.writes,
+                max_staged_bytes: limits.staged_bytes,
+                max_messages: limits.messages,
+                max_payload_bytes: limits.payload_bytes,
+            }),
         };
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.config.max_memory_bytes)
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes)
+            .table_elements(limits.table_elements)
             .instances(16)
             .build();
-        let mut wasm = WasmStore::new(&self.engine, InvocationState::new(caps, limits));
+        let state = InvocationState::new(caps, store_limits, limits.log_bytes);
+        let mut wasm = WasmStore::new(&self.engine, state);
         let _in_use = InUse::enter(&self.in_use);
         wasm.limiter(|s| &mut s.limits);
+        if self.fuel {
+            // Every function is metered once the engine is; no fuel set is unlimited.
+            let _ = wasm.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
         // The guest yields to the scheduler at every epoch tick, so a busy
         // guest never holds a worker thread; the deadline is a timer around
         // the whole call, and dropping the call on expiry cancels the guest.
         wasm.set_epoch_deadline(1);
         wasm.epoch_deadline_async_yield_and_update(1);
-        let timeout = Duration::from_millis(self.config.timeout_ms);
+        let timeout = Duration::from_millis(limits.timeout_ms);
 
         let run = async {
             let instance = function

@@ -10,9 +10,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::staging::Staging;
 use crate::store::Store;
 
-/// Bytes of stdout and of stderr kept per invocation.
-pub(crate) const CAPTURE_BYTES: usize = 1024 * 1024;
-
 /// The `Store<T>` data of one invocation. Built fresh for every request.
 pub struct InvocationState {
     wasi: WasiCtx,
@@ -25,10 +22,10 @@ pub struct InvocationState {
 
 impl InvocationState {
     /// A locked-down state: no preopens, environment, arguments, sockets or stdin;
-    /// stdout and stderr go to memory for the host to log.
-    pub(crate) fn new(caps: Capabilities, limits: StoreLimits) -> Self {
-        let stdout = MemoryOutputPipe::new(CAPTURE_BYTES);
-        let stderr = MemoryOutputPipe::new(CAPTURE_BYTES);
+    /// stdout and stderr go to memory for the host to log, up to `log_bytes` each.
+    pub(crate) fn new(caps: Capabilities, limits: StoreLimits, log_bytes: usize) -> Self {
+        let stdout = MemoryOutputPipe::new(log_bytes);
+        let stderr = MemoryOutputPipe::new(log_bytes);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())

@@ -66,8 +66,10 @@ async fn public_route_has_no_claims() -> Result<()> {
 /// still served: a busy guest yields its thread at every epoch tick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_functions_are_stopped_and_do_not_block_others() -> Result<()> {
-    let host =
-        TestHost::start_with(tempfile::TempDir::new()?, |c| c.runtime.timeout_ms = 2000).await?;
+    let host = TestHost::start_with(tempfile::TempDir::new()?, |c| {
+        c.limits.default.timeout_ms = 2000
+    })
+    .await?;
     let t = token("ed", "acme", &[]);
     let mut spins = Vec::new();
     for _ in 0..3 {

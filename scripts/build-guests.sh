@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every guest component, the examples and the test guests (those in
-# tests/scheduled/ too), for wasm32-wasip2 with the `guest` profile: one cargo
+# tests/scheduled/ and
+# tests/hostile/ too), for wasm32-wasip2 with the `guest` profile: one cargo
 # invocation into the shared target/, so each guest compiles once per run.
 # Installs the target if needed.
 set -euo pipefail
@@ -20,6 +21,8 @@ guests=(
     consumer
     outsider
     ticker
+    hostile
+    socket
 )
 
 packages=()

@@ -84,6 +84,10 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Per-tenant request rates.
     pub quotas: crate::quota::Quotas,
+    /// Requests running, per function and per tenant.
+    pub running: crate::quota::Concurrency,
+    /// `[limits] tenant_concurrency`.
+    pub tenant_concurrency: usize,
     /// Keyrings of tenants with their own token settings.
     pub tenant_keyrings: crate::pipeline::authenticate::TenantKeyrings,
     /// Fetches JWKS documents for keyrings that have a `jwks_url`.
@@ -214,6 +218,8 @@ impl App {
             queue: config.queue.clone(),
             metrics: crate::metrics::Metrics::default(),
             quotas,
+            running: crate::quota::Concurrency::default(),
+            tenant_concurrency: config.limits.tenant_concurrency,
             tenant_keyrings,
             jwks_client: JwksClient::new().map_err(StartError::Tls)?,
         })

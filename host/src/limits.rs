@@ -8,8 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The limits one invocation runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Limits {
     /// Wall-clock time, host calls included: 504 past it.
     pub timeout_ms: u64,
@@ -31,8 +30,10 @@ pub struct Limits {
     pub messages: usize,
     /// Largest message payload.
     pub payload_bytes: usize,
-    /// Bytes of stdout and of stderr kept for the logs; the rest is dropped.
+    /// Bytes of stdout and of stderr kept for the logs; writing more stops the function.
     pub log_bytes: usize,
+    /// Requests of this function running at once on this host: 429 past it.
+    pub concurrency: usize,
 }
 
 impl Default for Limits {
@@ -49,13 +50,87 @@ impl Default for Limits {
             messages: 1_000,
             payload_bytes: 256 * 1024,
             log_bytes: 64 * 1024,
+            concurrency: 64,
         }
     }
 }
 
-/// `[limits]` in the host's configuration.
+/// One per-invocation limit, named as configuration and manifests name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// [`Limits::timeout_ms`].
+    Timeout,
+    /// [`Limits::memory_bytes`].
+    Memory,
+    /// [`Limits::table_elements`].
+    Table,
+    /// [`LimitsConfig::max_wasm_stack_bytes`].
+    Stack,
+    /// [`Limits::fuel`].
+    Fuel,
+    /// [`Limits::response_bytes`].
+    Response,
+    /// [`Limits::writes`].
+    Writes,
+    /// [`Limits::staged_bytes`].
+    StagedBytes,
+    /// [`Limits::document_bytes`].
+    Document,
+    /// [`Limits::messages`].
+    Messages,
+    /// [`Limits::payload_bytes`].
+    Payload,
+    /// [`Limits::log_bytes`].
+    Log,
+}
+
+impl Limit {
+    /// The limit's name in `[limits]`, in manifests, problems and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Timeout => "timeout_ms",
+            Limit::Memory => "memory_bytes",
+            Limit::Table => "table_elements",
+            Limit::Stack => "max_wasm_stack_bytes",
+            Limit::Fuel => "fuel",
+            Limit::Response => "response_bytes",
+            Limit::Writes => "writes",
+            Limit::StagedBytes => "staged_bytes",
+            Limit::Document => "document_bytes",
+            Limit::Messages => "messages",
+            Limit::Payload => "payload_bytes",
+            Limit::Log => "log_bytes",
+        }
+    }
+}
+
+/// A limit one invocation went over: it is stopped and nothing it staged commits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail} (limit {} = {value})", limit.name())]
+pub struct Exceeded {
+    /// Which limit.
+    pub limit: Limit,
+    /// The limit's value for this function.
+    pub value: u64,
+    /// What the function tried.
+    pub detail: String,
+}
+
+impl Exceeded {
+    /// `limit` (whose value is `value`) was passed doing `detail`.
+    pub fn new(limit: Limit, value: usize, detail: impl Into<String>) -> Self {
+        Self {
+            limit,
+            value: u64::try_from(value).unwrap_or(u64::MAX),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `[limits]` in the host's configuration. A table names only the limits
+/// it changes: `[limits.max] fuel = …` keeps every other ceiling.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "LimitsToml")]
 pub struct LimitsConfig {
     /// What a function gets when its manifest says nothing.
     pub default: Limits,
@@ -63,6 +138,9 @@ pub struct LimitsConfig {
     pub max: Limits,
     /// Wasm stack per invocation (engine-wide): deeper recursion traps.
     pub max_wasm_stack_bytes: usize,
+    /// Requests of one tenant running at once on this host, all its
+    /// functions together: 429 past it.
+    pub tenant_concurrency: usize,
 }
 
 impl Default for LimitsConfig {
@@ -81,8 +159,34 @@ impl Default for LimitsConfig {
                 messages: 10_000,
                 payload_bytes: 1024 * 1024,
                 log_bytes: 1024 * 1024,
+                concurrency: 1024,
             },
+            tenant_concurrency: 128,
             max_wasm_stack_bytes: 512 * 1024,
+        }
+    }
+}
+
+/// `[limits]` as written: only what differs from the defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LimitsToml {
+    default: LimitsManifest,
+    max: LimitsManifest,
+    max_wasm_stack_bytes: Option<usize>,
+    tenant_concurrency: Option<usize>,
+}
+
+impl From<LimitsToml> for LimitsConfig {
+    fn from(toml: LimitsToml) -> Self {
+        let base = LimitsConfig::default();
+        LimitsConfig {
+            default: base.default.overlay(&toml.default),
+            max: base.max.overlay(&toml.max),
+            max_wasm_stack_bytes: toml
+                .max_wasm_stack_bytes
+                .unwrap_or(base.max_wasm_stack_bytes),
+            tenant_concurrency: toml.tenant_concurrency.unwrap_or(base.tenant_concurrency),
         }
     }
 }
@@ -113,6 +217,32 @@ pub struct LimitsManifest {
     pub payload_bytes: Option<usize>,
     /// See [`Limits::log_bytes`].
     pub log_bytes: Option<usize>,
+    /// See [`Limits::concurrency`].
+    pub concurrency: Option<usize>,
+}
+
+impl Limits {
+    /// These limits with those `changes` sets replaced.
+    fn overlay(&self, changes: &LimitsManifest) -> Limits {
+        macro_rules! or {
+            ($($field:ident),*) => {
+                Limits { fuel: changes.fuel.or(self.fuel), $($field: changes.$field.unwrap_or(self.$field)),* }
+            };
+        }
+        or!(
+            timeout_ms,
+            memory_bytes,
+            table_elements,
+            response_bytes,
+            writes,
+            staged_bytes,
+            document_bytes,
+            messages,
+            payload_bytes,
+            log_bytes,
+            concurrency
+        )
+    }
 }
 
 impl LimitsConfig {
@@ -162,6 +292,7 @@ impl LimitsConfig {
             messages: pick!(messages),
             payload_bytes: pick!(payload_bytes),
             log_bytes: pick!(log_bytes),
+            concurrency: pick!(concurrency),
         })
     }
 }
@@ -200,5 +331,17 @@ mod tests {
                 .expect_err("metering off")
                 .contains("fuel")
         );
+    }
+
+    #[test]
+    fn a_config_table_changes_only_what_it_names() {
+        let config: LimitsConfig =
+            toml::from_str("[max]\nfuel = 5\n[default]\ntimeout_ms = 7\n").expect("parses");
+        let base = LimitsConfig::default();
+        assert_eq!(config.max.fuel, Some(5));
+        assert_eq!(config.max.memory_bytes, base.max.memory_bytes);
+        assert_eq!(config.default.timeout_ms, 7);
+        assert_eq!(config.default.writes, base.default.writes);
+        assert!(toml::from_str::<LimitsConfig>("[max]\nmemory = 1\n").is_err());
     }
 }

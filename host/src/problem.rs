@@ -31,6 +31,18 @@ pub struct Problem {
     /// Every failing location, for validation problems.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The limit a function went over, for limit problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<LimitMember>,
+}
+
+/// The `limit` member: which limit, and its value for the function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitMember {
+    /// As `[limits]` and manifests name it, e.g. `memory_bytes`.
+    pub name: &'static str,
+    /// The function's value of it.
+    pub value: u64,
 }
 
 impl Problem {
@@ -43,12 +55,19 @@ impl Problem {
             detail: detail.into(),
             request_id: String::new(),
             errors: Vec::new(),
+            limit: None,
         }
     }
 
     /// Adds the failing locations.
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
         self.errors = errors;
+        self
+    }
+
+    /// Names the limit that was passed.
+    pub fn with_limit(mut self, name: &'static str, value: u64) -> Self {
+        self.limit = Some(LimitMember { name, value });
         self
     }
 

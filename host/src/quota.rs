@@ -1,13 +1,13 @@
-//! Per-tenant request rates: a token bucket per tenant, checked at the
-//! receive stage. Rates are per host: with several nodes, each node admits
-//! up to the rate.
+//! Per-tenant request rates (a token bucket per tenant) and requests in
+//! flight per function and per tenant, both checked at the receive stage.
+//! Both are per host: with several nodes, each node admits up to the limit.
 //!
 //! Hand-written rather than `governor`: that crate fixes a quota per limiter,
 //! and here every tenant has its own, changed at run time by the admin API;
 //! a bucket is a few lines.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,83 @@ impl Quotas {
     }
 }
 
+/// Requests in flight, per function and per tenant.
+#[derive(Debug, Default)]
+pub struct Concurrency {
+    running: Mutex<Running>,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    tenants: HashMap<Arc<str>, usize>,
+    functions: HashMap<(Arc<str>, Arc<str>), usize>,
+}
+
+/// Which concurrency limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The function runs its `limits.concurrency` requests already.
+    Function(usize),
+    /// The tenant runs `[limits] tenant_concurrency` requests already.
+    Tenant(usize),
+}
+
+impl Concurrency {
+    /// Counts one request of `tenant`'s `function` as running until the
+    /// permit drops, or refuses it when either is at its limit.
+    pub fn enter(
+        &self,
+        tenant: &Arc<str>,
+        function: &Arc<str>,
+        function_max: usize,
+        tenant_max: usize,
+    ) -> Result<Permit<'_>, Busy> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let Running { tenants, functions } = &mut *running;
+        let of_tenant = tenants.get(tenant).copied().unwrap_or(0);
+        if of_tenant >= tenant_max {
+            return Err(Busy::Tenant(tenant_max));
+        }
+        let key = (tenant.clone(), function.clone());
+        let of_function = functions.entry(key.clone()).or_insert(0);
+        if *of_function >= function_max {
+            return Err(Busy::Function(function_max));
+        }
+        *of_function += 1;
+        *tenants.entry(tenant.clone()).or_insert(0) += 1;
+        Ok(Permit {
+            concurrency: self,
+            key,
+        })
+    }
+}
+
+/// One running request; dropping it frees its place.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    concurrency: &'a Concurrency,
+    key: (Arc<str>, Arc<str>),
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut running = (self.concurrency.running.lock()).unwrap_or_else(|e| e.into_inner());
+        let Running { tenants, functions } = &mut *running;
+        // Entries at zero go, so the maps hold only what is running.
+        release(functions, &self.key);
+        release(tenants, &self.key.0);
+    }
+}
+
+fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +183,26 @@ mod tests {
         assert!(quotas.admit("b").is_ok(), "no rate, no limit");
         quotas.set("a", None);
         assert!(quotas.admit("a").is_ok());
+    }
+
+    #[test]
+    fn concurrency_is_counted_per_function_and_per_tenant() {
+        let running = Concurrency::default();
+        let (t, f, g): (Arc<str>, Arc<str>, Arc<str>) = ("t".into(), "f".into(), "g".into());
+        let first = running.enter(&t, &f, 2, 3).expect("first");
+        let _second = running.enter(&t, &f, 2, 3).expect("second");
+        assert_eq!(running.enter(&t, &f, 2, 3).err(), Some(Busy::Function(2)));
+        let _third = running.enter(&t, &g, 2, 3).expect("another function");
+        assert_eq!(running.enter(&t, &g, 2, 3).err(), Some(Busy::Tenant(3)));
+        drop(first);
+        assert!(
+            running.enter(&t, &f, 2, 3).is_ok(),
+            "a dropped permit frees its place"
+        );
+        let other: Arc<str> = "u".into();
+        assert!(
+            running.enter(&other, &f, 2, 3).is_ok(),
+            "other tenants are apart"
+        );
     }
 }

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::limits::{Exceeded, Limit};
+
 /// A document's address inside one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DocKey {
@@ -63,11 +65,6 @@ impl Default for StagingLimits {
     }
 }
 
-/// A staging limit that was reached.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct LimitExceeded(pub String);
-
 /// What one invocation read and staged.
 #[derive(Debug, Default)]
 pub struct Staging {
@@ -76,6 +73,7 @@ pub struct Staging {
     messages: Vec<StagedMessage>,
     staged_bytes: usize,
     limits: StagingLimits,
+    exceeded: Option<Exceeded>,
 }
 
 impl Staging {
@@ -116,22 +114,31 @@ impl Staging {
     }
 
     /// Stages a write.
-    pub fn write(&mut self, key: DocKey, write: StagedWrite) -> Result<(), LimitExceeded> {
+    pub fn write(&mut self, key: DocKey, write: StagedWrite) -> Result<(), Exceeded> {
         let size = match &write {
             StagedWrite::Put(v) => v.len(),
             StagedWrite::Delete => 0,
         };
-        if size > self.limits.max_document_bytes {
-            return Err(LimitExceeded(format!(
-                "document of {size} bytes is larger than {} bytes",
-                self.limits.max_document_bytes
-            )));
+        let limits = self.limits;
+        if size > limits.max_document_bytes {
+            return self.exceed(Exceeded::new(
+                Limit::Document,
+                limits.max_document_bytes,
+                format!(
+                    "a document of {size} bytes is larger than {} bytes",
+                    limits.max_document_bytes
+                ),
+            ));
         }
-        if !self.writes.contains_key(&key) && self.writes.len() >= self.limits.max_writes {
-            return Err(LimitExceeded(format!(
-                "more than {} documents written in one invocation",
-                self.limits.max_writes
-            )));
+        if !self.writes.contains_key(&key) && self.writes.len() >= limits.max_writes {
+            return self.exceed(Exceeded::new(
+                Limit::Writes,
+                limits.max_writes,
+                format!(
+                    "more than {} documents written in one invocation",
+                    limits.max_writes
+                ),
+            ));
         }
         self.charge(size + key.key.len())?;
         self.writes.insert(key, write);
@@ -139,34 +146,56 @@ impl Staging {
     }
 
     /// Stages a queue message.
-    pub fn send(&mut self, message: StagedMessage) -> Result<(), LimitExceeded> {
-        if message.payload.len() > self.limits.max_payload_bytes {
-            return Err(LimitExceeded(format!(
-                "payload of {} bytes is larger than {} bytes",
-                message.payload.len(),
-                self.limits.max_payload_bytes
-            )));
+    pub fn send(&mut self, message: StagedMessage) -> Result<(), Exceeded> {
+        let limits = self.limits;
+        let size = message.payload.len();
+        if size > limits.max_payload_bytes {
+            return self.exceed(Exceeded::new(
+                Limit::Payload,
+                limits.max_payload_bytes,
+                format!(
+                    "a payload of {size} bytes is larger than {} bytes",
+                    limits.max_payload_bytes
+                ),
+            ));
         }
-        if self.messages.len() >= self.limits.max_messages {
-            return Err(LimitExceeded(format!(
-                "more than {} messages sent in one invocation",
-                self.limits.max_messages
-            )));
+        if self.messages.len() >= limits.max_messages {
+            return self.exceed(Exceeded::new(
+                Limit::Messages,
+                limits.max_messages,
+                format!(
+                    "more than {} messages sent in one invocation",
+                    limits.max_messages
+                ),
+            ));
         }
-        self.charge(message.payload.len())?;
+        self.charge(size)?;
         self.messages.push(message);
         Ok(())
     }
 
-    fn charge(&mut self, bytes: usize) -> Result<(), LimitExceeded> {
-        if self.staged_bytes + bytes > self.limits.max_staged_bytes {
-            return Err(LimitExceeded(format!(
-                "more than {} bytes staged in one invocation",
-                self.limits.max_staged_bytes
-            )));
+    /// The first limit this invocation went over. Once set, the invocation
+    /// fails whatever the function answers: a limit is not a soft error.
+    pub fn exceeded(&self) -> Option<&Exceeded> {
+        self.exceeded.as_ref()
+    }
+
+    fn charge(&mut self, bytes: usize) -> Result<(), Exceeded> {
+        let max = self.limits.max_staged_bytes;
+        if self.staged_bytes + bytes > max {
+            return self.exceed(Exceeded::new(
+                Limit::StagedBytes,
+                max,
+                format!("more than {max} bytes staged in one invocation"),
+            ));
         }
         self.staged_bytes += bytes;
         Ok(())
+    }
+
+    fn exceed(&mut self, exceeded: Exceeded) -> Result<(), Exceeded> {
+        self.exceeded.get_or_insert_with(|| exceeded.clone());
+        Err(exceeded)
     }
 
     /// True when there is nothing to commit but the invocation record.
@@ -223,6 +252,8 @@ mod tests {
         s.write(key("a"), StagedWrite::Put("2".into()))
             .expect("same key again");
         assert!(s.write(key("b"), StagedWrite::Put("1".into())).is_err());
+        let first = s.exceeded().map(|e| e.limit);
+        assert_eq!(first, Some(Limit::Document), "the first breach is kept");
     }
 
     #[test]

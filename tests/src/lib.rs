@@ -8,6 +8,7 @@ use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -183,19 +184,7 @@ impl TestHost {
 
     /// Sends a request and reads the whole response: status, headers, JSON body (or `Null`).
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply> {
-        let response = tokio::time::timeout(HANG_GUARD, req.send())
-            .await
-            .context("request hung")??;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await?;
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply {
-            status,
-            headers,
-            body,
-            raw: bytes.to_vec(),
-        })
+        send(req).await
     }
 
     /// GET `path` with an optional bearer token.
@@ -268,6 +257,23 @@ impl Reply {
         assert!(!self.request_id().is_empty());
         assert_eq!(self.body["request_id"], self.request_id());
     }
+}
+
+/// Sends `req` and reads the whole reply; fails after [`HANG_GUARD`].
+pub async fn send(req: reqwest::RequestBuilder) -> Result<Reply> {
+    let response = tokio::time::timeout(HANG_GUARD, req.send())
+        .await
+        .context("request hung")??;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Reply {
+        status,
+        headers,
+        body,
+        raw: bytes.to_vec(),
+    })
 }
 
 /// Claims valid for ten minutes.
@@ -444,12 +450,18 @@ pub struct Process {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Process {
     /// Starts `sluice serve` with its data in `data_dir`, loading the
     /// functions in `functions_dirs`.
     pub fn start(data_dir: &Path, functions_dirs: &[PathBuf]) -> Result<Self> {
+        Self::start_with(data_dir, functions_dirs, "")
+    }
+
+    /// Like [`Process::start`], with `extra` appended to the configuration.
+    pub fn start_with(data_dir: &Path, functions_dirs: &[PathBuf], extra: &str) -> Result<Self> {
         let dirs: Vec<String> = functions_dirs
             .iter()
             .map(|d| format!("{:?}", d.display().to_string()))
@@ -466,6 +478,7 @@ impl Process {
                 .display()
                 .to_string(),
         );
+        let config = format!("{config}{extra}");
         let config_path = data_dir.join("sluice-test.toml");
         std::fs::create_dir_all(data_dir)?;
         std::fs::write(&config_path, config)?;
@@ -478,6 +491,8 @@ impl Process {
             .spawn()?;
         let stderr = child.stderr.take().context("no stderr")?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         // Reads the log for the address, then keeps draining it so the
         // server never blocks on a full pipe.
         std::thread::spawn(move || {
@@ -487,6 +502,9 @@ impl Process {
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                }
+                if let Ok(mut log) = kept.lock() {
+                    log.push(line);
                 }
             }
         });
@@ -500,7 +518,35 @@ impl Process {
         Ok(Self {
             child,
             base: format!("http://{addr}"),
+            log,
         })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
+    /// The lines of its log (stderr) so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Resident memory, in bytes (`VmRSS` in `/proc/<pid>/status`).
+    pub fn resident_bytes(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("no VmRSS")?
+            .parse()?;
+        Ok(kib * 1024)
     }
 
     /// Kills the process with SIGKILL: no shutdown, no flush.

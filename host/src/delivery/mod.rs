@@ -21,6 +21,7 @@ use tracing::{Instrument, info_span};
 
 use crate::app::App;
 use crate::config::QueueConfig;
+use crate::limits::Limit;
 use crate::manifest::MessagesManifest;
 use crate::runtime::bindings::{Message, MessageError};
 use crate::runtime::{Function, Invocation, InvokeError};
@@ -340,6 +341,7 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
         let mut serialized = None;
         loop {
             runs += 1;
+            let mut exceeded = None;
             let outcome = app
                 .runtime
                 .deliver(&consumer.function, &app.store, &message)
@@ -368,8 +370,13 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
                     (Staging::default(), end, "retry")
                 }
                 Err(e) => {
-                    let label = match e {
-                        InvokeError::Timeout(_) => "timeout",
+                    exceeded = match &e {
+                        InvokeError::Limit(l) => Some(l.limit.name()),
+                        _ => None,
+                    };
+                    let label = match &e {
+                        InvokeError::Limit(l) if l.limit == Limit::Timeout => "timeout",
+                        InvokeError::Limit(_) => "limit",
                         _ => "trap",
                     };
                     let end = consumer.failed(&lease, attempt, e.to_string());
@@ -382,7 +389,8 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
             let function = &consumer.function;
             app.metrics.message(&function.tenant, &function.name, label);
             let status = if label == "ok" { 200 } else { 500 };
-            let record = record(consumer, &request_id, &message.topic, status, label, runs, started);
+            let mut record = record(consumer, &request_id, &message.topic, status, label, runs, started);
+            record.exceeded = exceeded;
             let committed = app
                 .store
                 .committer()
@@ -447,6 +455,7 @@ fn record(
         route: format!("message {topic}").into(),
         status,
         outcome,
+        exceeded: None,
         attempts: runs,
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     }

@@ -10,7 +10,7 @@ pub mod respond;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -18,6 +18,7 @@ use hyper::body::Body;
 use tracing::{Instrument, field::Empty, info_span};
 
 use crate::app::App;
+use crate::limits::Limit;
 use crate::runtime::InvokeError;
 use crate::runtime::bindings::GuestError;
 use crate::store::{CommitError, CommitOutcome};
@@ -77,13 +78,22 @@ impl PipelineError {
     /// The outcome recorded for a request that reached the process stage.
     fn outcome(&self) -> &'static str {
         match self {
-            PipelineError::Process(InvokeError::Timeout(_)) => "timeout",
+            PipelineError::Process(InvokeError::Limit(e)) if e.limit == Limit::Timeout => "timeout",
+            PipelineError::Process(InvokeError::Limit(_)) => "limit",
             PipelineError::Process(_) => "trap",
             PipelineError::Guest(_) => "guest-error",
             PipelineError::Conflict { .. } => "conflict",
             PipelineError::InvalidResponse(_) => "invalid-response",
             PipelineError::OverQuota { .. } => "over-quota",
             _ => "unavailable",
+        }
+    }
+
+    /// The limit the function went over, if that is what ended the request.
+    fn exceeded(&self) -> Option<&'static str> {
+        match self {
+            PipelineError::Process(InvokeError::Limit(e)) => Some(e.limit.name()),
+            _ => None,
         }
     }
 }
@@ -119,7 +129,9 @@ where
             Ok(response) => response,
             Err(error) => {
                 let response = respond::failure(&request_id, &error);
-                if response.status().is_server_error() {
+                if let Some(limit) = error.exceeded() {
+                    tracing::warn!(limit, error = %error, "function stopped at a limit");
+                } else if response.status().is_server_error() {
                     tracing::error!(error = %error, "request failed");
                 } else {
                     tracing::debug!(error = %error, "request refused");
@@ -165,6 +177,7 @@ where
     }
     *routed = Some((target.function.tenant.clone(), target.function.name.clone()));
     receive::admit(&app.quotas, &target.function.tenant)?;
+    let _running = receive::enter(&app.running, &target.function, app.tenant_concurrency)?;
     let stage = app.metrics.stage_done("receive", stage);
 
     let tenant_keys = app.tenant_keyrings.get(&target.function.tenant);
@@ -185,6 +198,9 @@ where
     app.metrics.stage_done("validate", stage);
 
     let request = process::request(&parts, params, body, principal, request_id);
+    // One deadline for every attempt: conflicts do not buy more time.
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(target.function.limits.timeout_ms);
     let mut attempts = 0;
     // Held from the first conflict on: see `persist::Contention`.
     let mut serialized = None;
@@ -192,9 +208,15 @@ where
         attempts += 1;
         let finished = async {
             let stage = Instant::now();
-            let invocation = process::run(&app.runtime, &app.store, &target.function, &request)
-                .instrument(info_span!("process", attempt = attempts))
-                .await?;
+            let invocation = process::run(
+                &app.runtime,
+                &app.store,
+                &target.function,
+                &request,
+                deadline,
+            )
+            .instrument(info_span!("process", attempt = attempts))
+            .await?;
             let stage = app.metrics.stage_done("process", stage);
             let response = invocation.result.map_err(PipelineError::Guest)?;
             // Converted before the commit: a response that cannot be sent
@@ -247,7 +269,7 @@ where
             Err(e) => e,
         };
         let status = respond::problem(&error).status;
-        let record = persist::record(
+        let mut record = persist::record(
             &target,
             request_id,
             status,
@@ -255,6 +277,7 @@ where
             attempts,
             started,
         );
+        record.exceeded = error.exceeded();
         persist::record_only(&app.store, record).await;
         return Err(error);
     }

@@ -28,6 +28,7 @@ pub fn record(
         route: target.name.clone(),
         status,
         outcome,
+        exceeded: None,
         attempts,
         duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
     }

@@ -81,12 +81,13 @@ pub fn request(
     }
 }
 
-/// Runs the function on a fresh instance.
+/// Runs the function on a fresh instance, under its limits, until `deadline`.
 pub async fn run(
     runtime: &Runtime,
     store: &Store,
     function: &Function,
     request: &Request,
+    deadline: tokio::time::Instant,
 ) -> Result<Invocation, InvokeError> {
-    runtime.invoke(function, store, request).await
+    runtime.invoke(function, store, request, deadline).await
 }

@@ -1,7 +1,8 @@
 //! Receive: match method and path against the routing table built from the
 //! manifests. Returns the route target and its path parameters; rejects
-//! unknown paths (404), unknown methods on known paths (405) and requests
-//! over their tenant's rate (429).
+//! unknown paths (404), unknown methods on known paths (405), requests over
+//! their tenant's rate (429) and requests past the function's or the
+//! tenant's concurrency (429).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::manifest::{AuthRule, BodyKind};
-use crate::quota::Quotas;
+use crate::quota::{Busy, Concurrency, Permit, Quotas};
 use crate::runtime::Function;
 
 use super::validate::Schema;
@@ -27,6 +28,14 @@ pub enum ReceiveError {
         tenant: String,
         /// When a request will be admitted again.
         retry_after: std::time::Duration,
+    },
+    /// The function or its tenant has as many requests running as it may.
+    #[error("{} runs {value} requests already (limit {name}); retry shortly", if *name == "concurrency" { "the function" } else { "the tenant" })]
+    Busy {
+        /// `concurrency` (the function's) or `tenant_concurrency`.
+        name: &'static str,
+        /// The limit.
+        value: usize,
     },
     /// Routes have this path, but not this method.
     #[error("{method} is not allowed on {path}")]
@@ -47,6 +56,32 @@ pub fn admit(quotas: &Quotas, tenant: &str) -> Result<(), ReceiveError> {
         .map_err(|retry_after| ReceiveError::RateLimited {
             tenant: tenant.to_owned(),
             retry_after,
+        })
+}
+
+/// Lets one more request of `function` run, under its own concurrency limit
+/// and its tenant's; the permit is held until the response is ready.
+pub fn enter<'a>(
+    running: &'a Concurrency,
+    function: &Function,
+    tenant_max: usize,
+) -> Result<Permit<'a>, ReceiveError> {
+    running
+        .enter(
+            &function.tenant,
+            &function.name,
+            function.limits.concurrency,
+            tenant_max,
+        )
+        .map_err(|busy| match busy {
+            Busy::Function(value) => ReceiveError::Busy {
+                name: "concurrency",
+                value,
+            },
+            Busy::Tenant(value) => ReceiveError::Busy {
+                name: "tenant_concurrency",
+                value,
+            },
         })
 }
 

@@ -10,6 +10,7 @@ use http_body_util::Full;
 use super::PipelineError;
 use super::receive::ReceiveError;
 use super::validate::ValidateError;
+use crate::limits::{Exceeded, Limit};
 use crate::problem::{self, Problem};
 use crate::runtime::InvokeError;
 use crate::runtime::bindings::{GuestError, Response};
@@ -79,6 +80,13 @@ pub fn problem(error: &PipelineError) -> Problem {
         E::Receive(ReceiveError::RateLimited { .. }) => {
             Problem::new(429, "rate-limited", "Too many requests", error.to_string())
         }
+        E::Receive(ReceiveError::Busy { name, value }) => Problem::new(
+            429,
+            &format!("limit:{name}"),
+            "Too many requests running",
+            error.to_string(),
+        )
+        .with_limit(name, *value as u64),
         E::Receive(ReceiveError::MethodNotAllowed { .. }) => Problem::new(
             405,
             "method-not-allowed",
@@ -125,12 +133,7 @@ pub fn problem(error: &PipelineError) -> Problem {
             )
             .with_errors(errors.clone()),
         },
-        E::Process(InvokeError::Timeout(_)) => Problem::new(
-            504,
-            "function-timeout",
-            "Function timed out",
-            error.to_string(),
-        ),
+        E::Process(InvokeError::Limit(exceeded)) => limit_problem(exceeded),
         E::Process(InvokeError::Trap(_)) => Problem::new(
             500,
             "function-trap",
@@ -177,6 +180,24 @@ pub fn problem(error: &PipelineError) -> Problem {
     }
 }
 
+/// A function stopped at a limit: 504 for its deadline, 502 for an
+/// oversized response, 500 for the rest; the type names the limit.
+fn limit_problem(exceeded: &Exceeded) -> Problem {
+    let (status, title) = match exceeded.limit {
+        Limit::Timeout => (504, "Function timed out"),
+        Limit::Response => (502, "Function response too large"),
+        _ => (500, "Function limit exceeded"),
+    };
+    let name = exceeded.limit.name();
+    Problem::new(
+        status,
+        &format!("limit:{name}"),
+        title,
+        format!("{exceeded}; nothing it staged was committed"),
+    )
+    .with_limit(name, exceeded.value)
+}
+
 /// The problem+json response for `error`.
 pub fn failure(request_id: &str, error: &PipelineError) -> http::Response<Body> {
     let mut p = problem(error);
@@ -202,7 +223,9 @@ pub fn failure(request_id: &str, error: &PipelineError) -> http::Response<Body> 
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        PipelineError::Persist(_) | PipelineError::Process(InvokeError::Instantiate(_)) => {
+        PipelineError::Persist(_)
+        | PipelineError::Process(InvokeError::Instantiate(_))
+        | PipelineError::Receive(ReceiveError::Busy { .. }) => {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         _ => {}

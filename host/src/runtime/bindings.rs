@@ -6,10 +6,13 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "sluice:function/function",
     imports: {
-        // Reads touch the database; everything else is in memory.
+        // Reads touch the database; everything else is in memory. Staging
+        // calls trap when they take the invocation over a limit.
         "sluice:function/documents.get": async | tracing,
         "sluice:function/documents.list": async | tracing,
-        "sluice:function/documents.delete": async | tracing,
+        "sluice:function/documents.delete": async | trappable | tracing,
+        "sluice:function/documents.put": trappable | tracing,
+        "sluice:function/queue.send": trappable | tracing,
         default: tracing,
     },
     exports: { default: async },

@@ -5,6 +5,7 @@
 mod artifacts;
 pub mod bindings;
 mod host;
+mod limiter;
 mod state;
 
 use std::future::Future;
@@ -14,19 +15,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    Store as WasmStore, StoreLimitsBuilder, Trap,
+    Store as WasmStore, Trap,
 };
 
 use artifacts::Artifacts;
 pub use artifacts::{sha256_hex, write_whole};
+use limiter::Limiter;
 pub use state::Capabilities;
 use state::InvocationState;
 
 use crate::config::RuntimeConfig;
-use crate::limits::{Limits, LimitsConfig};
+use crate::limits::{Exceeded, Limit, Limits, LimitsConfig};
 use crate::staging::{Staging, StagingLimits};
 use crate::store::Store;
 use bindings::exports::sluice::function::{handler, message_handler};
@@ -36,7 +40,7 @@ use bindings::{GuestError, Message, MessageError, Request, Response};
 const RESIDENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// How often the epoch advances: a running guest yields to the scheduler at each tick.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Why the runtime could not start or a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +88,9 @@ pub enum LoadError {
 /// Why an invocation produced no result.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
-    /// The function ran past its deadline.
-    #[error("the function ran longer than {0:?}")]
-    Timeout(Duration),
+    /// The function went over one of its limits (its deadline included).
+    #[error("the function was stopped: {0}")]
+    Limit(Exceeded),
     /// The function trapped (a panic, an out-of-bounds access, …).
     #[error("the function trapped: {0}")]
     Trap(String),
@@ -192,6 +196,7 @@ pub struct Runtime {
     artifacts: Option<Artifacts>,
     default_limits: Limits,
     fuel: bool,
+    max_wasm_stack: usize,
 }
 
 impl Runtime {
@@ -261,6 +266,7 @@ impl Runtime {
                 .resolve(&Default::default())
                 .map_err(LoadError::Engine)?,
             fuel,
+            max_wasm_stack: limits.max_wasm_stack_bytes,
         })
     }
 
@@ -341,18 +347,36 @@ impl Runtime {
         })
     }
 
-    /// Runs `request` through `function`'s `handler` on a fresh instance.
+    /// Runs `request` through `function`'s `handler` on a fresh instance,
+    /// stopping it at `deadline`.
     pub async fn invoke(
         &self,
         function: &Function,
         store: &Store,
         request: &Request,
+        deadline: Instant,
     ) -> Result<Invocation, InvokeError> {
         let indices = function.http.as_deref().ok_or_else(|| {
             InvokeError::Instantiate("the component exports no request handler".into())
         })?;
-        self.call(function, store, &HandleRequest(indices, request))
-            .await
+        let invocation = self
+            .call(function, store, &HandleRequest(indices, request), deadline)
+            .await?;
+        let max = function.limits.response_bytes;
+        if let Ok(response) = &invocation.result {
+            let size = response.body.len()
+                + (response.headers.iter())
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum::<usize>();
+            if size > max {
+                return Err(InvokeError::Limit(Exceeded::new(
+                    Limit::Response,
+                    max,
+                    format!("the function answered with {size} bytes, more than {max}"),
+                )));
+            }
+        }
+        Ok(invocation)
     }
 
     /// Delivers `message` to `function`'s `message-handler` on a fresh instance.
@@ -365,7 +389,8 @@ impl Runtime {
         let indices = function.messages.as_deref().ok_or_else(|| {
             InvokeError::Instantiate("the component exports no message handler".into())
         })?;
-        self.call(function, store, &HandleMessage(indices, message))
+        let deadline = Instant::now() + Duration::from_millis(function.limits.timeout_ms);
+        self.call(function, store, &HandleMessage(indices, message), deadline)
             .await
     }
 
@@ -374,6 +399,7 @@ impl Runtime {
         function: &Function,
         store: &Store,
         export: &E,
+        deadline: Instant,
     ) -> Result<Invocation<E::Answer>, InvokeError> {
         let limits = &function.limits;
         let caps = Capabilities {
@@ -387,25 +413,21 @@ impl Runtime {
                 max_payload_bytes: limits.payload_bytes,
             }),
         };
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .table_elements(limits.table_elements)
-            .instances(16)
-            .build();
-        let state = InvocationState::new(caps, store_limits, limits.log_bytes);
+        let limiter = Limiter::new(limits.memory_bytes, limits.table_elements);
+        let state = InvocationState::new(caps, limiter, limits.log_bytes);
         let mut wasm = WasmStore::new(&self.engine, state);
         let _in_use = InUse::enter(&self.in_use);
-        wasm.limiter(|s| &mut s.limits);
+        wasm.limiter(|s| &mut s.limiter);
         if self.fuel {
             // Every function is metered once the engine is; no fuel set is unlimited.
             let _ = wasm.set_fuel(limits.fuel.unwrap_or(u64::MAX));
         }
         // The guest yields to the scheduler at every epoch tick, so a busy
         // guest never holds a worker thread; the deadline is a timer around
-        // the whole call, and dropping the call on expiry cancels the guest.
+        // the whole call, host calls included, and dropping the call on
+        // expiry cancels the guest wherever it is.
         wasm.set_epoch_deadline(1);
         wasm.epoch_deadline_async_yield_and_update(1);
-        let timeout = Duration::from_millis(limits.timeout_ms);
 
         let run = async {
             let instance = function
@@ -419,13 +441,49 @@ impl Runtime {
             export
                 .call(&mut wasm, &instance)
                 .await
-                .map_err(|e| InvokeError::Trap(format!("{e:#}")))
+                .map_err(|e| match e.downcast_ref::<Trap>() {
+                    Some(Trap::StackOverflow) => InvokeError::Limit(Exceeded::new(
+                        Limit::Stack,
+                        self.max_wasm_stack,
+                        "the function recursed deeper than its stack allows",
+                    )),
+                    Some(Trap::OutOfFuel) => InvokeError::Limit(Exceeded {
+                        limit: Limit::Fuel,
+                        value: limits.fuel.unwrap_or(u64::MAX),
+                        detail: "the function ran out of fuel".into(),
+                    }),
+                    _ => InvokeError::Trap(format!("{e:#}")),
+                })
         };
-        let result = tokio::time::timeout(timeout, run)
+        let result = tokio::time::timeout_at(deadline, run)
             .await
-            .unwrap_or(Err(InvokeError::Timeout(timeout)));
+            .unwrap_or_else(|_| {
+                Err(InvokeError::Limit(Exceeded::new(
+                    Limit::Timeout,
+                    usize::try_from(limits.timeout_ms).unwrap_or(usize::MAX),
+                    "the function did not finish before its deadline",
+                )))
+            });
         let state = wasm.into_data();
         log_output(&state.stdout.contents(), &state.stderr.contents());
+        // A limit reached through a host call or a refused growth fails the
+        // invocation even if the guest carried on and answered.
+        let overflowed = (state.stdout.overflowed() || state.stderr.overflowed()).then(|| {
+            Exceeded::new(
+                Limit::Log,
+                limits.log_bytes,
+                format!(
+                    "the function wrote more than {} bytes to stdout or stderr",
+                    limits.log_bytes
+                ),
+            )
+        });
+        let exceeded = (state.limiter.exceeded)
+            .or_else(|| state.caps.staging.exceeded().cloned())
+            .or(overflowed);
+        if let Some(exceeded) = exceeded {
+            return Err(InvokeError::Limit(exceeded));
+        }
         Ok(Invocation {
             result: result?,
             staging: state.caps.staging,

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::{HasData, ResourceTable};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::limiter::{Limiter, LogPipe};
 use crate::staging::Staging;
 use crate::store::Store;
 
@@ -14,18 +13,18 @@ use crate::store::Store;
 pub struct InvocationState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: Limiter,
     pub(crate) caps: Capabilities,
-    pub(crate) stdout: MemoryOutputPipe,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) stdout: LogPipe,
+    pub(crate) stderr: LogPipe,
 }
 
 impl InvocationState {
     /// A locked-down state: no preopens, environment, arguments, sockets or stdin;
     /// stdout and stderr go to memory for the host to log, up to `log_bytes` each.
-    pub(crate) fn new(caps: Capabilities, limits: StoreLimits, log_bytes: usize) -> Self {
-        let stdout = MemoryOutputPipe::new(log_bytes);
-        let stderr = MemoryOutputPipe::new(log_bytes);
+    pub(crate) fn new(caps: Capabilities, limiter: Limiter, log_bytes: usize) -> Self {
+        let stdout = LogPipe::new(log_bytes);
+        let stderr = LogPipe::new(log_bytes);
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -36,7 +35,7 @@ impl InvocationState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits,
+            limiter,
             caps,
             stdout,
             stderr,

@@ -108,6 +108,8 @@ pub struct Invocation {
     pub status: i64,
     /// `ok`, `guest-error`, `trap`, `timeout`, `conflict`, `retry`, …
     pub outcome: String,
+    /// The limit it went over, for `limit` and `timeout` outcomes.
+    pub limit: Option<String>,
     /// Runs of the function (more than one after write conflicts).
     pub attempts: i64,
     /// Wall time, in microseconds.
@@ -213,7 +215,8 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Invocation>, StoreError> {
         let rows = sqlx::query(
-            "SELECT request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at \
+            "SELECT request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, \
+             exceeded_limit \
              FROM invocations WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR function = ?2) \
              ORDER BY created_at DESC, request_id DESC LIMIT ?3",
         )
@@ -234,6 +237,7 @@ impl Store {
                 attempts: r.get(6),
                 duration_us: r.get(7),
                 created_at: r.get(8),
+                limit: r.get(9),
             })
             .collect())
     }

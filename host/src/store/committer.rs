@@ -32,8 +32,10 @@ pub struct InvocationRecord {
     pub route: Arc<str>,
     /// The HTTP status answered.
     pub status: u16,
-    /// `ok`, `guest-error`, `trap`, `timeout`, `conflict`, `invalid-response`.
+    /// `ok`, `guest-error`, `trap`, `timeout`, `limit`, `conflict`, `invalid-response`.
     pub outcome: &'static str,
+    /// The limit it went over (`memory_bytes`, …), if that is how it ended.
+    pub exceeded: Option<&'static str>,
     /// How many times the function ran.
     pub attempts: u32,
     /// Wall time from receive to commit, in microseconds.
@@ -707,7 +709,7 @@ async fn insert_records(
 ) -> Result<(), sqlx::Error> {
     for chunk in records.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO invocations (request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at) ",
+            "INSERT INTO invocations (request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, exceeded_limit) ",
         );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(&r.request_id)
@@ -718,7 +720,8 @@ async fn insert_records(
                 .push_bind(r.outcome)
                 .push_bind(i64::from(r.attempts))
                 .push_bind(i64::try_from(r.duration_us).unwrap_or(i64::MAX))
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(r.exceeded);
         });
         q.push(" ON CONFLICT (request_id) DO NOTHING");
         q.build().execute(&mut *conn).await?;

@@ -198,6 +198,15 @@ async fn malformed_deploys_are_refused_with_their_reason_and_change_nothing() ->
             "imports wasi:sockets/tcp@0.2.0",
         ),
         (
+            "a Rust guest that opens a TCP connection",
+            "who",
+            WHO.into(),
+            std::fs::read(root().join("target/wasm32-wasip2/guest/socket.wasm"))?,
+            vec![],
+            422,
+            "imports wasi:sockets/",
+        ),
+        (
             "an HTTP import",
             "who",
             WHO.into(),

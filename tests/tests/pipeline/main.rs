@@ -7,6 +7,7 @@ mod capabilities;
 mod delivery;
 mod deploy;
 mod examples;
+mod hostile;
 mod persist;
 mod process;
 mod receive;

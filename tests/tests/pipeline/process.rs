@@ -105,7 +105,7 @@ async fn runaway_functions_are_stopped_and_do_not_block_others() -> Result<()> {
         )
         .await?;
     reply.assert_problem(504);
-    assert_eq!(reply.body["type"], "urn:sluice:problem:function-timeout");
+    assert_eq!(reply.body["type"], "urn:sluice:problem:limit:timeout_ms");
     host.stop().await?;
     Ok(())
 }

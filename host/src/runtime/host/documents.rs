@@ -65,44 +65,23 @@ impl Host for Capabilities {
         }))
     }
 
-    fn put(&mut self, collection: String, key: String, value: String) -> Result<(), Error> {
-        let key = doc_key(collection, key)?;
-        if serde_json::from_str::<serde::de::IgnoredAny>(&value).is_err() {
-            return Err(Error::Invalid(format!(
-                "value for {:?} is not JSON",
-                key.key
-            )));
-        }
-        self.staging
-            .write(key, StagedWrite::Put(value))
-            .map_err(|e| Error::LimitExceeded(e.0))
+    fn put(
+        &mut self,
+        collection: String,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let staged = self.stage_put(collection, key, value);
+        self.stop_at_limit(staged)
     }
 
-    async fn delete(&mut self, collection: String, key: String) -> Result<bool, Error> {
-        let key = doc_key(collection, key)?;
-        let existed = match self.staging.staged(&key) {
-            Some((write, _)) => matches!(write, StagedWrite::Put(_)),
-            None => {
-                // Reading first makes the delete depend on what it saw: a
-                // concurrent write to the same document is a conflict.
-                let stored = self
-                    .store
-                    .get_document(&self.tenant, &key.collection, &key.key)
-                    .await
-                    .map_err(unavailable)?;
-                self.staging
-                    .record_read(key.clone(), stored.as_ref().map_or(0, |d| d.version));
-                stored.is_some_and(|d| d.value.is_some())
-            }
-        };
-        // Deleting what is not there changes nothing; the read recorded
-        // above still makes the commit check that it stayed absent.
-        if existed {
-            self.staging
-                .write(key, StagedWrite::Delete)
-                .map_err(|e| Error::LimitExceeded(e.0))?;
-        }
-        Ok(existed)
+    async fn delete(
+        &mut self,
+        collection: String,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, Error>> {
+        let staged = self.stage_delete(collection, key).await;
+        self.stop_at_limit(staged)
     }
 
     async fn list(
@@ -184,5 +163,47 @@ impl Host for Capabilities {
             documents,
             next_cursor,
         })
+    }
+}
+
+impl Capabilities {
+    fn stage_put(&mut self, collection: String, key: String, value: String) -> Result<(), Error> {
+        let key = doc_key(collection, key)?;
+        if serde_json::from_str::<serde::de::IgnoredAny>(&value).is_err() {
+            return Err(Error::Invalid(format!(
+                "value for {:?} is not JSON",
+                key.key
+            )));
+        }
+        self.staging
+            .write(key, StagedWrite::Put(value))
+            .map_err(|e| Error::LimitExceeded(e.to_string()))
+    }
+
+    async fn stage_delete(&mut self, collection: String, key: String) -> Result<bool, Error> {
+        let key = doc_key(collection, key)?;
+        let existed = match self.staging.staged(&key) {
+            Some((write, _)) => matches!(write, StagedWrite::Put(_)),
+            None => {
+                // Reading first makes the delete depend on what it saw: a
+                // concurrent write to the same document is a conflict.
+                let stored = self
+                    .store
+                    .get_document(&self.tenant, &key.collection, &key.key)
+                    .await
+                    .map_err(unavailable)?;
+                self.staging
+                    .record_read(key.clone(), stored.as_ref().map_or(0, |d| d.version));
+                stored.is_some_and(|d| d.value.is_some())
+            }
+        };
+        // Deleting what is not there changes nothing; the read recorded
+        // above still makes the commit check that it stayed absent.
+        if existed {
+            self.staging
+                .write(key, StagedWrite::Delete)
+                .map_err(|e| Error::LimitExceeded(e.to_string()))?;
+        }
+        Ok(existed)
     }
 }

@@ -25,5 +25,17 @@ fn is_valid_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= 512 && !key.chars().any(char::is_control)
 }
 
+impl super::state::Capabilities {
+    /// Passes a staging call's answer back to the guest, unless it took the
+    /// invocation over a limit: then the guest is stopped there, since the
+    /// invocation fails whatever it does next.
+    fn stop_at_limit<T, E>(&self, answer: Result<T, E>) -> wasmtime::Result<Result<T, E>> {
+        match self.staging.exceeded() {
+            Some(exceeded) => Err(wasmtime::format_err!("{exceeded}")),
+            None => Ok(answer),
+        }
+    }
+}
+
 /// `types` has no functions; the impl only satisfies the generated linker.
 impl function::types::Host for super::state::Capabilities {}

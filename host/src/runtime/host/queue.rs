@@ -7,7 +7,24 @@ use crate::runtime::state::Capabilities;
 use crate::staging::StagedMessage;
 
 impl Host for Capabilities {
-    fn send(&mut self, topic: String, payload: Vec<u8>, options: SendOptions) -> Result<(), Error> {
+    fn send(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        options: SendOptions,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let staged = self.stage_send(topic, payload, options);
+        self.stop_at_limit(staged)
+    }
+}
+
+impl Capabilities {
+    fn stage_send(
+        &mut self,
+        topic: String,
+        payload: Vec<u8>,
+        options: SendOptions,
+    ) -> Result<(), Error> {
         if !is_valid_name(&topic) {
             return Err(Error::Invalid(format!(
                 "topic {topic:?} must be 1-128 characters of A-Z, a-z, 0-9, _, . and -"
@@ -37,6 +54,6 @@ impl Host for Capabilities {
                 delay_ms: options.delay_ms.unwrap_or(0),
                 idempotency_key: options.idempotency_key,
             })
-            .map_err(|e| Error::LimitExceeded(e.0))
+            .map_err(|e| Error::LimitExceeded(e.to_string()))
     }
 }

@@ -201,7 +201,7 @@ impl Default for HttpConfig {
     }
 }
 
-/// Limits applied to every invocation.
+/// The wasm runtime: the instance pool, conflict retries, compilation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
@@ -211,6 +211,14 @@ pub struct RuntimeConfig {
     pub max_conflict_retries: u32,
     /// Where compiled code is cached (default: `cache` in the data directory).
     pub cache_dir: Option<PathBuf>,
+    /// Wall-clock time one component's compilation may take.
+    pub compile_timeout_ms: u64,
+    /// Address space the process compiling a component may use.
+    pub compile_memory_bytes: u64,
+    /// The `sluice` binary that compiles components in a boxed child
+    /// process; `sluice serve` sets it to itself. `None`: compile in process.
+    #[serde(skip)]
+    pub isolated_compiler: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -219,6 +227,9 @@ impl Default for RuntimeConfig {
             max_instances: 256,
             max_conflict_retries: 8,
             cache_dir: None,
+            compile_timeout_ms: 60_000,
+            compile_memory_bytes: 2 * 1024 * 1024 * 1024,
+            isolated_compiler: None,
         }
     }
 }

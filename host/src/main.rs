@@ -46,6 +46,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compile the component on stdin to a host artifact on stdout; the
+    /// host runs this in a child process to box compilation.
+    #[command(hide = true)]
+    CompileComponent {
+        /// Meter fuel (the host's `[limits.max] fuel` is set).
+        #[arg(long)]
+        fuel: bool,
+        /// The host's `[limits] max_wasm_stack_bytes`.
+        #[arg(long)]
+        max_wasm_stack: usize,
+        /// Address space this process may use.
+        #[arg(long)]
+        max_memory_bytes: u64,
+    },
     /// Serve the functions found in the functions directory.
     Serve {
         /// Listen address, e.g. 127.0.0.1:8080.
@@ -330,6 +344,12 @@ async fn run() -> Result<()> {
     let cli = Cli::parse();
     let mut config = load_config(&cli)?;
     match cli.command {
+        Command::CompileComponent {
+            fuel,
+            max_wasm_stack,
+            max_memory_bytes,
+        } => sluice_host::runtime::compile_component(fuel, max_wasm_stack, max_memory_bytes)
+            .map_err(anyhow::Error::msg),
         Command::Serve {
             listen,
             functions_dirs,
@@ -351,6 +371,8 @@ async fn run() -> Result<()> {
             if let Some(admin) = admin_listen {
                 config.admin.listen = admin;
             }
+            // Components are compiled by this same binary in a boxed child.
+            config.runtime.isolated_compiler = std::env::current_exe().ok();
             serve(config).await
         }
         Command::Token {

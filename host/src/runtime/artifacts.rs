@@ -77,7 +77,12 @@ impl Artifacts {
         let bytes = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        write_whole(&self.dir, &format!("{sha}.cwasm"), &bytes)
+        self.put_serialized(sha, &bytes)
+    }
+
+    /// Stores a compilation already serialized (by the compiling child).
+    pub fn put_serialized(&self, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
+        write_whole(&self.dir, &format!("{sha}.cwasm"), bytes)
     }
 }
 

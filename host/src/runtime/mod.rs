@@ -4,6 +4,7 @@
 
 mod artifacts;
 pub mod bindings;
+mod compiler;
 mod host;
 mod limiter;
 mod state;
@@ -19,12 +20,12 @@ use tokio::time::Instant;
 
 use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    Store as WasmStore, Trap,
+    Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store as WasmStore, Trap,
 };
 
 use artifacts::Artifacts;
 pub use artifacts::{sha256_hex, write_whole};
+pub use compiler::{CompileBox, compile_component};
 use limiter::Limiter;
 pub use state::Capabilities;
 use state::InvocationState;
@@ -197,6 +198,7 @@ pub struct Runtime {
     default_limits: Limits,
     fuel: bool,
     max_wasm_stack: usize,
+    compile_box: Option<CompileBox>,
 }
 
 impl Runtime {
@@ -229,13 +231,9 @@ impl Runtime {
             .linear_memory_keep_resident(RESIDENT_BYTES.min(limits.max.memory_bytes))
             .table_keep_resident(RESIDENT_BYTES / 16)
             .decommit_batch_size(16);
-        let mut wasm = Config::new();
         let fuel = limits.max.fuel.is_some();
-        wasm.epoch_interruption(true)
-            .consume_fuel(fuel)
-            .max_wasm_stack(limits.max_wasm_stack_bytes)
-            .wasm_component_model(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let mut wasm = compiler::codegen_config(fuel, limits.max_wasm_stack_bytes);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(engine_err)?;
         let artifacts = cache_dir
             .map(|dir| Artifacts::open(dir, &engine))
@@ -267,6 +265,11 @@ impl Runtime {
                 .map_err(LoadError::Engine)?,
             fuel,
             max_wasm_stack: limits.max_wasm_stack_bytes,
+            compile_box: config.isolated_compiler.clone().map(|exe| CompileBox {
+                exe,
+                timeout: Duration::from_millis(config.compile_timeout_ms),
+                memory_bytes: config.compile_memory_bytes,
+            }),
         })
     }
 
@@ -292,10 +295,22 @@ impl Runtime {
         {
             return Ok(component);
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+        let compile_err = |message: String| LoadError::Compile {
             path: shown.to_owned(),
-            message: format!("{e:#}"),
-        })?;
+            message,
+        };
+        if let (Some(boxed), Some(artifacts)) = (&self.compile_box, &self.artifacts) {
+            let artifact = compiler::compile_boxed(boxed, self.fuel, self.max_wasm_stack, bytes)
+                .map_err(compile_err)?;
+            artifacts
+                .put_serialized(sha, &artifact)
+                .map_err(|e| compile_err(format!("storing the compiled artifact: {e}")))?;
+            return artifacts.get(&self.engine, sha).ok_or_else(|| {
+                compile_err("the compiled artifact does not load in this host".into())
+            });
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| compile_err(format!("{e:#}")))?;
         if let Some(artifacts) = &self.artifacts
             && let Err(e) = artifacts.put(sha, &component)
         {

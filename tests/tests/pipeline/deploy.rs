@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use sluice_tests::{Reply, TestHost, admin, operator_key, root, sluice, token};
+use sluice_tests::{Reply, TestHost, admin, operator_key, root, sluice, sluice_binary, token};
 
 /// A GET route answered by whichever component is deployed.
 const WHO: &str = r#"
@@ -835,5 +835,60 @@ async fn a_deployed_schedule_fires_until_the_function_is_removed() -> Result<()>
             .await?,
         0
     );
+    Ok(())
+}
+
+/// Uploads are compiled by `sluice compile-component` in a child process:
+/// one past its deadline or its memory is killed and the deploy refused,
+/// and a host with room compiles through the same box and serves.
+#[tokio::test]
+async fn compilation_is_boxed_in_time_and_memory() -> Result<()> {
+    let component = std::fs::read(root().join("target/wasm32-wasip2/guest/echo.wasm"))?;
+    let manifest = "[[routes]]\nmethod = \"GET\"\npath = \"/echo/{a}\"\nauth = \"public\"\n";
+    let exe = sluice_binary()?;
+    let boxes: [(u64, u64, &str); 3] = [
+        (1, 2 << 30, "compilation took longer than 1 ms"),
+        (
+            60_000,
+            48 << 20,
+            "compilation needed more than 50331648 bytes of memory",
+        ),
+        (60_000, 2 << 30, ""),
+    ];
+    for (timeout_ms, memory_bytes, refusal) in boxes {
+        let data = tempfile::TempDir::new()?;
+        // A cache of its own: a shared one could hold this component already.
+        let cache = data.path().join("cache");
+        let exe = exe.clone();
+        let host = TestHost::start_with(data, move |c| {
+            c.functions_dirs.clear();
+            c.runtime.cache_dir = Some(cache);
+            c.runtime.isolated_compiler = Some(exe);
+            c.runtime.compile_timeout_ms = timeout_ms;
+            c.runtime.compile_memory_bytes = memory_bytes;
+        })
+        .await?;
+        let key = operator_key(&host)?;
+        create_tenant(&host, &key, "boxed").await?;
+        let reply = deploy(
+            &host,
+            &key,
+            ("boxed", "echo"),
+            manifest,
+            component.clone(),
+            &[],
+        )
+        .await?;
+        if refusal.is_empty() {
+            assert_eq!(reply.status.as_u16(), 201, "body: {}", reply.body);
+            assert_eq!(host.get("/boxed/echo/x", None).await?.status, 200);
+        } else {
+            reply.assert_problem(422);
+            let detail = reply.body["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains(refusal), "{detail}");
+            assert_eq!(host.get("/boxed/echo/x", None).await?.status, 404);
+        }
+        host.stop().await?;
+    }
     Ok(())
 }

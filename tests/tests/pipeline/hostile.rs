@@ -286,3 +286,71 @@ async fn an_exhausted_instance_pool_answers_503() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// A handler, in WAT since Rust cannot grow a table: grows its table by
+/// 10,000 elements until refused, then traps.
+const TABLE_BOMB: &str = r#"
+(module
+  (memory (export "memory") 2)
+  (table $t 1 funcref)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $heap))
+    (global.set $heap
+      (i32.and (i32.add (i32.add (local.get $at) (local.get 3)) (i32.const 7)) (i32.const -8)))
+    (local.get $at))
+  (func (export "sluice:function/handler@0.1.0#handle") (param i32) (result i32)
+    (loop $grow
+      (if (i32.eq (table.grow $t (ref.null func) (i32.const 10000)) (i32.const -1))
+        (then unreachable))
+      (br $grow))
+    (i32.const 0)))
+"#;
+
+/// The table bomb as a component of the `http-function` world.
+fn table_bomb() -> Result<Vec<u8>> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve.push_dir(root().join("wit"))?;
+    let world = resolve.select_world(&[package], Some("http-function"))?;
+    let mut module = wat::parse_str(TABLE_BOMB)?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)?
+        .validate(true)
+        .encode()
+}
+
+#[tokio::test]
+async fn a_table_bomb_is_stopped_at_its_table_limit() -> Result<()> {
+    let functions = TempDir::new()?;
+    let dir = functions.path().join("table-bomb");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("table-bomb.wasm"), table_bomb()?)?;
+    std::fs::write(
+        dir.join("sluice.toml"),
+        "tenant = \"mallory\"\nname = \"table-bomb\"\ncomponent = \"table-bomb.wasm\"\n\
+         [[routes]]\nmethod = \"POST\"\npath = \"/table\"\nauth = \"public\"\nbody = \"none\"\n",
+    )?;
+    let functions_dir = functions.path().to_owned();
+    let host = TestHost::start_with(TempDir::new()?, move |c| {
+        c.functions_dirs = vec![functions_dir];
+    })
+    .await?;
+    let reply = host
+        .send(host.client.post(host.url("/mallory/table")))
+        .await?;
+    reply.assert_problem(500);
+    assert_eq!(
+        reply.body["type"],
+        "urn:sluice:problem:limit:table_elements"
+    );
+    assert_eq!(reply.body["limit"]["value"], 100_000);
+    host.stop().await?;
+    Ok(())
+}

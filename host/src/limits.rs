@@ -118,10 +118,10 @@ pub struct Exceeded {
 
 impl Exceeded {
     /// `limit` (whose value is `value`) was passed doing `detail`.
-    pub fn new(limit: Limit, value: usize, detail: impl Into<String>) -> Self {
+    pub fn new(limit: Limit, value: impl TryInto<u64>, detail: impl Into<String>) -> Self {
         Self {
             limit,
-            value: u64::try_from(value).unwrap_or(u64::MAX),
+            value: value.try_into().unwrap_or(u64::MAX),
             detail: detail.into(),
         }
     }

@@ -96,13 +96,32 @@ struct Running {
     functions: HashMap<(Arc<str>, Arc<str>), usize>,
 }
 
-/// Which concurrency limit refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which concurrency limit refused a request, and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Busy {
     /// The function runs its `limits.concurrency` requests already.
+    #[error("the function runs {0} requests already (limit concurrency); retry shortly")]
     Function(usize),
     /// The tenant runs `[limits] tenant_concurrency` requests already.
+    #[error("the tenant runs {0} requests already (limit tenant_concurrency); retry shortly")]
     Tenant(usize),
+}
+
+impl Busy {
+    /// The limit's name, as configuration names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Busy::Function(_) => "concurrency",
+            Busy::Tenant(_) => "tenant_concurrency",
+        }
+    }
+
+    /// The limit's value.
+    pub fn value(self) -> usize {
+        match self {
+            Busy::Function(n) | Busy::Tenant(n) => n,
+        }
+    }
 }
 
 impl Concurrency {
@@ -122,11 +141,10 @@ impl Concurrency {
             return Err(Busy::Tenant(tenant_max));
         }
         let key = (tenant.clone(), function.clone());
-        let of_function = functions.entry(key.clone()).or_insert(0);
-        if *of_function >= function_max {
+        if functions.get(&key).copied().unwrap_or(0) >= function_max {
             return Err(Busy::Function(function_max));
         }
-        *of_function += 1;
+        *functions.entry(key.clone()).or_insert(0) += 1;
         *tenants.entry(tenant.clone()).or_insert(0) += 1;
         Ok(Permit {
             concurrency: self,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::limits::{Exceeded, Limit};
+use crate::limits::{Exceeded, Limit, Limits};
 
 /// A document's address inside one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,33 +38,6 @@ pub struct StagedMessage {
     pub idempotency_key: Option<String>,
 }
 
-/// Per-invocation caps on what may be staged.
-#[derive(Debug, Clone, Copy)]
-pub struct StagingLimits {
-    /// Largest document, in bytes of JSON text.
-    pub max_document_bytes: usize,
-    /// Most distinct documents written.
-    pub max_writes: usize,
-    /// Most bytes of documents and payloads staged in total.
-    pub max_staged_bytes: usize,
-    /// Most queue messages.
-    pub max_messages: usize,
-    /// Largest message payload.
-    pub max_payload_bytes: usize,
-}
-
-impl Default for StagingLimits {
-    fn default() -> Self {
-        Self {
-            max_document_bytes: 1024 * 1024,
-            max_writes: 10_000,
-            max_staged_bytes: 32 * 1024 * 1024,
-            max_messages: 1_000,
-            max_payload_bytes: 256 * 1024,
-        }
-    }
-}
-
 /// What one invocation read and staged.
 #[derive(Debug, Default)]
 pub struct Staging {
@@ -72,13 +45,13 @@ pub struct Staging {
     writes: BTreeMap<DocKey, StagedWrite>,
     messages: Vec<StagedMessage>,
     staged_bytes: usize,
-    limits: StagingLimits,
+    limits: Limits,
     exceeded: Option<Exceeded>,
 }
 
 impl Staging {
     /// An empty staging area with these limits.
-    pub fn new(limits: StagingLimits) -> Self {
+    pub fn new(limits: Limits) -> Self {
         Self {
             limits,
             ..Self::default()
@@ -119,25 +92,19 @@ impl Staging {
             StagedWrite::Put(v) => v.len(),
             StagedWrite::Delete => 0,
         };
-        let limits = self.limits;
-        if size > limits.max_document_bytes {
+        let (max_size, max_writes) = (self.limits.document_bytes, self.limits.writes);
+        if size > max_size {
             return self.exceed(Exceeded::new(
                 Limit::Document,
-                limits.max_document_bytes,
-                format!(
-                    "a document of {size} bytes is larger than {} bytes",
-                    limits.max_document_bytes
-                ),
+                max_size,
+                format!("a document of {size} bytes is larger than {max_size} bytes"),
             ));
         }
-        if !self.writes.contains_key(&key) && self.writes.len() >= limits.max_writes {
+        if !self.writes.contains_key(&key) && self.writes.len() >= max_writes {
             return self.exceed(Exceeded::new(
                 Limit::Writes,
-                limits.max_writes,
-                format!(
-                    "more than {} documents written in one invocation",
-                    limits.max_writes
-                ),
+                max_writes,
+                format!("more than {max_writes} documents written in one invocation"),
             ));
         }
         self.charge(size + key.key.len())?;
@@ -147,26 +114,20 @@ impl Staging {
 
     /// Stages a queue message.
     pub fn send(&mut self, message: StagedMessage) -> Result<(), Exceeded> {
-        let limits = self.limits;
         let size = message.payload.len();
-        if size > limits.max_payload_bytes {
+        let (max_size, max_messages) = (self.limits.payload_bytes, self.limits.messages);
+        if size > max_size {
             return self.exceed(Exceeded::new(
                 Limit::Payload,
-                limits.max_payload_bytes,
-                format!(
-                    "a payload of {size} bytes is larger than {} bytes",
-                    limits.max_payload_bytes
-                ),
+                max_size,
+                format!("a payload of {size} bytes is larger than {max_size} bytes"),
             ));
         }
-        if self.messages.len() >= limits.max_messages {
+        if self.messages.len() >= max_messages {
             return self.exceed(Exceeded::new(
                 Limit::Messages,
-                limits.max_messages,
-                format!(
-                    "more than {} messages sent in one invocation",
-                    limits.max_messages
-                ),
+                max_messages,
+                format!("more than {max_messages} messages sent in one invocation"),
             ));
         }
         self.charge(size)?;
@@ -181,7 +142,7 @@ impl Staging {
     }
 
     fn charge(&mut self, bytes: usize) -> Result<(), Exceeded> {
-        let max = self.limits.max_staged_bytes;
+        let max = self.limits.staged_bytes;
         if self.staged_bytes + bytes > max {
             return self.exceed(Exceeded::new(
                 Limit::StagedBytes,
@@ -241,10 +202,10 @@ mod tests {
 
     #[test]
     fn limits_are_enforced() {
-        let mut s = Staging::new(StagingLimits {
-            max_writes: 1,
-            max_document_bytes: 4,
-            ..StagingLimits::default()
+        let mut s = Staging::new(Limits {
+            writes: 1,
+            document_bytes: 4,
+            ..Limits::default()
         });
         assert!(s.write(key("a"), StagedWrite::Put("12345".into())).is_err());
         s.write(key("a"), StagedWrite::Put("1".into()))

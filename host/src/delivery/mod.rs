@@ -21,10 +21,9 @@ use tracing::{Instrument, info_span};
 
 use crate::app::App;
 use crate::config::QueueConfig;
-use crate::limits::Limit;
 use crate::manifest::MessagesManifest;
 use crate::runtime::bindings::{Message, MessageError};
-use crate::runtime::{Function, Invocation, InvokeError};
+use crate::runtime::{Function, Invocation};
 use crate::staging::Staging;
 use crate::store::{
     Claim, CommitOutcome, CommitRequest, DeliveryEnd, Due, InvocationRecord, Lease, now_ms,
@@ -370,15 +369,8 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
                     (Staging::default(), end, "retry")
                 }
                 Err(e) => {
-                    exceeded = match &e {
-                        InvokeError::Limit(l) => Some(l.limit.name()),
-                        _ => None,
-                    };
-                    let label = match &e {
-                        InvokeError::Limit(l) if l.limit == Limit::Timeout => "timeout",
-                        InvokeError::Limit(_) => "limit",
-                        _ => "trap",
-                    };
+                    exceeded = e.exceeded();
+                    let label = e.outcome();
                     let end = consumer.failed(&lease, attempt, e.to_string());
                     (Staging::default(), end, label)
                 }

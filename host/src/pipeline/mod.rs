@@ -18,7 +18,6 @@ use hyper::body::Body;
 use tracing::{Instrument, field::Empty, info_span};
 
 use crate::app::App;
-use crate::limits::Limit;
 use crate::runtime::InvokeError;
 use crate::runtime::bindings::GuestError;
 use crate::store::{CommitError, CommitOutcome};
@@ -78,9 +77,7 @@ impl PipelineError {
     /// The outcome recorded for a request that reached the process stage.
     fn outcome(&self) -> &'static str {
         match self {
-            PipelineError::Process(InvokeError::Limit(e)) if e.limit == Limit::Timeout => "timeout",
-            PipelineError::Process(InvokeError::Limit(_)) => "limit",
-            PipelineError::Process(_) => "trap",
+            PipelineError::Process(e) => e.outcome(),
             PipelineError::Guest(_) => "guest-error",
             PipelineError::Conflict { .. } => "conflict",
             PipelineError::InvalidResponse(_) => "invalid-response",
@@ -92,7 +89,7 @@ impl PipelineError {
     /// The limit the function went over, if that is what ended the request.
     fn exceeded(&self) -> Option<&'static str> {
         match self {
-            PipelineError::Process(InvokeError::Limit(e)) => Some(e.limit.name()),
+            PipelineError::Process(e) => e.exceeded(),
             _ => None,
         }
     }

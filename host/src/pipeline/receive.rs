@@ -30,13 +30,8 @@ pub enum ReceiveError {
         retry_after: std::time::Duration,
     },
     /// The function or its tenant has as many requests running as it may.
-    #[error("{} runs {value} requests already (limit {name}); retry shortly", if *name == "concurrency" { "the function" } else { "the tenant" })]
-    Busy {
-        /// `concurrency` (the function's) or `tenant_concurrency`.
-        name: &'static str,
-        /// The limit.
-        value: usize,
-    },
+    #[error(transparent)]
+    Busy(#[from] Busy),
     /// Routes have this path, but not this method.
     #[error("{method} is not allowed on {path}")]
     MethodNotAllowed {
@@ -66,23 +61,12 @@ pub fn enter<'a>(
     function: &Function,
     tenant_max: usize,
 ) -> Result<Permit<'a>, ReceiveError> {
-    running
-        .enter(
-            &function.tenant,
-            &function.name,
-            function.limits.concurrency,
-            tenant_max,
-        )
-        .map_err(|busy| match busy {
-            Busy::Function(value) => ReceiveError::Busy {
-                name: "concurrency",
-                value,
-            },
-            Busy::Tenant(value) => ReceiveError::Busy {
-                name: "tenant_concurrency",
-                value,
-            },
-        })
+    Ok(running.enter(
+        &function.tenant,
+        &function.name,
+        function.limits.concurrency,
+        tenant_max,
+    )?)
 }
 
 /// What a route leads to: the function and the rules the next stages apply.

@@ -80,13 +80,13 @@ pub fn problem(error: &PipelineError) -> Problem {
         E::Receive(ReceiveError::RateLimited { .. }) => {
             Problem::new(429, "rate-limited", "Too many requests", error.to_string())
         }
-        E::Receive(ReceiveError::Busy { name, value }) => Problem::new(
+        E::Receive(ReceiveError::Busy(busy)) => Problem::new(
             429,
-            &format!("limit:{name}"),
+            &format!("limit:{}", busy.name()),
             "Too many requests running",
             error.to_string(),
         )
-        .with_limit(name, *value as u64),
+        .with_limit(busy.name(), busy.value() as u64),
         E::Receive(ReceiveError::MethodNotAllowed { .. }) => Problem::new(
             405,
             "method-not-allowed",
@@ -225,7 +225,7 @@ pub fn failure(request_id: &str, error: &PipelineError) -> http::Response<Body> 
         }
         PipelineError::Persist(_)
         | PipelineError::Process(InvokeError::Instantiate(_))
-        | PipelineError::Receive(ReceiveError::Busy { .. }) => {
+        | PipelineError::Receive(ReceiveError::Busy(_)) => {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         _ => {}

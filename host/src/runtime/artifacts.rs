@@ -77,12 +77,23 @@ impl Artifacts {
         let bytes = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        self.put_serialized(sha, &bytes)
+        write_whole(&self.dir, &format!("{sha}.cwasm"), &bytes)
     }
 
-    /// Stores a compilation already serialized (by the compiling child).
-    pub fn put_serialized(&self, sha: &str, bytes: &[u8]) -> std::io::Result<()> {
-        write_whole(&self.dir, &format!("{sha}.cwasm"), bytes)
+    /// Loads the compilation the host's compiling child produced and stores
+    /// it under `sha`; an error says why it cannot be used.
+    pub fn put_compiled(
+        &self,
+        engine: &Engine,
+        sha: &str,
+        bytes: &[u8],
+    ) -> Result<Component, String> {
+        let component = deserialize(engine, bytes)
+            .map_err(|e| format!("the compiled artifact does not load in this host: {e:#}"))?;
+        if let Err(e) = write_whole(&self.dir, &format!("{sha}.cwasm"), bytes) {
+            tracing::warn!(%sha, error = %e, "could not cache the compiled component");
+        }
+        Ok(component)
     }
 }
 
@@ -102,10 +113,10 @@ pub fn write_whole(dir: &Dir, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Loads an artifact this host wrote.
+/// Loads an artifact this host or its compiling child wrote.
 #[allow(
     unsafe_code,
-    reason = "wasmtime trusts serialized code; artifacts come only from `Artifacts::put` in the host's own data directory, and wasmtime checks the engine compatibility header before use"
+    reason = "wasmtime trusts serialized code; artifacts come only from `Artifacts::put` in the host's own data directory or from the host's own compiling child, and wasmtime checks the engine compatibility header before use"
 )]
 fn deserialize(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: see the attribute's reason; the data directory is as trusted as the database.

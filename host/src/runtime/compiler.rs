@@ -23,6 +23,10 @@ pub struct CompileBox {
     pub timeout: Duration,
     /// Address space the compiling process may use.
     pub memory_bytes: u64,
+    /// The engine meters fuel: compiled code must too.
+    pub fuel: bool,
+    /// The engine's wasm stack limit.
+    pub max_wasm_stack: usize,
 }
 
 /// Code-generation settings shared by the host's engine and the compiling
@@ -39,19 +43,14 @@ pub(crate) fn codegen_config(fuel: bool, max_wasm_stack: usize) -> Config {
 
 /// Compiles `bytes` in a boxed child; returns the serialized artifact, or
 /// why there is none, in words for the deployer.
-pub(crate) fn compile_boxed(
-    boxed: &CompileBox,
-    fuel: bool,
-    max_wasm_stack: usize,
-    bytes: &[u8],
-) -> Result<Vec<u8>, String> {
+pub(crate) fn compile_boxed(boxed: &CompileBox, bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut child = Command::new(&boxed.exe)
         .arg("compile-component")
         .arg("--max-memory-bytes")
         .arg(boxed.memory_bytes.to_string())
         .arg("--max-wasm-stack")
-        .arg(max_wasm_stack.to_string())
-        .args(fuel.then_some("--fuel"))
+        .arg(boxed.max_wasm_stack.to_string())
+        .args(boxed.fuel.then_some("--fuel"))
         // glibc reserves 64 MiB of address space per malloc arena; a few
         // arenas keep the limit about memory actually used.
         .env("MALLOC_ARENA_MAX", "2")

@@ -32,7 +32,7 @@ use state::InvocationState;
 
 use crate::config::RuntimeConfig;
 use crate::limits::{Exceeded, Limit, Limits, LimitsConfig};
-use crate::staging::{Staging, StagingLimits};
+use crate::staging::Staging;
 use crate::store::Store;
 use bindings::exports::sluice::function::{handler, message_handler};
 use bindings::{GuestError, Message, MessageError, Request, Response};
@@ -98,6 +98,26 @@ pub enum InvokeError {
     /// No instance could be created (e.g. the instance pool is exhausted).
     #[error("the function could not be instantiated: {0}")]
     Instantiate(String),
+}
+
+impl InvokeError {
+    /// The outcome invocation records and metrics give it: `timeout`,
+    /// `limit` or `trap`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            InvokeError::Limit(e) if e.limit == Limit::Timeout => "timeout",
+            InvokeError::Limit(_) => "limit",
+            InvokeError::Trap(_) | InvokeError::Instantiate(_) => "trap",
+        }
+    }
+
+    /// The name of the limit the function went over, if that is the reason.
+    pub fn exceeded(&self) -> Option<&'static str> {
+        match self {
+            InvokeError::Limit(e) => Some(e.limit.name()),
+            _ => None,
+        }
+    }
 }
 
 /// A function's outcome and everything it staged.
@@ -269,6 +289,8 @@ impl Runtime {
                 exe,
                 timeout: Duration::from_millis(config.compile_timeout_ms),
                 memory_bytes: config.compile_memory_bytes,
+                fuel,
+                max_wasm_stack: limits.max_wasm_stack_bytes,
             }),
         })
     }
@@ -300,14 +322,8 @@ impl Runtime {
             message,
         };
         if let (Some(boxed), Some(artifacts)) = (&self.compile_box, &self.artifacts) {
-            let artifact = compiler::compile_boxed(boxed, self.fuel, self.max_wasm_stack, bytes)
-                .map_err(compile_err)?;
-            artifacts
-                .put_serialized(sha, &artifact)
-                .map_err(|e| compile_err(format!("storing the compiled artifact: {e}")))?;
-            return artifacts.get(&self.engine, sha).ok_or_else(|| {
-                compile_err("the compiled artifact does not load in this host".into())
-            });
+            let artifact = compiler::compile_boxed(boxed, bytes).map_err(compile_err)?;
+            return (artifacts.put_compiled(&self.engine, sha, &artifact)).map_err(compile_err);
         }
         let component =
             Component::new(&self.engine, bytes).map_err(|e| compile_err(format!("{e:#}")))?;
@@ -420,13 +436,7 @@ impl Runtime {
         let caps = Capabilities {
             tenant: function.tenant.clone(),
             store: store.clone(),
-            staging: Staging::new(StagingLimits {
-                max_document_bytes: limits.document_bytes,
-                max_writes: limits.writes,
-                max_staged_bytes: limits.staged_bytes,
-                max_messages: limits.messages,
-                max_payload_bytes: limits.payload_bytes,
-            }),
+            staging: Staging::new(*limits),
         };
         let limiter = Limiter::new(limits.memory_bytes, limits.table_elements);
         let state = InvocationState::new(caps, limiter, limits.log_bytes);
@@ -462,11 +472,11 @@ impl Runtime {
                         self.max_wasm_stack,
                         "the function recursed deeper than its stack allows",
                     )),
-                    Some(Trap::OutOfFuel) => InvokeError::Limit(Exceeded {
-                        limit: Limit::Fuel,
-                        value: limits.fuel.unwrap_or(u64::MAX),
-                        detail: "the function ran out of fuel".into(),
-                    }),
+                    Some(Trap::OutOfFuel) => InvokeError::Limit(Exceeded::new(
+                        Limit::Fuel,
+                        limits.fuel.unwrap_or(u64::MAX),
+                        "the function ran out of fuel",
+                    )),
                     _ => InvokeError::Trap(format!("{e:#}")),
                 })
         };
@@ -475,7 +485,7 @@ impl Runtime {
             .unwrap_or_else(|_| {
                 Err(InvokeError::Limit(Exceeded::new(
                     Limit::Timeout,
-                    usize::try_from(limits.timeout_ms).unwrap_or(usize::MAX),
+                    limits.timeout_ms,
                     "the function did not finish before its deadline",
                 )))
             });

@@ -285,7 +285,7 @@ fn validation(algorithm: Algorithm, config: &AuthConfig) -> Validation {
 /// The keyrings of tenants with their own auth settings; the others use the host's.
 #[derive(Default)]
 pub struct TenantKeyrings {
-    tenants: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<Keyring>>>,
+    tenants: std::sync::RwLock<std::collections::HashMap<String, Arc<Keyring>>>,
 }
 
 impl TenantKeyrings {
@@ -293,13 +293,13 @@ impl TenantKeyrings {
     pub fn set(&self, tenant: &str, keyring: Option<Keyring>) {
         let mut map = self.tenants.write().unwrap_or_else(|e| e.into_inner());
         match keyring {
-            Some(k) => map.insert(tenant.to_owned(), std::sync::Arc::new(k)),
+            Some(k) => map.insert(tenant.to_owned(), Arc::new(k)),
             None => map.remove(tenant),
         };
     }
 
     /// `tenant`'s own keyring, if it has one.
-    pub fn get(&self, tenant: &str) -> Option<std::sync::Arc<Keyring>> {
+    pub fn get(&self, tenant: &str) -> Option<Arc<Keyring>> {
         let map = self.tenants.read().unwrap_or_else(|e| e.into_inner());
         map.get(tenant).cloned()
     }

@@ -80,6 +80,7 @@ fn invoke(c: &mut Criterion) {
     let store = rt
         .block_on(Store::open(
             &url,
+            &data.path().join("blobs"),
             &DatabaseConfig::default(),
             &QueueConfig::default(),
         ))
@@ -91,6 +92,7 @@ fn invoke(c: &mut Criterion) {
     let runtime = Runtime::new(
         &config,
         &sluice_host::config::LimitsConfig::default(),
+        &sluice_host::cache::CacheConfig::default(),
         Some(&data.path().join("cache")),
     )
     .expect("runtime");
@@ -125,7 +127,7 @@ fn invoke(c: &mut Criterion) {
     group.bench_function("sluice_invoke", |b| {
         b.to_async(&rt).iter(|| async {
             runtime
-                .invoke(&function, &store, &req, far_deadline())
+                .invoke(&function, &store, &req, None, far_deadline())
                 .await
                 .expect("invoke")
         })

@@ -125,7 +125,13 @@ impl App {
         };
         std::fs::create_dir_all(data_dir).map_err(io_err)?;
         let keyring = Keyring::new(&effective_auth(config).map_err(io_err)?)?;
-        let store = Store::open(&config.database_url(), &config.database, &config.queue).await?;
+        let store = Store::open(
+            &config.database_url(),
+            &config.blobs_dir(),
+            &config.database,
+            &config.queue,
+        )
+        .await?;
         // This process owns the SQLite file: any lease left is from a host
         // that stopped, and its messages are due again now.
         let released = store.release_leases().await?;
@@ -135,11 +141,23 @@ impl App {
                 "messages left running by the previous host are due again"
             );
         }
+        // Likewise every staged blob file is from an invocation that is gone,
+        // and a crash may have left files and rows out of step.
+        let repair = store.repair_blobs().await?;
+        if repair.staged_removed + repair.orphans_removed + repair.missing.len() > 0 {
+            tracing::warn!(
+                staged_removed = repair.staged_removed,
+                orphans_removed = repair.orphans_removed,
+                rows_without_files = repair.missing.len(),
+                "blob storage repaired"
+            );
+        }
         let cache_dir =
             (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
         let runtime = Arc::new(Runtime::new(
             &config.runtime,
             &config.limits,
+            &config.cache,
             Some(&cache_dir),
         )?);
         let deployer = Arc::new(Deployer::new(config).map_err(io_err)?);

@@ -143,6 +143,7 @@ impl Unit {
                 auth: m.auth.clone(),
                 body: m.body_kind(),
                 max_body_bytes: m.max_body_bytes.unwrap_or(default_body_limit),
+                accept: m.accept.clone(),
                 schema,
             };
             routes.push((method, path, Arc::new(target)));

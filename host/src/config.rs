@@ -54,6 +54,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// The admin API.
     pub admin: AdminConfig,
+    /// The per-tenant cache.
+    pub cache: crate::cache::CacheConfig,
     /// Where the `sluice` commands that manage a host find its admin API.
     pub cli: CliConfig,
 }
@@ -83,6 +85,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             queue: QueueConfig::default(),
             admin: AdminConfig::default(),
+            cache: crate::cache::CacheConfig::default(),
             cli: CliConfig::default(),
         }
     }
@@ -110,6 +113,11 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Where blob files live: `blobs` in the data directory.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
     }
 
     /// The database URL, defaulting to a SQLite file in the data directory.

@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod delivery;

@@ -26,6 +26,9 @@ pub struct Limits {
     pub staged_bytes: usize,
     /// Largest document, in bytes of JSON text.
     pub document_bytes: usize,
+    /// Bytes of blobs the function puts (uploads it keeps are bounded by
+    /// the route's `max_body_bytes` instead).
+    pub blob_bytes: u64,
     /// Queue sends.
     pub messages: usize,
     /// Largest message payload.
@@ -46,6 +49,7 @@ impl Default for Limits {
             response_bytes: 8 * 1024 * 1024,
             writes: 10_000,
             staged_bytes: 32 * 1024 * 1024,
+            blob_bytes: 64 * 1024 * 1024,
             document_bytes: 1024 * 1024,
             messages: 1_000,
             payload_bytes: 256 * 1024,
@@ -74,6 +78,8 @@ pub enum Limit {
     Writes,
     /// [`Limits::staged_bytes`].
     StagedBytes,
+    /// [`Limits::blob_bytes`].
+    BlobBytes,
     /// [`Limits::document_bytes`].
     Document,
     /// [`Limits::messages`].
@@ -96,6 +102,7 @@ impl Limit {
             Limit::Response => "response_bytes",
             Limit::Writes => "writes",
             Limit::StagedBytes => "staged_bytes",
+            Limit::BlobBytes => "blob_bytes",
             Limit::Document => "document_bytes",
             Limit::Messages => "messages",
             Limit::Payload => "payload_bytes",
@@ -155,6 +162,7 @@ impl Default for LimitsConfig {
                 response_bytes: 64 * 1024 * 1024,
                 writes: 100_000,
                 staged_bytes: 128 * 1024 * 1024,
+                blob_bytes: 1024 * 1024 * 1024,
                 document_bytes: 8 * 1024 * 1024,
                 messages: 10_000,
                 payload_bytes: 1024 * 1024,
@@ -209,6 +217,8 @@ pub struct LimitsManifest {
     pub writes: Option<usize>,
     /// See [`Limits::staged_bytes`].
     pub staged_bytes: Option<usize>,
+    /// See [`Limits::blob_bytes`].
+    pub blob_bytes: Option<u64>,
     /// See [`Limits::document_bytes`].
     pub document_bytes: Option<usize>,
     /// See [`Limits::messages`].
@@ -236,6 +246,7 @@ impl Limits {
             response_bytes,
             writes,
             staged_bytes,
+            blob_bytes,
             document_bytes,
             messages,
             payload_bytes,
@@ -288,6 +299,7 @@ impl LimitsConfig {
             response_bytes: pick!(response_bytes),
             writes: pick!(writes),
             staged_bytes: pick!(staged_bytes),
+            blob_bytes: pick!(blob_bytes),
             document_bytes: pick!(document_bytes),
             messages: pick!(messages),
             payload_bytes: pick!(payload_bytes),

@@ -469,7 +469,7 @@ fn admin_client(url: &Option<String>, key: &Option<String>, config: &Config) -> 
 
 async fn open_store(config: &Config) -> Result<Store> {
     let url = config.database_url();
-    Store::open(&url, &config.database, &config.queue)
+    Store::open(&url, &config.blobs_dir(), &config.database, &config.queue)
         .await
         .with_context(|| format!("opening {url}"))
 }

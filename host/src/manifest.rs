@@ -78,6 +78,10 @@ pub enum BodyKind {
     Json,
     /// The body is not read; the function gets an empty one.
     None,
+    /// Any bytes of an accepted media type, streamed to a staged blob
+    /// before the function runs (see `accept`); the function gets an empty
+    /// body and the upload through the `blobs` capability.
+    Raw,
 }
 
 /// One route of a function.
@@ -97,6 +101,9 @@ pub struct RouteManifest {
     pub body: Option<BodyKind>,
     /// Per-route body size limit.
     pub max_body_bytes: Option<usize>,
+    /// Media types a raw body may have (`image/png`, `image/*`, `*/*`).
+    #[serde(default)]
+    pub accept: Vec<String>,
 }
 
 impl RouteManifest {
@@ -248,6 +255,40 @@ pub fn is_valid_topic(topic: &str) -> bool {
         && topic
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// `type/subtype`, `type/*` or `*/*`, in token characters.
+fn is_media_range(range: &str) -> bool {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    match range.split_once('/') {
+        Some(("*", "*")) => true,
+        Some((t, "*")) => token(t),
+        Some((t, s)) => token(t) && token(s),
+        None => false,
+    }
+}
+
+/// Whether `content_type` (a header value, parameters allowed) matches one
+/// of `accept`; an empty list accepts anything.
+pub fn accepts(accept: &[String], content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let Some((ty, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    if ty.is_empty() || sub.is_empty() {
+        return false;
+    }
+    accept.is_empty()
+        || accept.iter().any(|range| match range.split_once('/') {
+            Some(("*", "*")) => true,
+            Some((t, "*")) => t.eq_ignore_ascii_case(ty),
+            Some((t, s)) => t.eq_ignore_ascii_case(ty) && s.eq_ignore_ascii_case(sub),
+            None => false,
+        })
 }
 
 /// True for topics only the host may send to: document events and schedule ticks.
@@ -422,6 +463,25 @@ impl FunctionManifest {
                 return Err(invalid(format!(
                     "route path {:?} must start with / and not with /_sluice",
                     route.path
+                )));
+            }
+            let raw = route.body_kind() == BodyKind::Raw;
+            if raw && route.schema.is_some() {
+                return Err(invalid(format!(
+                    "route {} {}: a raw body has no schema",
+                    route.method, route.path
+                )));
+            }
+            if !raw && !route.accept.is_empty() {
+                return Err(invalid(format!(
+                    "route {} {}: `accept` is for routes with body = \"raw\"",
+                    route.method, route.path
+                )));
+            }
+            if let Some(bad) = route.accept.iter().find(|a| !is_media_range(a)) {
+                return Err(invalid(format!(
+                    "route {} {}: {bad:?} is not a media type like image/png or image/*",
+                    route.method, route.path
                 )));
             }
             let schema = match &route.schema {

@@ -1,11 +1,14 @@
 //! The staging area: what one invocation read and wants to write.
 //!
-//! The process stage fills it through the `documents` and `queue` imports;
-//! the persist stage commits it in one transaction, or drops it.
+//! The process stage fills it through the `documents`, `blobs` and `queue`
+//! imports; the persist stage commits it in one transaction, or drops it
+//! (and with it every staged blob file).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::limits::{Exceeded, Limit, Limits};
+use crate::store::StagedFile;
 
 /// A document's address inside one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,6 +28,15 @@ pub enum StagedWrite {
     Delete,
 }
 
+/// A staged change to one blob.
+#[derive(Debug, Clone)]
+pub enum StagedBlob {
+    /// Create or replace with this staged file.
+    Put(Arc<StagedFile>),
+    /// Remove.
+    Delete,
+}
+
 /// A staged queue message.
 #[derive(Debug, Clone)]
 pub struct StagedMessage {
@@ -38,13 +50,28 @@ pub struct StagedMessage {
     pub idempotency_key: Option<String>,
 }
 
+/// A staging area taken apart for the commit.
+pub struct Parts {
+    /// The version each document read had (0: absent).
+    pub reads: HashMap<DocKey, u64>,
+    /// Document writes.
+    pub writes: BTreeMap<DocKey, StagedWrite>,
+    /// Queue sends.
+    pub messages: Vec<StagedMessage>,
+    /// Blob changes by name.
+    pub blobs: BTreeMap<String, StagedBlob>,
+}
+
 /// What one invocation read and staged.
 #[derive(Debug, Default)]
 pub struct Staging {
     reads: HashMap<DocKey, u64>,
     writes: BTreeMap<DocKey, StagedWrite>,
     messages: Vec<StagedMessage>,
+    blobs: BTreeMap<String, StagedBlob>,
     staged_bytes: usize,
+    blob_bytes: u64,
+    upload: Option<Arc<StagedFile>>,
     limits: Limits,
     exceeded: Option<Exceeded>,
 }
@@ -56,6 +83,11 @@ impl Staging {
             limits,
             ..Self::default()
         }
+    }
+
+    /// The limits it enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Remembers the version a read observed (0: absent). The first read of a
@@ -112,6 +144,70 @@ impl Staging {
         Ok(())
     }
 
+    /// Stages a blob write. `put_bytes` are the bytes the function wrote
+    /// for it (0 for an upload it keeps, which its route bounds).
+    pub fn write_blob(
+        &mut self,
+        name: String,
+        blob: StagedBlob,
+        put_bytes: u64,
+    ) -> Result<(), Exceeded> {
+        let max_writes = self.limits.writes;
+        if !self.blobs.contains_key(&name) && self.writes.len() + self.blobs.len() >= max_writes {
+            return self.exceed(Exceeded::new(
+                Limit::Writes,
+                max_writes,
+                format!("more than {max_writes} documents and blobs written in one invocation"),
+            ));
+        }
+        let max = self.limits.blob_bytes;
+        if self.blob_bytes.saturating_add(put_bytes) > max {
+            return self.exceed(Exceeded::new(
+                Limit::BlobBytes,
+                max,
+                format!("more than {max} bytes of blobs put in one invocation"),
+            ));
+        }
+        self.blob_bytes += put_bytes;
+        self.blobs.insert(name, blob);
+        Ok(())
+    }
+
+    /// The staged change to blob `name`, if any.
+    pub fn staged_blob(&self, name: &str) -> Option<&StagedBlob> {
+        self.blobs.get(name)
+    }
+
+    /// Staged blob changes with names starting with `prefix`, after `after`.
+    pub fn staged_blobs_in_range<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a String, &'a StagedBlob)> + 'a {
+        self.blobs
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(name, _)| name.starts_with(prefix))
+            .filter(move |(name, _)| after.is_none_or(|a| name.as_str() > a))
+    }
+
+    /// Gives the invocation the request's upload.
+    pub fn set_upload(&mut self, upload: Option<Arc<StagedFile>>) {
+        self.upload = upload;
+    }
+
+    /// The request's upload, and the name it is kept under, if it is.
+    pub fn upload(&self) -> Option<(&Arc<StagedFile>, Option<&str>)> {
+        let upload = self.upload.as_ref()?;
+        let kept = self.blobs.iter().find_map(|(name, blob)| match blob {
+            StagedBlob::Put(file) if Arc::ptr_eq(file, upload) => Some(name.as_str()),
+            _ => None,
+        });
+        Some((upload, kept))
+    }
+
     /// Stages a queue message.
     pub fn send(&mut self, message: StagedMessage) -> Result<(), Exceeded> {
         let size = message.payload.len();
@@ -161,18 +257,25 @@ impl Staging {
 
     /// True when there is nothing to commit but the invocation record.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.messages.is_empty()
+        self.writes.is_empty() && self.messages.is_empty() && self.blobs.is_empty()
     }
 
-    /// The versions read, the writes and the messages.
-    pub fn into_parts(
-        self,
-    ) -> (
-        HashMap<DocKey, u64>,
-        BTreeMap<DocKey, StagedWrite>,
-        Vec<StagedMessage>,
-    ) {
-        (self.reads, self.writes, self.messages)
+    /// The staged blob files, to sync before the commit.
+    pub fn blob_files(&self) -> impl Iterator<Item = &Arc<StagedFile>> {
+        self.blobs.values().filter_map(|b| match b {
+            StagedBlob::Put(file) => Some(file),
+            StagedBlob::Delete => None,
+        })
+    }
+
+    /// The versions read, the writes, the messages and the blob changes.
+    pub fn into_parts(self) -> Parts {
+        Parts {
+            reads: self.reads,
+            writes: self.writes,
+            messages: self.messages,
+            blobs: self.blobs,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -53,7 +53,7 @@ where
     let mut response = match result {
         Ok(Answer::Json(status, body)) => json_response(status, &body),
         Ok(Answer::Text(text)) => {
-            let mut out = http::Response::new(Full::new(Bytes::from(text)));
+            let mut out = http::Response::new(crate::pipeline::respond::full(text));
             out.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -422,7 +422,7 @@ fn unavailable(e: StoreError) -> Problem {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut out = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut out = http::Response::new(crate::pipeline::respond::full(body.to_string()));
     *out.status_mut() = status;
     out.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -434,7 +434,7 @@ fn problem_response(mut problem: Problem, request_id: &str) -> Response {
     if problem.status >= 500 {
         tracing::error!(detail = %problem.detail, "admin request failed");
     }
-    let mut out = http::Response::new(Full::new(Bytes::from(problem.to_json())));
+    let mut out = http::Response::new(crate::pipeline::respond::full(problem.to_json()));
     *out.status_mut() =
         StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = out.headers_mut();

@@ -59,6 +59,18 @@ pub enum PipelineError {
     /// The commit failed.
     #[error(transparent)]
     Persist(#[from] CommitError),
+    /// The function asked the host to serve a blob that does not exist.
+    #[error("the function answered with blob {0:?}, which does not exist")]
+    BlobNotFound(String),
+    /// The blob to serve could not be read.
+    #[error("the blob could not be read")]
+    BlobUnavailable,
+    /// The `Range` asked for starts past the end of the blob.
+    #[error("the range starts past the end of the {size}-byte blob")]
+    RangeNotSatisfiable {
+        /// The blob's size.
+        size: u64,
+    },
     /// The writes would take the tenant past its storage quota.
     #[error(
         "the tenant stores {used} bytes of its {quota}-byte quota; this request would add {adding}"
@@ -189,12 +201,12 @@ where
     .await?;
     let stage = app.metrics.stage_done("authenticate", stage);
 
-    let body = validate::body(&target, &parts.headers, body, app.body_timeout)
+    let validated = validate::body(&target, &app.store, &parts.headers, body, app.body_timeout)
         .instrument(info_span!("validate"))
         .await?;
     app.metrics.stage_done("validate", stage);
 
-    let request = process::request(&parts, params, body, principal, request_id);
+    let request = process::request(&parts, params, validated.body, principal, request_id);
     // One deadline for every attempt: conflicts do not buy more time.
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(target.function.limits.timeout_ms);
@@ -210,6 +222,7 @@ where
                 &app.store,
                 &target.function,
                 &request,
+                validated.upload.clone(),
                 deadline,
             )
             .instrument(info_span!("process", attempt = attempts))
@@ -218,14 +231,14 @@ where
             let response = invocation.result.map_err(PipelineError::Guest)?;
             // Converted before the commit: a response that cannot be sent
             // must not leave its writes behind.
-            let response = info_span!("respond")
+            let answer = info_span!("respond")
                 .in_scope(|| respond::success(request_id, response))
                 .map_err(PipelineError::InvalidResponse)?;
             let stage = app.metrics.stage_done("respond", stage);
             let record = persist::record(
                 &target,
                 request_id,
-                response.status().as_u16(),
+                answer.response.status().as_u16(),
                 "ok",
                 attempts,
                 started,
@@ -234,11 +247,21 @@ where
                 .instrument(info_span!("persist"))
                 .await?;
             app.metrics.stage_done("persist", stage);
-            Ok::<_, PipelineError>((outcome, response))
+            Ok::<_, PipelineError>((outcome, answer))
         }
         .await;
         let error = match finished {
-            Ok((CommitOutcome::Committed, response)) => return Ok(response),
+            Ok((CommitOutcome::Committed, answer)) => {
+                let Some(name) = answer.blob else {
+                    return Ok(answer.response);
+                };
+                // After the commit: the blob served is the committed one,
+                // including what this invocation just stored.
+                let tenant = &target.function.tenant;
+                return respond::blob(&app.store, tenant, &name, &parts.headers, answer.response)
+                    .instrument(info_span!("respond", blob = %name))
+                    .await;
+            }
             Ok((CommitOutcome::Conflict(key), _)) if attempts <= app.max_conflict_retries => {
                 tracing::debug!(attempts, collection = %key.collection, key = %key.key,
                     "write conflict; running the function again");

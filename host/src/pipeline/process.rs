@@ -2,13 +2,15 @@
 //! the function answered and what it staged; the function sees no
 //! credentials and no hop-by-hop headers.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::request::Parts;
 
 use super::authenticate::Principal;
 use crate::runtime::bindings::{Claims, Request};
 use crate::runtime::{Function, Invocation, InvokeError, Runtime};
-use crate::store::Store;
+use crate::store::{StagedFile, Store};
 
 /// Headers the function never sees: credentials and connection management.
 const HIDDEN_HEADERS: &[&str] = &[
@@ -81,13 +83,17 @@ pub fn request(
     }
 }
 
-/// Runs the function on a fresh instance, under its limits, until `deadline`.
+/// Runs the function on a fresh instance, under its limits, until
+/// `deadline`; `upload` is the request's raw body, staged by validate.
 pub async fn run(
     runtime: &Runtime,
     store: &Store,
     function: &Function,
     request: &Request,
+    upload: Option<Arc<StagedFile>>,
     deadline: tokio::time::Instant,
 ) -> Result<Invocation, InvokeError> {
-    runtime.invoke(function, store, request, deadline).await
+    runtime
+        .invoke(function, store, request, upload, deadline)
+        .await
 }

@@ -81,6 +81,8 @@ pub struct RouteTarget {
     pub body: BodyKind,
     /// Body size limit.
     pub max_body_bytes: usize,
+    /// Media types a raw body may have; empty: any.
+    pub accept: Vec<String>,
     /// The compiled body schema.
     pub schema: Option<Schema>,
 }

@@ -1,7 +1,9 @@
 //! Validate: content type, body size, JSON syntax and the route's JSON Schema.
 //! Returns the body bytes, checked; the function is never called on a body
-//! that fails here.
+//! that fails here. A raw body (`body = "raw"`) is checked for its media type
+//! and size and streamed to a staged blob file instead, never held whole.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,15 +13,16 @@ use hyper::body::Body;
 use serde_json::Value;
 
 use super::receive::RouteTarget;
-use crate::manifest::BodyKind;
+use crate::manifest::{BodyKind, accepts};
 use crate::problem::FieldError;
+use crate::store::{StagedFile, Store};
 
 /// Why a body was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
-    /// 415: not JSON.
-    #[error("expected content-type application/json")]
-    UnsupportedMediaType,
+    /// 415: not a media type the route takes.
+    #[error("expected content-type {0}")]
+    UnsupportedMediaType(String),
     /// 413: larger than the route allows.
     #[error("the body is larger than {0} bytes")]
     TooLarge(usize),
@@ -32,6 +35,19 @@ pub enum ValidateError {
     /// 400: not JSON.
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
+    /// 507: the upload would take the tenant past its storage quota.
+    #[error(
+        "the upload of {size} bytes is more than the {headroom} bytes left of the tenant's storage quota"
+    )]
+    OverQuota {
+        /// The declared body size.
+        size: u64,
+        /// What the tenant may still store.
+        headroom: u64,
+    },
+    /// 503: the upload could not be staged.
+    #[error("the upload could not be stored: {0}")]
+    Storage(String),
     /// 422: valid JSON that the schema rejects.
     #[error("the body does not match the schema ({} error{})", .0.len(), if .0.len() == 1 { "" } else { "s" })]
     Schema(Vec<FieldError>),
@@ -92,8 +108,121 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
+/// A checked request body.
+#[derive(Debug, Default)]
+pub struct Validated {
+    /// The bytes the function receives (empty for a raw body).
+    pub body: Bytes,
+    /// A raw body, staged as a blob file.
+    pub upload: Option<Arc<StagedFile>>,
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads and checks the body of a request for `target`.
 pub async fn body<B>(
+    target: &RouteTarget,
+    store: &Store,
+    headers: &HeaderMap,
+    body: B,
+    timeout: Duration,
+) -> Result<Validated, ValidateError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match target.body {
+        BodyKind::None => Ok(Validated::default()),
+        BodyKind::Json => Ok(Validated {
+            body: json(target, headers, body, timeout).await?,
+            upload: None,
+        }),
+        BodyKind::Raw => Ok(Validated {
+            body: Bytes::new(),
+            upload: Some(Arc::new(raw(target, store, headers, body, timeout).await?)),
+        }),
+    }
+}
+
+/// Streams a raw body to a staged blob file, checking its media type, its
+/// size (declared and actual) and the tenant's storage headroom. `timeout`
+/// bounds the wait for each part of the body, not the whole upload.
+async fn raw<B>(
+    target: &RouteTarget,
+    store: &Store,
+    headers: &HeaderMap,
+    body: B,
+    timeout: Duration,
+) -> Result<StagedFile, ValidateError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|ct| accepts(&target.accept, ct))
+        .ok_or_else(|| {
+            ValidateError::UnsupportedMediaType(if target.accept.is_empty() {
+                "type/subtype".to_owned()
+            } else {
+                target.accept.join(", ")
+            })
+        })?;
+    let limit = target.max_body_bytes as u64;
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ValidateError::TooLarge(target.max_body_bytes));
+    }
+    let tenant = &target.function.tenant;
+    let storage = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "staging an upload failed");
+        ValidateError::Storage("the blob storage is unavailable".to_owned())
+    };
+    let headroom = store
+        .storage_headroom(tenant)
+        .await
+        .map_err(|e| storage(&e))?;
+    if let (Some(size), Some(headroom)) = (declared, headroom)
+        && size > headroom
+    {
+        return Err(ValidateError::OverQuota { size, headroom });
+    }
+    let dir = store.files().tenant(tenant).map_err(|e| storage(&e))?;
+    let mut writer = dir.stage_stream(content_type).map_err(|e| storage(&e))?;
+    let mut body = std::pin::pin!(body);
+    loop {
+        let frame = tokio::time::timeout(timeout, body.frame())
+            .await
+            .map_err(|_| ValidateError::Timeout(timeout))?;
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|_| ValidateError::Read)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if writer.size() + data.len() as u64 > limit {
+            return Err(ValidateError::TooLarge(target.max_body_bytes));
+        }
+        writer.write(&data).await.map_err(|e| storage(&e))?;
+    }
+    if let Some(headroom) = headroom
+        && writer.size() > headroom
+    {
+        return Err(ValidateError::OverQuota {
+            size: writer.size(),
+            headroom,
+        });
+    }
+    writer.finish().await.map_err(|e| storage(&e))
+}
+
+/// Reads a JSON body whole and checks it against the route's schema.
+async fn json<B>(
     target: &RouteTarget,
     headers: &HeaderMap,
     body: B,
@@ -103,18 +232,13 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if target.body == BodyKind::None {
-        return Ok(Bytes::new());
-    }
     if !is_json(headers) {
-        return Err(ValidateError::UnsupportedMediaType);
+        return Err(ValidateError::UnsupportedMediaType(
+            "application/json".to_owned(),
+        ));
     }
     let limit = target.max_body_bytes;
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(ValidateError::TooLarge(limit));
     }
     let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())

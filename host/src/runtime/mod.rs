@@ -30,10 +30,11 @@ use limiter::Limiter;
 pub use state::Capabilities;
 use state::InvocationState;
 
+use crate::cache::{CacheConfig, Caches};
 use crate::config::RuntimeConfig;
 use crate::limits::{Exceeded, Limit, Limits, LimitsConfig};
 use crate::staging::Staging;
-use crate::store::Store;
+use crate::store::{StagedFile, Store};
 use bindings::exports::sluice::function::{handler, message_handler};
 use bindings::{GuestError, Message, MessageError, Request, Response};
 
@@ -219,6 +220,7 @@ pub struct Runtime {
     fuel: bool,
     max_wasm_stack: usize,
     compile_box: Option<CompileBox>,
+    caches: Caches,
 }
 
 impl Runtime {
@@ -228,6 +230,7 @@ impl Runtime {
     pub fn new(
         config: &RuntimeConfig,
         limits: &LimitsConfig,
+        cache: &CacheConfig,
         cache_dir: Option<&Path>,
     ) -> Result<Self, LoadError> {
         let engine_err = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
@@ -292,6 +295,7 @@ impl Runtime {
                 fuel,
                 max_wasm_stack: limits.max_wasm_stack_bytes,
             }),
+            caches: Caches::new(cache),
         })
     }
 
@@ -379,19 +383,26 @@ impl Runtime {
     }
 
     /// Runs `request` through `function`'s `handler` on a fresh instance,
-    /// stopping it at `deadline`.
+    /// stopping it at `deadline`. `upload` is the request's raw body, staged.
     pub async fn invoke(
         &self,
         function: &Function,
         store: &Store,
         request: &Request,
+        upload: Option<Arc<StagedFile>>,
         deadline: Instant,
     ) -> Result<Invocation, InvokeError> {
         let indices = function.http.as_deref().ok_or_else(|| {
             InvokeError::Instantiate("the component exports no request handler".into())
         })?;
         let invocation = self
-            .call(function, store, &HandleRequest(indices, request), deadline)
+            .call(
+                function,
+                store,
+                &HandleRequest(indices, request),
+                upload,
+                deadline,
+            )
             .await?;
         let max = function.limits.response_bytes;
         if let Ok(response) = &invocation.result {
@@ -421,8 +432,14 @@ impl Runtime {
             InvokeError::Instantiate("the component exports no message handler".into())
         })?;
         let deadline = Instant::now() + Duration::from_millis(function.limits.timeout_ms);
-        self.call(function, store, &HandleMessage(indices, message), deadline)
-            .await
+        self.call(
+            function,
+            store,
+            &HandleMessage(indices, message),
+            None,
+            deadline,
+        )
+        .await
     }
 
     async fn call<E: Export>(
@@ -430,13 +447,17 @@ impl Runtime {
         function: &Function,
         store: &Store,
         export: &E,
+        upload: Option<Arc<StagedFile>>,
         deadline: Instant,
     ) -> Result<Invocation<E::Answer>, InvokeError> {
         let limits = &function.limits;
+        let mut staging = Staging::new(*limits);
+        staging.set_upload(upload);
         let caps = Capabilities {
             tenant: function.tenant.clone(),
             store: store.clone(),
-            staging: Staging::new(*limits),
+            staging,
+            cache: self.caches.tenant(&function.tenant),
         };
         let limiter = Limiter::new(limits.memory_bytes, limits.table_elements);
         let state = InvocationState::new(caps, limiter, limits.log_bytes);

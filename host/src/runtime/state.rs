@@ -6,6 +6,7 @@ use wasmtime::component::{HasData, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::{Limiter, LogPipe};
+use crate::cache::TenantCache;
 use crate::staging::Staging;
 use crate::store::Store;
 
@@ -62,6 +63,8 @@ pub struct Capabilities {
     pub store: Store,
     /// What the invocation read and staged.
     pub staging: Staging,
+    /// The tenant's cache (not staged).
+    pub cache: TenantCache,
 }
 
 /// Projects [`InvocationState`] onto [`Capabilities`] for the generated `add_to_linker`.

@@ -15,9 +15,10 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::files::{Files, StagedFile};
 use super::queue::{self, DeliveryEnd, Depth, NewMessage, Subscriptions};
 use super::{CHUNK, now_ms, select_documents};
-use crate::staging::{DocKey, StagedWrite, Staging};
+use crate::staging::{DocKey, Parts, StagedBlob, StagedWrite, Staging};
 
 /// The record of one invocation, committed with its writes.
 #[derive(Debug, Clone)]
@@ -98,6 +99,7 @@ pub(super) enum Op {
     Collect(OpReply<u64>),
     ReleaseLeases(OpReply<u64>),
     Release(Vec<queue::Lease>, OpReply<u64>),
+    ForgetBlobs(Vec<(String, String)>, OpReply<u64>),
 }
 
 /// Sends an operation's result once its transaction is settled.
@@ -120,7 +122,11 @@ impl Op {
             Op::Claim(_, r) => drop(r.send(Err(e))),
             Op::Tick(_, r) => drop(r.send(Err(e))),
             Op::Register(_, r) => drop(r.send(Err(e))),
-            Op::Replay(_, r) | Op::Collect(r) | Op::ReleaseLeases(r) | Op::Release(_, r) => {
+            Op::Replay(_, r)
+            | Op::Collect(r)
+            | Op::ReleaseLeases(r)
+            | Op::Release(_, r)
+            | Op::ForgetBlobs(_, r) => {
                 drop(r.send(Err(e)));
             }
         }
@@ -158,6 +164,9 @@ impl Op {
             ),
             Op::ReleaseLeases(reply) => finish(reply, queue::release_leases(conn).await),
             Op::Release(leases, reply) => finish(reply, queue::release(conn, &leases).await),
+            Op::ForgetBlobs(missing, reply) => {
+                finish(reply, super::blobs::forget(conn, &missing).await)
+            }
         }
     }
 }
@@ -198,6 +207,8 @@ pub(super) struct Context {
     pub depth: Arc<Depth>,
     /// Tenants' `max_stored_bytes`.
     pub storage_quotas: Arc<StorageQuotas>,
+    /// Blob directories, for renaming staged files and deleting replaced ones.
+    pub files: Arc<Files>,
 }
 
 /// Each tenant's `max_stored_bytes`, for the committer to check writes against.
@@ -216,7 +227,7 @@ impl StorageQuotas {
         };
     }
 
-    fn get(&self, tenant: &str) -> Option<u64> {
+    pub(super) fn get(&self, tenant: &str) -> Option<u64> {
         let quotas = self.quotas.read().unwrap_or_else(|e| e.into_inner());
         quotas.get(tenant).copied()
     }
@@ -444,6 +455,16 @@ struct Current {
     size: i64,
 }
 
+/// A blob's committed file and size.
+#[derive(Clone)]
+struct BlobCurrent {
+    file: String,
+    size: i64,
+}
+
+/// A blob row to write: `None` deletes it.
+type BlobRow = Option<(BlobCurrent, Arc<StagedFile>)>;
+
 /// The bytes a live document counts: its key and its value.
 fn stored_size(key: &str, value: &str) -> i64 {
     i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX)
@@ -462,21 +483,30 @@ async fn write_batch<'a>(
 
     let mut parts = Vec::new();
     let mut keys: Vec<FullKey> = Vec::new();
+    let mut blob_keys: Vec<BlobKey> = Vec::new();
     for request in requests {
         let staging = std::mem::take(&mut request.staging);
-        let (reads, writes, messages) = staging.into_parts();
+        let Parts {
+            reads,
+            writes,
+            messages,
+            blobs,
+        } = staging.into_parts();
+        let tenant = &request.record.tenant;
         for DocKey { collection, key } in reads.keys().chain(writes.keys()) {
-            keys.push((
-                request.record.tenant.clone(),
-                collection.clone(),
-                key.clone(),
-            ));
+            keys.push((tenant.clone(), collection.clone(), key.clone()));
         }
-        parts.push((request, reads, writes, messages));
+        blob_keys.extend(blobs.keys().map(|name| (tenant.clone(), name.clone())));
+        parts.push((request, reads, writes, messages, blobs));
     }
     keys.sort();
     keys.dedup();
     let mut current = current_versions(&mut tx, &keys).await?;
+    let mut blobs_now = current_blobs(&mut tx, &blob_keys).await?;
+    // Blob rows to write, and files the batch makes visible or replaces.
+    let mut blob_rows: BTreeMap<BlobKey, BlobRow> = BTreeMap::new();
+    let mut publish: Vec<(Arc<StagedFile>, String)> = Vec::new();
+    let mut replaced: Vec<(Arc<str>, String)> = Vec::new();
     let lease_ids: Vec<&str> = parts
         .iter()
         .filter_map(|(r, ..)| r.delivery.as_ref())
@@ -493,7 +523,7 @@ async fn write_batch<'a>(
     let mut outbox = Vec::new();
     let mut records = Vec::new();
     let mut ends = Vec::new();
-    for (request, reads, writes, messages) in parts {
+    for (request, reads, writes, messages, blobs) in parts {
         let tenant = &request.record.tenant;
         let full = |k: &DocKey| (tenant.clone(), k.collection.clone(), k.key.clone());
         let version = |current: &HashMap<FullKey, Current>, k: &FullKey| {
@@ -524,7 +554,20 @@ async fn write_batch<'a>(
                 };
                 after - before
             })
-            .sum();
+            .sum::<i64>()
+            + blobs
+                .iter()
+                .map(|(name, blob)| {
+                    let before = blobs_now
+                        .get(&(tenant.clone(), name.clone()))
+                        .map_or(0, |b| b.size);
+                    let after = match blob {
+                        StagedBlob::Put(file) => i64::try_from(file.size).unwrap_or(i64::MAX),
+                        StagedBlob::Delete => 0,
+                    };
+                    after - before
+                })
+                .sum::<i64>();
         if adding > 0
             && let Some(quota) = ctx.storage_quotas.get(tenant)
         {
@@ -591,6 +634,28 @@ async fn write_batch<'a>(
             }
             docs.insert(key, DocRow { value, version });
         }
+        for (name, blob) in blobs {
+            let key = (tenant.clone(), name);
+            let before = blobs_now.remove(&key);
+            if let Some(before) = &before {
+                replaced.push((tenant.clone(), before.file.clone()));
+            }
+            match blob {
+                StagedBlob::Put(file) => {
+                    let now = BlobCurrent {
+                        file: uuid::Uuid::now_v7().simple().to_string(),
+                        size: i64::try_from(file.size).unwrap_or(i64::MAX),
+                    };
+                    publish.push((file.clone(), now.file.clone()));
+                    blobs_now.insert(key.clone(), now.clone());
+                    blob_rows.insert(key, Some((now, file)));
+                }
+                StagedBlob::Delete if before.is_some() => {
+                    blob_rows.insert(key, None);
+                }
+                StagedBlob::Delete => {}
+            }
+        }
         outbox.extend(messages.into_iter().map(|message| NewMessage {
             tenant: tenant.clone(),
             topic: message.topic,
@@ -647,14 +712,163 @@ async fn write_batch<'a>(
         .await?;
     }
     insert_records(&mut tx, &records, now).await?;
+    write_blob_rows(&mut tx, &blob_rows, now).await?;
     for op in std::mem::take(ops) {
         match op.apply(&mut tx, ctx, effects, now).await {
             Ok(settle) => settles.push(settle),
             Err(e) => return Err(e),
         }
     }
-    tx.commit().await?;
+    // Staged blob files become visible under the names the rows above
+    // give them; until the commit below, no row refers to them, so nothing
+    // serves them, and start-up repair deletes them after a crash.
+    publish_files(&publish).await?;
+    crash_point("blob-commit");
+    if let Err(e) = tx.commit().await {
+        remove_files(
+            &ctx.files,
+            publish
+                .iter()
+                .map(|(f, id)| (f.dir().tenant().into(), id.clone())),
+        );
+        return Err(e);
+    }
+    drop(publish);
+    remove_files(&ctx.files, replaced);
     Ok(outcomes)
+}
+
+/// A blob's address across tenants: (tenant, name).
+type BlobKey = (Arc<str>, String);
+
+async fn current_blobs(
+    conn: &mut SqliteConnection,
+    keys: &[BlobKey],
+) -> Result<HashMap<BlobKey, BlobCurrent>, sqlx::Error> {
+    let mut found = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT tenant, name, file, size FROM blobs WHERE (tenant, name) IN (",
+        );
+        let mut list = q.separated(", ");
+        for (tenant, name) in chunk {
+            list.push("(")
+                .push_bind_unseparated(tenant.to_string())
+                .push_unseparated(", ")
+                .push_bind_unseparated(name)
+                .push_unseparated(")");
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let tenant: String = row.get(0);
+            let blob = BlobCurrent {
+                file: row.get(2),
+                size: row.get(3),
+            };
+            found.insert((Arc::from(tenant), row.get(1)), blob);
+        }
+    }
+    Ok(found)
+}
+
+async fn write_blob_rows(
+    conn: &mut SqliteConnection,
+    rows: &BTreeMap<BlobKey, BlobRow>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for ((tenant, name), row) in rows {
+        match row {
+            Some((current, file)) => {
+                sqlx::query(
+                    "INSERT INTO blobs (tenant, name, file, size, content_type, etag, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (tenant, name) DO UPDATE SET file = excluded.file, \
+                     size = excluded.size, content_type = excluded.content_type, \
+                     etag = excluded.etag, created_at = excluded.created_at",
+                )
+                .bind(&**tenant)
+                .bind(name)
+                .bind(&current.file)
+                .bind(current.size)
+                .bind(&file.content_type)
+                .bind(&file.etag)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM blobs WHERE tenant = ? AND name = ?")
+                    .bind(&**tenant)
+                    .bind(name)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renames staged files to their committed names and syncs the
+/// directories, off the async threads. On failure, undoes what it did.
+async fn publish_files(files: &[(Arc<StagedFile>, String)]) -> Result<(), sqlx::Error> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let files = files.to_vec();
+    let published = tokio::task::spawn_blocking(move || {
+        let mut done: Vec<&(Arc<StagedFile>, String)> = Vec::new();
+        let result = (|| {
+            for entry @ (file, id) in &files {
+                file.dir().publish(file, id)?;
+                done.push(entry);
+            }
+            let mut synced: Vec<&str> = Vec::new();
+            for (file, _) in &files {
+                let dir = file.dir();
+                if !synced.contains(&dir.tenant()) {
+                    dir.sync_objects()?;
+                    synced.push(dir.tenant());
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        if result.is_err() {
+            for (file, id) in done {
+                file.dir().remove_objects(std::slice::from_ref(id));
+            }
+        }
+        result
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    published.map_err(sqlx::Error::Io)
+}
+
+/// Deletes committed files nobody refers to any more, in the background:
+/// a reader that already opened one keeps reading it.
+fn remove_files(files: &Arc<Files>, ids: impl IntoIterator<Item = (Arc<str>, String)>) {
+    let ids: Vec<_> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return;
+    }
+    let files = files.clone();
+    tokio::task::spawn_blocking(move || {
+        for (tenant, id) in ids {
+            match files.tenant(&tenant) {
+                Ok(dir) => dir.remove_objects(std::slice::from_ref(&id)),
+                Err(e) => tracing::warn!(%tenant, error = %e, "blob directory unavailable"),
+            }
+        }
+    });
+}
+
+/// A debug-build fault point for the crash tests: `SLUICE_FAULT=<name>`
+/// aborts the process here, as a power cut would.
+fn crash_point(name: &str) {
+    if cfg!(debug_assertions) && std::env::var("SLUICE_FAULT").is_ok_and(|v| v == name) {
+        tracing::error!(fault = name, "SLUICE_FAULT: aborting");
+        std::process::abort();
+    }
 }
 
 async fn current_versions(

@@ -5,11 +5,14 @@
 //! invocations' staged changes in one transaction (group commit).
 
 mod admin;
+mod blobs;
 mod committer;
 mod documents;
+mod files;
 mod functions;
 mod queue;
 
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,10 +24,12 @@ use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::Notify;
 
 pub use admin::{Invocation, OperatorKey, Tenant, TenantQuota};
+pub use blobs::StoredBlob;
 pub use committer::{
     CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord, StorageQuotas,
 };
 pub use documents::StoredDocument;
+pub use files::{Files, Repair, StagedFile, StagedWriter, TenantDir};
 pub use functions::{DeployedFunction, NewVersion, StoredVersion, VersionInfo};
 pub use queue::{
     Claim, DeadLetter, DeadLetterFilter, DeliveryEnd, Depth, Due, Lease, ScheduleRow,
@@ -63,6 +68,9 @@ pub enum StoreError {
     /// A batched read failed.
     #[error("read failed: {0}")]
     Read(String),
+    /// The blob directory could not be read or written.
+    #[error("blob storage: {0}")]
+    Files(String),
 }
 
 /// The database: a read pool and the committer.
@@ -76,15 +84,17 @@ pub struct Store {
     depth: Arc<Depth>,
     max_pending: i64,
     storage_quotas: Arc<StorageQuotas>,
+    files: Arc<Files>,
     /// For the rare writes made outside the committer (operator keys, tenants).
     write_options: SqliteConnectOptions,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url`, runs the migrations
-    /// and starts the committer.
+    /// and starts the committer; blob files live under `blobs`.
     pub async fn open(
         url: &str,
+        blobs: &Path,
         config: &DatabaseConfig,
         queue: &QueueConfig,
     ) -> Result<Self, StoreError> {
@@ -113,7 +123,9 @@ impl Store {
         let depth = Arc::new(Depth::default());
         depth.replace(queue::count_pending(&mut writer).await?);
         let storage_quotas = Arc::new(StorageQuotas::default());
+        let files = Arc::new(Files::new(blobs));
         let context = committer::Context {
+            files: files.clone(),
             subscriptions: subscriptions.clone(),
             ready: ready.clone(),
             window_ms,
@@ -129,6 +141,7 @@ impl Store {
             depth,
             max_pending: i64::try_from(queue.max_pending_per_tenant).unwrap_or(i64::MAX),
             storage_quotas,
+            files,
             write_options: base,
         })
     }
@@ -149,6 +162,11 @@ impl Store {
     /// Tenants' `max_stored_bytes`; the committer refuses writes past them.
     pub fn storage_quotas(&self) -> &StorageQuotas {
         &self.storage_quotas
+    }
+
+    /// The tenants' blob directories.
+    pub fn files(&self) -> &Arc<Files> {
+        &self.files
     }
 
     /// Who receives which topic; the committer fans messages out by it.

@@ -1,5 +1,7 @@
 //! The host side of the Sluice imports, one file per WIT interface.
 
+mod blobs;
+mod cache;
 mod documents;
 mod queue;
 
@@ -14,6 +16,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::R
     function::types::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::documents::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::queue::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    function::blobs::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    function::cache::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     Ok(())
 }
 

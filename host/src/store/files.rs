@@ -1,0 +1,365 @@
+//! Blob files: each tenant's directory under `<data>/blobs/<tenant>/`, opened
+//! as a cap-std [`Dir`] so that every path the host builds resolves inside
+//! it and no symlink planted in the tree leads out.
+//!
+//! A guest's blob names never reach a path: a blob is stored in a file named
+//! by the host (a UUID), and the database row maps the name to it. Staged
+//! content goes to `tmp/<id>`; the committer renames it to `objects/<id>` in
+//! the batch that commits its row. A file in `objects/` without a row (a crash
+//! between the rename and the commit) is never served, and start-up repair
+//! deletes it.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+const TMP: &str = "tmp";
+const OBJECTS: &str = "objects";
+
+/// The blob directories of every tenant.
+pub struct Files {
+    root: PathBuf,
+    tenants: RwLock<HashMap<Arc<str>, Arc<TenantDir>>>,
+}
+
+/// One tenant's blob directory.
+pub struct TenantDir {
+    tenant: Arc<str>,
+    dir: Dir,
+}
+
+/// A new file id: time-ordered, unique, safe as a file name.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+fn tmp_path(id: &str) -> String {
+    format!("{TMP}/{id}")
+}
+
+fn object_path(id: &str) -> String {
+    format!("{OBJECTS}/{id}")
+}
+
+impl Files {
+    /// The blob directories under `root`, created on first use.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+            tenants: RwLock::default(),
+        }
+    }
+
+    /// `tenant`'s directory, opened (and created) on first use. Tenant names
+    /// are lower-case letters, digits and `-`, so they are safe as a path.
+    pub fn tenant(&self, tenant: &str) -> io::Result<Arc<TenantDir>> {
+        let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = tenants.get(tenant) {
+            return Ok(dir.clone());
+        }
+        drop(tenants);
+        if !crate::manifest::is_valid_name(tenant) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{tenant:?} is not a tenant name"),
+            ));
+        }
+        let path = self.root.join(tenant);
+        std::fs::create_dir_all(&path)?;
+        let dir = Dir::open_ambient_dir(&path, ambient_authority())?;
+        dir.create_dir_all(TMP)?;
+        dir.create_dir_all(OBJECTS)?;
+        let opened = Arc::new(TenantDir {
+            tenant: tenant.into(),
+            dir,
+        });
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        Ok(tenants.entry(tenant.into()).or_insert(opened).clone())
+    }
+
+    /// Start-up repair of every tenant directory, given the files the
+    /// database refers to: deletes every staged file (no invocation is
+    /// running) and every committed file without a row. Returns the
+    /// referenced files that are missing, whose rows must go.
+    pub fn repair(&self, referenced: &HashMap<String, HashSet<String>>) -> io::Result<Repair> {
+        let mut report = Repair::default();
+        let mut tenants: HashSet<String> = referenced.keys().cloned().collect();
+        if self.root.is_dir() {
+            for entry in std::fs::read_dir(&self.root)? {
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str() {
+                    tenants.insert(name.to_owned());
+                }
+            }
+        }
+        let none = HashSet::new();
+        for tenant in tenants {
+            if !crate::manifest::is_valid_name(&tenant) {
+                continue;
+            }
+            let wanted = referenced.get(&tenant).unwrap_or(&none);
+            let dir = self.tenant(&tenant)?;
+            for entry in dir.dir.read_dir(TMP)? {
+                let name = entry?.file_name();
+                dir.dir.remove_file(Path::new(TMP).join(&name))?;
+                report.staged_removed += 1;
+            }
+            let mut present = HashSet::new();
+            for entry in dir.dir.read_dir(OBJECTS)? {
+                let name = entry?.file_name();
+                match name.to_str() {
+                    Some(id) if wanted.contains(id) => {
+                        present.insert(id.to_owned());
+                    }
+                    _ => {
+                        dir.dir.remove_file(Path::new(OBJECTS).join(&name))?;
+                        report.orphans_removed += 1;
+                    }
+                }
+            }
+            for id in wanted.difference(&present) {
+                report.missing.push((tenant.clone(), id.clone()));
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// What start-up repair found.
+#[derive(Debug, Default)]
+pub struct Repair {
+    /// Staged files of invocations that never committed.
+    pub staged_removed: usize,
+    /// Committed files whose transaction never committed.
+    pub orphans_removed: usize,
+    /// (tenant, file) rows whose file is gone.
+    pub missing: Vec<(String, String)>,
+}
+
+impl TenantDir {
+    /// The tenant it belongs to.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Opens the committed file `id` for reading.
+    pub fn open_object(&self, id: &str) -> io::Result<std::fs::File> {
+        Ok(self.dir.open(object_path(id))?.into_std())
+    }
+
+    /// Deletes committed files, ignoring those already gone.
+    pub fn remove_objects(&self, ids: &[String]) {
+        for id in ids {
+            match self.dir.remove_file(object_path(id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(tenant = %self.tenant, file = %id, error = %e,
+                    "could not delete a blob file; start-up repair will"),
+            }
+        }
+    }
+
+    /// Makes the staged `blob` visible as the committed file `id`. Blocking.
+    pub fn publish(&self, blob: &StagedFile, id: &str) -> io::Result<()> {
+        self.dir
+            .rename(tmp_path(&blob.id), &self.dir, object_path(id))
+    }
+
+    /// Flushes the renames into `objects/` to disk. Blocking.
+    pub fn sync_objects(&self) -> io::Result<()> {
+        self.dir.open_dir(OBJECTS)?.into_std_file().sync_all()
+    }
+
+    /// Writes `data` to a new staged file and syncs it. Blocking.
+    pub fn stage_bytes(
+        self: &Arc<Self>,
+        content_type: &str,
+        data: &[u8],
+    ) -> io::Result<StagedFile> {
+        let mut staged = StagedFile::guard(self, new_id(), content_type);
+        let mut file = self.dir.open_with(
+            tmp_path(&staged.id),
+            OpenOptions::new().write(true).create_new(true),
+        )?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        staged.size = data.len() as u64;
+        staged.etag = hex(&Sha256::digest(data));
+        Ok(staged)
+    }
+
+    /// Starts a staged file written in chunks, for a streamed upload.
+    pub fn stage_stream(self: &Arc<Self>, content_type: &str) -> io::Result<StagedWriter> {
+        let guard = StagedFile::guard(self, new_id(), content_type);
+        let file = self.dir.open_with(
+            tmp_path(&guard.id),
+            OpenOptions::new().write(true).create_new(true),
+        )?;
+        Ok(StagedWriter {
+            // Request bodies arrive in frames of a few kilobytes; each
+            // write to a tokio file is a trip to the blocking pool.
+            file: tokio::io::BufWriter::with_capacity(
+                256 * 1024,
+                tokio::fs::File::from_std(file.into_std()),
+            ),
+            hasher: Sha256::new(),
+            staged: guard,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A staged blob file: deleted when dropped, unless the commit renamed it
+/// into `objects/` first.
+pub struct StagedFile {
+    dir: Arc<TenantDir>,
+    id: String,
+    /// Its length.
+    pub size: u64,
+    /// Hex SHA-256 of its content.
+    pub etag: String,
+    /// The media type it was staged with.
+    pub content_type: String,
+}
+
+impl std::fmt::Debug for StagedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedFile")
+            .field("tenant", &self.dir.tenant)
+            .field("id", &self.id)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StagedFile {
+    fn guard(dir: &Arc<TenantDir>, id: String, content_type: &str) -> Self {
+        Self {
+            dir: dir.clone(),
+            id,
+            size: 0,
+            etag: String::new(),
+            content_type: content_type.to_owned(),
+        }
+    }
+
+    /// The tenant directory it is staged in.
+    pub fn dir(&self) -> &Arc<TenantDir> {
+        &self.dir
+    }
+
+    /// Opens it for reading: a function reading back what it staged.
+    pub fn open(&self) -> io::Result<std::fs::File> {
+        Ok(self.dir.dir.open(tmp_path(&self.id))?.into_std())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        match self.dir.dir.remove_file(tmp_path(&self.id)) {
+            Ok(()) => {}
+            // Renamed into objects/ by its commit.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(tenant = %self.dir.tenant, error = %e,
+                "could not delete a staged blob; start-up repair will"),
+        }
+    }
+}
+
+/// A staged file being written from a request body.
+pub struct StagedWriter {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    hasher: Sha256,
+    staged: StagedFile,
+}
+
+impl StagedWriter {
+    /// Appends `chunk`.
+    pub async fn write(&mut self, chunk: &Bytes) -> io::Result<()> {
+        self.hasher.update(chunk);
+        self.staged.size += chunk.len() as u64;
+        self.file.write_all(chunk).await
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.staged.size
+    }
+
+    /// Syncs the file and returns it, staged.
+    pub async fn finish(mut self) -> io::Result<StagedFile> {
+        self.file.flush().await?;
+        self.file.get_ref().sync_all().await?;
+        self.staged.etag = hex(&self.hasher.finalize());
+        Ok(self.staged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_files_vanish_unless_published() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(root.path());
+        let dir = files.tenant("acme").expect("dir");
+        let staged = dir.stage_bytes("text/plain", b"hello").expect("stage");
+        assert_eq!(staged.size, 5);
+        let kept = dir.stage_bytes("text/plain", b"kept").expect("stage");
+        dir.publish(&kept, "k1").expect("publish");
+        drop((staged, kept));
+        let tmp = std::fs::read_dir(root.path().join("acme/tmp"))
+            .expect("tmp")
+            .count();
+        assert_eq!(tmp, 0);
+        let kept = std::fs::read(root.path().join("acme/objects/k1")).expect("object");
+        assert_eq!(kept, b"kept");
+    }
+
+    #[test]
+    fn repair_removes_orphans_and_reports_missing_files() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let files = Files::new(root.path());
+        let dir = files.tenant("acme").expect("dir");
+        let a = dir.stage_bytes("text/plain", b"a").expect("stage");
+        dir.publish(&a, "referenced").expect("publish");
+        let b = dir.stage_bytes("text/plain", b"b").expect("stage");
+        dir.publish(&b, "orphan").expect("publish");
+        std::mem::forget(dir.stage_bytes("text/plain", b"c").expect("stage"));
+        let referenced = HashMap::from([(
+            "acme".to_owned(),
+            HashSet::from(["referenced".to_owned(), "gone".to_owned()]),
+        )]);
+        let report = files.repair(&referenced).expect("repair");
+        assert_eq!((report.staged_removed, report.orphans_removed), (1, 1));
+        assert_eq!(report.missing, vec![("acme".to_owned(), "gone".to_owned())]);
+        assert!(root.path().join("acme/objects/referenced").is_file());
+        assert!(!root.path().join("acme/objects/orphan").exists());
+    }
+
+    #[test]
+    fn a_symlink_out_of_the_tree_is_not_followed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("secret"), b"secret").expect("write");
+        let files = Files::new(root.path());
+        let dir = files.tenant("acme").expect("dir");
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            root.path().join("acme/objects/planted"),
+        )
+        .expect("symlink");
+        assert!(dir.open_object("planted").is_err());
+    }
+}

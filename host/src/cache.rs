@@ -15,8 +15,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Bytes of keys and values one tenant may keep; the least recently
-    /// used entries go first when it is full.
+    /// Bytes of keys and values one tenant may keep; past it, moka's
+    /// TinyLFU policy evicts (rarely and least recently used entries first).
     pub tenant_bytes: u64,
     /// Largest value one entry may hold.
     pub max_value_bytes: usize,
@@ -48,6 +48,9 @@ pub enum CacheError {
     /// `increment` found a value that is not a decimal integer.
     #[error("the value at {0:?} is not a decimal integer")]
     NotACounter(String),
+    /// The TTL is 0 or longer than [`MAX_TTL`].
+    #[error("a TTL is 1 ms to 366 days")]
+    InvalidTtl,
     /// `increment` would overflow a signed 64-bit integer.
     #[error("incrementing {0:?} would overflow")]
     Overflow(String),
@@ -134,6 +137,16 @@ pub struct TenantCache {
     max_value_bytes: usize,
 }
 
+/// The longest TTL an entry may have.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+fn check_ttl(ttl: Option<Duration>) -> Result<(), CacheError> {
+    match ttl {
+        Some(ttl) if ttl.is_zero() || ttl > MAX_TTL => Err(CacheError::InvalidTtl),
+        _ => Ok(()),
+    }
+}
+
 fn check_key(key: &str) -> Result<(), CacheError> {
     if key.is_empty() || key.len() > 512 || key.chars().any(char::is_control) {
         return Err(CacheError::InvalidKey);
@@ -151,6 +164,7 @@ impl TenantCache {
     /// Sets `key`, expiring after `ttl` (never, if `None`, until evicted).
     pub fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), CacheError> {
         check_key(key)?;
+        check_ttl(ttl)?;
         if value.len() > self.max_value_bytes {
             return Err(CacheError::TooLarge {
                 size: value.len(),
@@ -181,6 +195,7 @@ impl TenantCache {
         ttl: Option<Duration>,
     ) -> Result<i64, CacheError> {
         check_key(key)?;
+        check_ttl(ttl)?;
         let mut result = Err(CacheError::InvalidKey);
         self.entries.entry_by_ref(key).and_compute_with(|current| {
             let (old, keep_expiry) = match &current {
@@ -274,6 +289,12 @@ mod tests {
             })
         );
         assert_eq!(cache.get(""), Err(CacheError::InvalidKey));
+        let forever = Some(Duration::from_millis(u64::MAX));
+        assert_eq!(cache.set("k", b"v", forever), Err(CacheError::InvalidTtl));
+        assert_eq!(
+            cache.increment("k", 1, Some(Duration::ZERO)),
+            Err(CacheError::InvalidTtl)
+        );
         assert_eq!(cache.get("a\0b"), Err(CacheError::InvalidKey));
     }
 

@@ -348,10 +348,19 @@ impl Store {
             "DELETE FROM functions WHERE tenant = ?",
             "DELETE FROM function_versions WHERE tenant = ?",
             "DELETE FROM tenant_usage WHERE tenant = ?",
+            "DELETE FROM blobs WHERE tenant = ?",
         ] {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        // The rows are gone, so the files are unreachable: a tenant made
+        // again under this name starts with no blobs.
+        let files = self.files.clone();
+        let tenant = name.to_owned();
+        tokio::task::spawn_blocking(move || files.remove_tenant(&tenant))
+            .await
+            .map_err(|e| StoreError::Files(e.to_string()))?
+            .map_err(|e| StoreError::Files(e.to_string()))?;
         Ok(deleted == 1)
     }
 }

@@ -84,6 +84,19 @@ impl Files {
         Ok(tenants.entry(tenant.into()).or_insert(opened).clone())
     }
 
+    /// Deletes `tenant`'s directory and everything in it. Blocking.
+    pub fn remove_tenant(&self, tenant: &str) -> io::Result<()> {
+        if !crate::manifest::is_valid_name(tenant) {
+            return Ok(());
+        }
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        tenants.remove(tenant);
+        match std::fs::remove_dir_all(self.root.join(tenant)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Start-up repair of every tenant directory, given the files the
     /// database refers to: deletes every staged file (no invocation is
     /// running) and every committed file without a row. Returns the

@@ -10,7 +10,7 @@ use crate::runtime::state::Capabilities;
 impl From<CacheError> for Error {
     fn from(e: CacheError) -> Self {
         match e {
-            CacheError::InvalidKey => Error::Invalid(e.to_string()),
+            CacheError::InvalidKey | CacheError::InvalidTtl => Error::Invalid(e.to_string()),
             CacheError::TooLarge { .. } => Error::TooLarge(e.to_string()),
             CacheError::NotACounter(_) | CacheError::Overflow(_) => {
                 Error::NotACounter(e.to_string())

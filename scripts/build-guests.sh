@@ -13,6 +13,7 @@ guests=(
     todo
     channels
     janitor
+    files
     stage-then-fail
     stage-then-trap
     counter
@@ -20,6 +21,8 @@ guests=(
     probe
     consumer
     outsider
+    blobs-probe
+    cache-probe
     ticker
     hostile
     socket

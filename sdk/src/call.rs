@@ -1,17 +1,18 @@
-//! The error of every [`documents`](crate::documents) and [`queue`](crate::queue)
-//! call, so that `?` can pick the right answer for the kind of function it
+//! The error of every [`documents`](crate::documents), [`blobs`](crate::blobs),
+//! [`queue`](crate::queue) and [`cache`](crate::cache) call, so that `?` can pick the right answer for the kind of function it
 //! is in: an HTTP [`Error`] in a handler, a [`MessageError`] in a consumer.
 
 use std::fmt;
 
 use crate::{Error, MessageError};
 
-/// Why a [`documents`](crate::documents) or [`queue`](crate::queue) call failed.
+/// Why a [`documents`](crate::documents), [`blobs`](crate::blobs),
+/// [`queue`](crate::queue) or [`cache`](crate::cache) call failed.
 ///
 /// `?` converts it. In a handler every such failure is [`Error::Internal`]
 /// (500): none of them is the caller's fault. In a consumer a store that
-/// could not be read is [`MessageError::Retry`], since it may work next
-/// time. Everything else would fail the same way on every attempt, so it is
+/// could not be read (documents or blobs unavailable) is
+/// [`MessageError::Retry`], since it may work next time. Everything else would fail the same way on every attempt, so it is
 /// [`MessageError::GiveUp`].
 ///
 /// ```no_run
@@ -44,7 +45,8 @@ impl CallError {
         }
     }
 
-    /// What failed, e.g. `documents: invalid argument: key too long`.
+    /// What failed, e.g. `documents: invalid argument: key too long`: the
+    /// capability, then the kind of failure, then the host's message.
     ///
     /// ```no_run
     /// # fn f(err: sluice_sdk::CallError) {

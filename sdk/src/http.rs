@@ -4,11 +4,26 @@
 
 use std::fmt;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::wit::exports::sluice::function::handler as wit;
+
+/// The response header that asks the host to serve a committed blob. The
+/// host removes it and sends the blob in its place.
+const BLOB_HEADER: &str = "x-sluice-blob";
+
+/// What [`Response::blob`] percent-encodes in a blob name: everything but
+/// ASCII letters, digits and `-._~/`, so any name (non-ASCII, spaces,
+/// control characters) fits in a header value and decodes back exactly.
+const BLOB_NAME: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 /// A request that passed the host's receive, authenticate and validate stages.
 ///
@@ -141,7 +156,9 @@ impl Request {
         pairs(&self.headers)
     }
 
-    /// The raw body; empty when the request had none.
+    /// The raw body; empty when the request had none, and on a route with
+    /// `body = "raw"`, whose body the host keeps as an upload instead (see
+    /// [`blobs::upload`](crate::blobs::upload)).
     ///
     /// ```no_run
     /// # fn f(req: sluice_sdk::Request) {
@@ -362,6 +379,32 @@ impl Response {
     /// ```
     pub fn no_content() -> Self {
         Self::new(204)
+    }
+
+    /// `200` with the committed blob `name` as the body, streamed by the
+    /// host: the handler never holds its bytes.
+    ///
+    /// The host looks the blob up after the invocation commits, so it may be
+    /// one the handler just stored. It sets `content-length`, `etag`,
+    /// `accept-ranges` and, unless the handler set one, `content-type` (the
+    /// blob's), and answers `Range` requests with 206 and `If-None-Match`
+    /// with 304. Other headers set with [`Response::with_header`]
+    /// (`content-disposition`, `cache-control`) are sent as they are. Leave
+    /// the body empty: the host refuses a blob response with a body (502). A
+    /// blob that does not exist is a 404 problem, `blob-not-found`.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Response;
+    /// let download = Response::blob("reports/2026.pdf")
+    ///     .with_header("content-disposition", "attachment; filename=\"2026.pdf\"");
+    /// ```
+    pub fn blob(name: &str) -> Self {
+        // Percent-encoded: a header value cannot carry every string a blob
+        // name may be.
+        Self::new(200).with_header(
+            BLOB_HEADER,
+            utf8_percent_encode(name, BLOB_NAME).to_string(),
+        )
     }
 
     /// Sets the header `name` to `value`, replacing any value it had.
@@ -641,6 +684,43 @@ mod tests {
             vec![pair("Content-Type", "text/html")]
         );
         assert_eq!(Response::no_content().status(), 204);
+    }
+
+    #[test]
+    fn a_blob_response_names_the_blob_percent_encoded() {
+        let plain = Response::blob("alice/report-2026_v1.0~final.pdf");
+        assert_eq!(plain.status(), 200);
+        assert_eq!(
+            plain.header("x-sluice-blob"),
+            Some("alice/report-2026_v1.0~final.pdf")
+        );
+        assert!(plain.body().is_empty());
+
+        let odd = Response::blob("a b%/naïve\n\"x\";?#+&=\u{0}");
+        assert_eq!(
+            odd.header("x-sluice-blob"),
+            Some("a%20b%25/na%C3%AFve%0A%22x%22%3B%3F%23%2B%26%3D%00")
+        );
+        // `..` stays readable: it is only a name, the host maps it to a file of its own.
+        assert_eq!(
+            Response::blob("../etc/passwd").header("x-sluice-blob"),
+            Some("../etc/passwd")
+        );
+    }
+
+    #[test]
+    fn a_blob_response_keeps_the_headers_chained_onto_it() {
+        let response = Response::blob("f.pdf")
+            .with_header("content-disposition", "inline; filename=\"f.pdf\"")
+            .with_header("cache-control", "private");
+        assert_eq!(
+            response.into_wit().headers,
+            vec![
+                pair("x-sluice-blob", "f.pdf"),
+                pair("content-disposition", "inline; filename=\"f.pdf\""),
+                pair("cache-control", "private"),
+            ]
+        );
     }
 
     #[test]

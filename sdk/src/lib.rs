@@ -26,26 +26,90 @@
 //! Build the crate as a `cdylib` (`crate-type = ["cdylib"]`) with
 //! `cargo build --target wasm32-wasip2 --release` and point a `sluice.toml`
 //! manifest at the `.wasm` file. `guest-examples/` in the Sluice repository
-//! holds complete functions: `todo`, `channels` (which also consumes its own
-//! messages) and `janitor` (which runs on a schedule).
+//! holds complete functions: `todo` (which also caches a count), `channels`
+//! (which also consumes its own messages), `janitor` (which runs on a
+//! schedule) and `files` (uploads and downloads of blobs).
 //!
 //! # How a handler runs
 //!
 //! - **Every request gets a fresh instance.** Nothing survives from one
 //!   request to the next: keep no state in globals, statics or thread-locals.
-//!   State lives in [`documents`].
+//!   State lives in [`documents`] and, for binary content, [`blobs`].
 //! - **Writes and sends are staged.** [`documents::Collection::put`],
-//!   [`documents::Collection::delete`] and the [`queue`] sends take effect
-//!   only if the handler returns `Ok`. The host then commits all of them in
-//!   one transaction. On `Err`, or if the handler panics, it commits none.
+//!   [`documents::Collection::delete`], [`blobs::put`], [`blobs::delete`],
+//!   [`blobs::Upload::keep_as`] and the [`queue`] sends take effect only if
+//!   the handler returns `Ok`. The host then commits all of them in one
+//!   transaction, and makes the staged blobs visible with it. On `Err`, or
+//!   if the handler panics, it commits none and deletes the staged blobs.
+//! - **The cache is not staged.** [`cache::set`], [`cache::delete`] and
+//!   [`cache::increment`] take effect at once and stay even if the handler
+//!   then fails. The cache is per host node and evicts entries when full:
+//!   keep there only what can be computed again.
 //! - **A handler may run more than once.** If a document the handler read was
 //!   changed by another request before the commit, the host throws the staged
 //!   work away and runs the handler again on a fresh instance. So a handler
-//!   must have no effects outside `documents` and `queue`.
+//!   must have no effects outside `documents`, `blobs` and `queue`; its cache
+//!   calls happen again on every run (an increment counts twice).
 //! - **Errors are answers.** Each [`Error`] variant is an HTTP status. `?`
 //!   works on every SDK call. A panic is a trap: the caller gets a 500 and
 //!   the panic message goes to the host's log, as does anything the handler
 //!   prints to stdout or stderr.
+//!
+//! # Files: blobs, uploads and downloads
+//!
+//! [`blobs`] keeps binary content by name, outside the database. A route
+//! with `body = "raw"` in the manifest (and `accept` listing the media types
+//! it takes) does not hand the body to the handler: the host streams it to a
+//! staged file, and the handler decides with [`blobs::upload`] and
+//! [`blobs::Upload::keep_as`] whether to store it. [`Response::blob`] answers
+//! with a stored blob, which the host streams to the client, ranges and
+//! conditional requests included. Neither way do the bytes pass through the
+//! function's memory, so a file may be far larger than it.
+//!
+//! ```no_run
+//! use sluice_sdk::{blobs, Error, Request, Response};
+//!
+//! #[sluice_sdk::handler]
+//! fn handle(req: Request) -> Result<Response, Error> {
+//!     let user = req.claims().ok_or_else(|| Error::forbidden("login required"))?;
+//!     let name = format!("{}/avatar", user.subject);   // a user's blobs share a prefix
+//!     match req.method() {
+//!         "PUT" => {
+//!             let upload = blobs::upload().ok_or_else(|| Error::bad_request("no body"))?;
+//!             let stored = upload.keep_as(&name)?;   // staged; the host commits
+//!             Response::json(201, &serde_json::json!({ "etag": stored.etag }))
+//!         }
+//!         _ if blobs::head(&name)?.is_none() => Err(Error::not_found("no avatar")),
+//!         _ => Ok(Response::blob(&name)),
+//!     }
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # The cache
+//!
+//! [`cache`] keeps byte values with an expiry in the host's memory, per
+//! tenant: results that are expensive to compute and may be a little stale,
+//! and counters such as rate limits. It is fast because it is not
+//! transactional, and it forgets: entries expire, are evicted when the
+//! tenant's cache is full, and are lost on a restart.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sluice_sdk::{cache, Error, Request, Response};
+//!
+//! #[sluice_sdk::handler]
+//! fn handle(req: Request) -> Result<Response, Error> {
+//!     let user = req.claims().ok_or_else(|| Error::forbidden("login required"))?;
+//!     // A fixed one-minute window per user; counted even if this request fails.
+//!     let calls = cache::increment(format!("rate/{}", user.subject), 1, Some(Duration::from_secs(60)))?;
+//!     if calls > 100 {
+//!         return Err(Error::forbidden("too many calls, wait a minute"));
+//!     }
+//!     Ok(Response::text(200, format!("call {calls} this minute")))
+//! }
+//! # fn main() {}
+//! ```
 //!
 //! # Consumers: messages, document events and schedule ticks
 //!
@@ -88,7 +152,8 @@
 //! - **Effects happen exactly once.** What the consumer stages commits in one
 //!   transaction together with the message's completion, so a message that
 //!   was completed is not delivered again, and one that was not has left
-//!   nothing behind. Only what it prints can happen twice.
+//!   nothing behind. Only what it prints and its [`cache`] calls can happen
+//!   twice.
 //! - **Every message gets a fresh instance**, as every request does.
 //! - **[`MessageError::Retry`] or [`MessageError::GiveUp`].** Either way
 //!   nothing staged commits. A retry delivers the message again after a
@@ -102,6 +167,8 @@
 #![deny(missing_docs)]
 
 mod bindings;
+pub mod blobs;
+pub mod cache;
 mod call;
 pub mod documents;
 mod http;

@@ -133,7 +133,13 @@ impl TestHost {
         Ok(Self {
             base,
             admin,
-            client: reqwest::Client::builder().timeout(HANG_GUARD).build()?,
+            // Idle connections are dropped before the host's 10 s header
+            // timeout closes them: a request on a connection the host is
+            // closing at that moment would be reset.
+            client: reqwest::Client::builder()
+                .timeout(HANG_GUARD)
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()?,
             data,
             shutdown: Some(tx),
             task: Some(task),
@@ -462,6 +468,17 @@ impl Process {
 
     /// Like [`Process::start`], with `extra` appended to the configuration.
     pub fn start_with(data_dir: &Path, functions_dirs: &[PathBuf], extra: &str) -> Result<Self> {
+        Self::start_with_env(data_dir, functions_dirs, extra, &[])
+    }
+
+    /// Like [`Process::start_with`], with `env` added to the process's
+    /// environment (e.g. `SLUICE_FAULT` for a debug build's fault points).
+    pub fn start_with_env(
+        data_dir: &Path,
+        functions_dirs: &[PathBuf],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dirs: Vec<String> = functions_dirs
             .iter()
             .map(|d| format!("{:?}", d.display().to_string()))
@@ -487,6 +504,7 @@ impl Process {
             .arg(&config_path)
             .arg("serve")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()?;
         let stderr = child.stderr.take().context("no stderr")?;
@@ -539,14 +557,22 @@ impl Process {
 
     /// Resident memory, in bytes (`VmRSS` in `/proc/<pid>/status`).
     pub fn resident_bytes(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .context("no VmRSS")?
-            .parse()?;
-        Ok(kib * 1024)
+        resident_bytes(self.pid())
+    }
+
+    /// Waits for the process to exit on its own and returns how it ended;
+    /// fails after [`HANG_GUARD`].
+    pub async fn exited(&mut self) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("sluice (pid {}) did not exit", self.pid());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Kills the process with SIGKILL: no shutdown, no flush.
@@ -555,6 +581,67 @@ impl Process {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// Resident memory of process `pid`, in bytes (`VmRSS` in `/proc/<pid>/status`).
+pub fn resident_bytes(pid: u32) -> Result<u64> {
+    proc_status_bytes(pid, "VmRSS:")
+}
+
+/// Peak resident memory of process `pid` since it started or since
+/// [`reset_peak_resident`], in bytes (`VmHWM`).
+pub fn peak_resident_bytes(pid: u32) -> Result<u64> {
+    proc_status_bytes(pid, "VmHWM:")
+}
+
+/// Resets the peak that [`peak_resident_bytes`] reports to the current
+/// resident memory (writing `5` to `/proc/<pid>/clear_refs`). Fails where the
+/// kernel or the permissions do not allow it.
+pub fn reset_peak_resident(pid: u32) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")?;
+    Ok(())
+}
+
+fn proc_status_bytes(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+/// Every entry under `dir` (files, directories, symlinks), recursively and
+/// sorted, without following symlinks; empty if `dir` does not exist.
+pub fn entries_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        let entries = match std::fs::read_dir(&next) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", next.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            }
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The entries under `dir` that are not directories (files and symlinks).
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(entries_under(dir)?
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()))
+        .collect())
 }
 
 impl Drop for Process {

@@ -1,11 +1,17 @@
 //! A todo list per user. Todos live in collection `todos` under
 //! `<owner>/<id>`, so a user's todos are one prefix; collection `todo-index`
-//! maps each id to its owner, so an admin can find any todo by id.
+//! maps each id to its owner, so an admin can find any todo by id. A user's
+//! count of todos is cached for a few seconds under `count/<owner>`.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_sdk::documents::{Collection, Document};
-use sluice_sdk::{Claims, Error, Request, Response};
+use sluice_sdk::{Claims, Error, Request, Response, cache};
+
+/// How long a counted number of todos may be served from the cache.
+const COUNT_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Serialize, Deserialize)]
 struct Todo {
@@ -45,6 +51,7 @@ fn handle(req: Request) -> Result<Response, Error> {
         .ok_or_else(|| Error::forbidden("sign in first"))?;
     match (req.method(), req.param("id")) {
         ("POST", None) => create(&req, user),
+        ("GET", None) if req.path().ends_with("/todos/count") => count(user),
         ("GET", None) => list(&req, user),
         ("GET", Some(id)) => Response::json(200, &find(user, id)?.value),
         ("PUT", Some(id)) => update(&req, user, id),
@@ -63,7 +70,30 @@ fn create(req: &Request, user: &Claims) -> Result<Response, Error> {
     };
     todos().put(format!("{}/{}", todo.owner, todo.id), &todo)?;
     owners().put(&todo.id, &todo.owner)?;
+    forget_count(&todo.owner);
     Response::json(201, &todo)
+}
+
+/// `GET /todos/count`: how many todos the caller has, from the cache when
+/// it was counted in the last few seconds.
+fn count(user: &Claims) -> Result<Response, Error> {
+    let key = count_key(&user.subject);
+    // The cache only saves work: a value it cannot give (a subject too long
+    // for a key, a value of another shape) is counted afresh.
+    if let Ok(Some(count)) = cache::get_json::<u64>(&key) {
+        return Response::json(200, &json!({ "count": count, "cached": true }));
+    }
+    let prefix = format!("{}/", user.subject);
+    let mut count: u64 = 0;
+    for todo in todos().list_all(&prefix) {
+        // The owner check keeps out a subject that extends this one's prefix.
+        if todo?.value.owner == user.subject {
+            count += 1;
+        }
+    }
+    // Ignored on failure for the same reason as above.
+    let _ = cache::set_json(&key, &count, Some(COUNT_TTL));
+    Response::json(200, &json!({ "count": count, "cached": false }))
 }
 
 /// The caller's todos, or everyone's for an admin, a page at a time.
@@ -110,7 +140,21 @@ fn delete(user: &Claims, id: &str) -> Result<Response, Error> {
     let todo = find(user, id)?;
     todos().delete(&todo.key)?;
     owners().delete(id)?;
+    forget_count(&todo.value.owner);
     Ok(Response::no_content())
+}
+
+fn count_key(owner: &str) -> String {
+    format!("count/{owner}")
+}
+
+/// Drops `owner`'s cached count, so their next count is fresh. The cache is
+/// not transactional: this happens even if the commit then fails, which
+/// costs only a recount. A count made between this and the commit can
+/// still cache the old number for a few seconds. A key the cache refuses
+/// was never cached, so a failure is ignored.
+fn forget_count(owner: &str) {
+    let _ = cache::delete(count_key(owner));
 }
 
 /// The todo `id` if the caller may see it. Someone else's todo is "not

@@ -723,7 +723,9 @@ async fn write_batch<'a>(
     // give them; until the commit below, no row refers to them, so nothing
     // serves them, and start-up repair deletes them after a crash.
     publish_files(&publish).await?;
-    crash_point("blob-commit");
+    if !publish.is_empty() {
+        crash_point("blob-commit");
+    }
     if let Err(e) = tx.commit().await {
         remove_files(
             &ctx.files,

@@ -187,7 +187,9 @@ impl TenantDir {
 
     /// Flushes the renames into `objects/` to disk. Blocking.
     pub fn sync_objects(&self) -> io::Result<()> {
-        self.dir.open_dir(OBJECTS)?.into_std_file().sync_all()
+        // A plain read-only open: the handle `open_dir` gives may not be
+        // one fsync accepts.
+        self.dir.open(OBJECTS)?.sync_all()
     }
 
     /// Writes `data` to a new staged file and syncs it. Blocking.
@@ -331,6 +333,7 @@ mod tests {
         assert_eq!(staged.size, 5);
         let kept = dir.stage_bytes("text/plain", b"kept").expect("stage");
         dir.publish(&kept, "k1").expect("publish");
+        dir.sync_objects().expect("sync");
         drop((staged, kept));
         let tmp = std::fs::read_dir(root.path().join("acme/tmp"))
             .expect("tmp")

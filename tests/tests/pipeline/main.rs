@@ -3,6 +3,8 @@
 
 mod admin;
 mod authenticate;
+mod blobs;
+mod cache;
 mod capabilities;
 mod delivery;
 mod deploy;

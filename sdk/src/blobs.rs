@@ -57,6 +57,7 @@
 use std::ops::Range;
 
 use crate::CallError;
+use crate::pages::{Lister, Pages};
 use crate::wit::sluice::function::blobs as wit;
 
 /// How many blobs [`list_all`] asks the host for at a time.
@@ -281,12 +282,7 @@ pub fn list(prefix: impl AsRef<str>, limit: u32, cursor: Option<&str>) -> Result
 /// # Ok(()) }
 /// ```
 pub fn list_all(prefix: impl AsRef<str>) -> ListAll {
-    ListAll {
-        prefix: prefix.as_ref().to_owned(),
-        page: Vec::new().into_iter(),
-        cursor: None,
-        done: false,
-    }
+    ListAll(Pages::new(Prefix(prefix.as_ref().to_owned())))
 }
 
 /// The request's raw body, on a route with `body = "raw"`, unless it was
@@ -318,36 +314,26 @@ pub fn upload() -> Option<Upload> {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct ListAll {
-    prefix: String,
-    page: std::vec::IntoIter<Metadata>,
-    cursor: Option<String>,
-    done: bool,
+pub struct ListAll(Pages<Prefix>);
+
+/// The blobs under a prefix, as [`Pages`] fetches them.
+#[derive(Debug)]
+struct Prefix(String);
+
+impl Lister for Prefix {
+    type Item = Metadata;
+
+    fn page(&self, cursor: Option<&str>) -> Result<(Vec<Metadata>, Option<String>), CallError> {
+        let page = list(&self.0, LIST_ALL_PAGE, cursor)?;
+        Ok((page.blobs, page.next_cursor))
+    }
 }
 
 impl Iterator for ListAll {
     type Item = Result<Metadata, CallError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(blob) = self.page.next() {
-                return Some(Ok(blob));
-            }
-            if self.done {
-                return None;
-            }
-            match list(&self.prefix, LIST_ALL_PAGE, self.cursor.as_deref()) {
-                Ok(page) => {
-                    self.page = page.blobs.into_iter();
-                    self.done = page.next_cursor.is_none();
-                    self.cursor = page.next_cursor;
-                }
-                Err(err) => {
-                    self.done = true;
-                    return Some(Err(err));
-                }
-            }
-        }
+        self.0.next()
     }
 }
 

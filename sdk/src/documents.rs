@@ -29,6 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::CallError;
+use crate::pages::{Lister, Pages};
 use crate::wit::sluice::function::documents as wit;
 
 /// How many documents [`Collection::list_all`] asks the host for at a time.
@@ -171,13 +172,10 @@ impl<T: Serialize + DeserializeOwned> Collection<T> {
         &self,
         prefix: impl AsRef<str>,
     ) -> impl Iterator<Item = Result<Document<T>, CallError>> + '_ {
-        ListAll {
+        Pages::new(ListAll {
             collection: self,
             prefix: prefix.as_ref().to_owned(),
-            page: Vec::new().into_iter(),
-            cursor: None,
-            done: false,
-        }
+        })
     }
 
     fn decode(&self, doc: wit::Document) -> Result<Document<T>, CallError> {
@@ -254,41 +252,18 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// The iterator behind [`Collection::list_all`].
+/// The pages behind [`Collection::list_all`].
 struct ListAll<'a, T> {
     collection: &'a Collection<T>,
     prefix: String,
-    page: std::vec::IntoIter<Document<T>>,
-    cursor: Option<String>,
-    done: bool,
 }
 
-impl<T: Serialize + DeserializeOwned> Iterator for ListAll<'_, T> {
-    type Item = Result<Document<T>, CallError>;
+impl<T: Serialize + DeserializeOwned> Lister for ListAll<'_, T> {
+    type Item = Document<T>;
 
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(doc) = self.page.next() {
-                return Some(Ok(doc));
-            }
-            if self.done {
-                return None;
-            }
-            match self
-                .collection
-                .list(&self.prefix, LIST_ALL_PAGE, self.cursor.as_deref())
-            {
-                Ok(page) => {
-                    self.page = page.documents.into_iter();
-                    self.done = page.next_cursor.is_none();
-                    self.cursor = page.next_cursor;
-                }
-                Err(err) => {
-                    self.done = true;
-                    return Some(Err(err));
-                }
-            }
-        }
+    fn page(&self, cursor: Option<&str>) -> Result<(Vec<Document<T>>, Option<String>), CallError> {
+        let page = self.collection.list(&self.prefix, LIST_ALL_PAGE, cursor)?;
+        Ok((page.documents, page.next_cursor))
     }
 }
 

@@ -173,6 +173,7 @@ mod call;
 pub mod documents;
 mod http;
 mod message;
+mod pages;
 pub mod queue;
 
 pub use call::CallError;

@@ -156,29 +156,10 @@ pub async fn blob(
         tracing::error!(blob = name, error = %e, "serving a blob failed");
         E::BlobUnavailable
     };
-    // A blob replaced by a concurrent commit between the lookup and the
-    // open is looked up again.
-    let (stored, file) = 'found: {
-        for _ in 0..3 {
-            let Some(stored) = store
-                .blob(tenant, name)
-                .await
-                .map_err(|e| unavailable(&e))?
-            else {
-                return Err(E::BlobNotFound(name.to_owned()));
-            };
-            let dir = store.files().tenant(tenant).map_err(|e| unavailable(&e))?;
-            let id = stored.file.clone();
-            let opened = tokio::task::spawn_blocking(move || dir.open_object(&id))
-                .await
-                .map_err(|e| unavailable(&e))?;
-            match opened {
-                Ok(file) => break 'found (stored, file),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(unavailable(&e)),
-            }
-        }
-        return Err(unavailable(&"the blob kept changing while it was opened"));
+    let (stored, file) = match store.open_blob(tenant, name).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(E::BlobNotFound(name.to_owned())),
+        Err(e) => return Err(unavailable(&e)),
     };
     let etag = format!("\"{}\"", stored.etag);
     let header = |name| {
@@ -196,9 +177,11 @@ pub async fn blob(
     {
         headers.insert(CONTENT_TYPE, v);
     }
-    if response.status() != StatusCode::OK {
-        // The function chose another status: serve the whole blob with it.
-    } else if header(IF_NONE_MATCH).is_some_and(|v| none_match(v, &etag)) {
+    // Conditions and ranges apply to a 200; with any other status the
+    // function chose, the whole blob is served.
+    if response.status() == StatusCode::OK
+        && header(IF_NONE_MATCH).is_some_and(|v| none_match(v, &etag))
+    {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(response);
     }

@@ -52,6 +52,37 @@ impl Store {
         Ok(row.as_ref().map(stored))
     }
 
+    /// The committed blob `name` of `tenant` with its file open for reading.
+    /// A file replaced by a concurrent commit between the lookup and the
+    /// open (and so deleted) is looked up again.
+    pub async fn open_blob(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<(StoredBlob, std::fs::File)>, StoreError> {
+        for _ in 0..3 {
+            let Some(blob) = self.blob(tenant, name).await? else {
+                return Ok(None);
+            };
+            let dir = self
+                .files
+                .tenant(tenant)
+                .map_err(|e| StoreError::Files(e.to_string()))?;
+            let id = blob.file.clone();
+            let opened = tokio::task::spawn_blocking(move || dir.open_object(&id))
+                .await
+                .map_err(|e| StoreError::Files(e.to_string()))?;
+            match opened {
+                Ok(file) => return Ok(Some((blob, file))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::Files(e.to_string())),
+            }
+        }
+        Err(StoreError::Files(format!(
+            "blob {name:?} kept changing while it was opened"
+        )))
+    }
+
     /// Up to `limit` committed blobs whose names start with `prefix`, after
     /// `after`, in name order.
     pub async fn list_blobs(

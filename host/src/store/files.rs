@@ -206,7 +206,7 @@ impl TenantDir {
         file.write_all(data)?;
         file.sync_all()?;
         staged.size = data.len() as u64;
-        staged.etag = hex(&Sha256::digest(data));
+        staged.etag = format!("{:x}", Sha256::digest(data));
         Ok(staged)
     }
 
@@ -228,10 +228,6 @@ impl TenantDir {
             staged: guard,
         })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A staged blob file: deleted when dropped, unless the commit renamed it
@@ -315,7 +311,7 @@ impl StagedWriter {
     pub async fn finish(mut self) -> io::Result<StagedFile> {
         self.file.flush().await?;
         self.file.get_ref().sync_all().await?;
-        self.staged.etag = hex(&self.hasher.finalize());
+        self.staged.etag = format!("{:x}", self.hasher.finalize());
         Ok(self.staged)
     }
 }

@@ -73,13 +73,11 @@ enum Found {
     Stored(StoredBlob),
 }
 
-impl Found {
-    fn size(&self) -> u64 {
-        match self {
-            Found::Staged(f) => f.size,
-            Found::Stored(b) => b.size,
-        }
-    }
+/// Where a read takes a blob's bytes from: a staged file, or a committed
+/// one already open.
+enum Source {
+    Staged(Arc<StagedFile>),
+    Stored(std::fs::File),
 }
 
 impl Capabilities {
@@ -98,49 +96,46 @@ impl Capabilities {
     }
 
     /// Reads `length` bytes at `offset` of a blob, off the async threads.
-    /// A committed file replaced by a concurrent commit between the lookup
-    /// and the open is looked up again.
     async fn read_blob(
         &self,
         name: &str,
         offset: u64,
         length: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
+        check_name(name)?;
+        let (size, source) = match self.staging.staged_blob(name) {
+            Some(StagedBlob::Delete) => return Ok(None),
+            Some(StagedBlob::Put(staged)) => (staged.size, Source::Staged(staged.clone())),
+            None => match self
+                .store
+                .open_blob(&self.tenant, name)
+                .await
+                .map_err(unavailable)?
+            {
+                Some((blob, file)) => (blob.size, Source::Stored(file)),
+                None => return Ok(None),
+            },
+        };
+        let length = length.min(size.saturating_sub(offset));
         let max = self.staging.limits().memory_bytes as u64;
-        for _ in 0..3 {
-            let Some(found) = self.find_blob(name).await? else {
-                return Ok(None);
-            };
-            let size = found.size();
-            let length = length.min(size.saturating_sub(offset));
-            if length > max {
-                return Err(Error::LimitExceeded(format!(
-                    "{length} bytes do not fit in the function's {max}-byte memory; read it with get-range"
-                )));
-            }
-            let tenant = self.tenant.clone();
-            let files = self.store.files().clone();
-            let read = tokio::task::spawn_blocking(move || {
-                let mut file = match &found {
-                    Found::Staged(staged) => staged.open()?,
-                    Found::Stored(blob) => files.tenant(&tenant)?.open_object(&blob.file)?,
-                };
-                file.seek(SeekFrom::Start(offset))?;
-                let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-                file.take(length).read_to_end(&mut bytes)?;
-                Ok::<_, std::io::Error>(bytes)
-            })
-            .await
-            .map_err(unavailable)?;
-            match read {
-                Ok(bytes) => return Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(unavailable(e)),
-            }
+        if length > max {
+            return Err(Error::LimitExceeded(format!(
+                "{length} bytes do not fit in the function's {max}-byte memory; read it with get-range"
+            )));
         }
-        Err(Error::Unavailable(
-            "the blob kept changing while it was read".to_owned(),
-        ))
+        let read = tokio::task::spawn_blocking(move || {
+            let mut file = match source {
+                Source::Staged(staged) => staged.open()?,
+                Source::Stored(file) => file,
+            };
+            file.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+            file.take(length).read_to_end(&mut bytes)?;
+            Ok::<_, std::io::Error>(bytes)
+        })
+        .await
+        .map_err(unavailable)?;
+        read.map(Some).map_err(unavailable)
     }
 
     async fn stage_blob_put(

@@ -18,7 +18,7 @@ use crate::pipeline::authenticate::{KeyError, Keyring};
 use crate::pipeline::persist::Contention;
 use crate::pipeline::receive::RouteConflict;
 use crate::runtime::{LoadError, Runtime};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -132,9 +132,13 @@ impl App {
             &config.queue,
         )
         .await?;
-        // This process owns the SQLite file: any lease left is from a host
-        // that stopped, and its messages are due again now.
-        let released = store.release_leases().await?;
+        // A process owns its SQLite file: any lease left is from a host that
+        // stopped, and its messages are due again now. Nodes sharing a
+        // PostgreSQL database hold live leases; theirs expire on their own.
+        let released = match store.backend() {
+            Backend::Sqlite => store.release_leases().await?,
+            Backend::Postgres => 0,
+        };
         if released > 0 {
             tracing::info!(
                 released,
@@ -178,19 +182,7 @@ impl App {
         let quotas = crate::quota::Quotas::default();
         let tenant_keyrings = crate::pipeline::authenticate::TenantKeyrings::default();
         for tenant in store.tenants().await? {
-            quotas.set(&tenant.name, tenant.rate);
-            store
-                .storage_quotas()
-                .set(&tenant.name, tenant.max_stored_bytes);
-            if let Some(auth) = &tenant.auth {
-                // Checked when it was set; should the keys no longer load, the
-                // tenant's tokens are refused rather than checked with the host's keys.
-                let keyring = Keyring::new(auth).unwrap_or_else(|e| {
-                    tracing::error!(tenant = %tenant.name, error = %e, "tenant keys unusable; refusing its tokens");
-                    Keyring::empty(auth)
-                });
-                tenant_keyrings.set(&tenant.name, Some(keyring));
-            }
+            apply_tenant(&quotas, store.storage_quotas(), &tenant_keyrings, &tenant);
         }
         let mut directory = Vec::with_capacity(manifests.len());
         for manifest in &manifests {
@@ -208,6 +200,12 @@ impl App {
         }
         let started = std::time::Instant::now();
         let live = store.live_versions().await?;
+        for version in &live {
+            if let Err(e) = deployer.fetch(&store, &version.component).await {
+                tracing::error!(tenant = %version.tenant, function = %version.name, error = %e,
+                    "component of a deployed function unavailable");
+            }
+        }
         let deployed = deployer.restore(&runtime, &live);
         if !live.is_empty() {
             tracing::info!(
@@ -242,6 +240,26 @@ impl App {
             jwks_client: JwksClient::new().map_err(StartError::Tls)?,
         })
     }
+}
+
+/// Puts `tenant`'s settings (rate, storage quota, token keys) in force.
+pub fn apply_tenant(
+    quotas: &crate::quota::Quotas,
+    storage_quotas: &crate::store::StorageQuotas,
+    keyrings: &crate::pipeline::authenticate::TenantKeyrings,
+    tenant: &crate::store::Tenant,
+) {
+    quotas.set(&tenant.name, tenant.rate);
+    storage_quotas.set(&tenant.name, tenant.max_stored_bytes);
+    let keyring = tenant.auth.as_ref().map(|auth| {
+        // Checked when it was set; should the keys no longer load, the
+        // tenant's tokens are refused rather than checked with the host's keys.
+        Keyring::new(auth).unwrap_or_else(|e| {
+            tracing::error!(tenant = %tenant.name, error = %e, "tenant keys unusable; refusing its tokens");
+            Keyring::empty(auth)
+        })
+    });
+    keyrings.set(&tenant.name, keyring);
 }
 
 /// The configured keys, or the development key when none are configured.

@@ -118,6 +118,10 @@ impl Components {
         write_whole(&self.dir, &name, bytes)
     }
 
+    fn has(&self, sha: &str) -> bool {
+        self.dir.exists(format!("{sha}.wasm"))
+    }
+
     fn read(&self, sha: &str) -> std::io::Result<Vec<u8>> {
         self.dir.read(format!("{sha}.wasm"))
     }
@@ -222,7 +226,31 @@ impl Deployer {
         })
     }
 
-    fn load_stored(&self, runtime: &Runtime, v: &StoredVersion) -> Result<Unit, DeployError> {
+    /// Makes sure component `sha` is in this node's component directory,
+    /// fetching it from the database (where every deploy stores it) when a
+    /// deploy on another node put it there.
+    pub async fn fetch(&self, store: &crate::store::Store, sha: &str) -> Result<(), DeployError> {
+        if self.components.has(sha) {
+            return Ok(());
+        }
+        let bytes = store.component(sha).await?.ok_or_else(|| {
+            DeployError::NotFound(format!("component {sha} is not in the database"))
+        })?;
+        if sha256_hex(&bytes) != sha {
+            return Err(DeployError::Storage(std::io::Error::other(format!(
+                "component {sha} in the database does not match its hash"
+            ))));
+        }
+        let components = self.components.clone();
+        let sha = sha.to_owned();
+        tokio::task::spawn_blocking(move || components.put(&sha, &bytes))
+            .await
+            .map_err(|e| DeployError::Storage(std::io::Error::other(e.to_string())))??;
+        Ok(())
+    }
+
+    /// Loads stored version `v`: its component must be here (see [`Deployer::fetch`]).
+    pub fn load_stored(&self, runtime: &Runtime, v: &StoredVersion) -> Result<Unit, DeployError> {
         let bytes = self.components.read(&v.component)?;
         let spec = Spec {
             tenant: &v.tenant,
@@ -284,7 +312,7 @@ pub async fn deploy(
     }
     let version = app.store.next_version(tenant, name).await?;
     let sha = sha256_hex(&upload.component);
-    let (unit, manifest, schemas, size) = {
+    let (unit, manifest, schemas, component) = {
         let (runtime, app_deployer) = (app.runtime.clone(), app.deployer.clone());
         let (tenant, name, sha) = (tenant.to_owned(), name.to_owned(), sha.clone());
         let Upload {
@@ -309,7 +337,7 @@ pub async fn deploy(
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), serde_json::from_slice(v).ok()?)))
                 .collect();
-            Ok::<_, DeployError>((unit, manifest, schemas, component.len()))
+            Ok::<_, DeployError>((unit, manifest, schemas, component))
         })
         .await
         .map_err(|e| DeployError::Storage(std::io::Error::other(e.to_string())))??
@@ -324,13 +352,22 @@ pub async fn deploy(
             manifest: &manifest,
             schemas: &schemas,
             component: &sha,
-            size: size as u64,
+            bytes: &component,
             deployed_by: operator,
         })
         .await?;
-    // Deploys of this host are serialized, so the number read before the
-    // compile is the one recorded.
-    debug_assert_eq!(recorded, version);
+    // Deploys of one host are serialized; another node sharing the database
+    // may have recorded a version in between. Its change notice makes every
+    // node (this one too) reload the live version from the database.
+    if recorded != version {
+        tracing::warn!(
+            tenant,
+            function = name,
+            version,
+            recorded,
+            "another node deployed this function meanwhile; reloading from the database"
+        );
+    }
     app.activate(next);
     tracing::info!(
         tenant,
@@ -380,6 +417,7 @@ pub async fn rollback(
         .stored_version(tenant, name, target)
         .await?
         .ok_or_else(|| DeployError::NotFound(format!("{tenant}/{name} has no version {target}")))?;
+    app.deployer.fetch(&app.store, &stored.component).await?;
     let (runtime, deployer) = (app.runtime.clone(), app.deployer.clone());
     let unit = tokio::task::spawn_blocking(move || deployer.load_stored(&runtime, &stored))
         .await
@@ -417,6 +455,49 @@ pub async fn remove(app: &App, tenant: &str, name: &str) -> Result<(), DeployErr
     }
     tracing::info!(tenant, function = name, "function removed");
     Ok(())
+}
+
+/// Brings this node's deployed functions in line with the database (what
+/// another node deployed, rolled back or removed); returns whether the
+/// catalog changed. Versions already live here are kept, not recompiled.
+pub async fn sync(app: &App) -> Result<bool, DeployError> {
+    let _one_at_a_time = app.deployer.lock.lock().await;
+    let live = app.store.live_versions().await?;
+    let current = app.catalog.load_full();
+    let mut kept = Vec::new();
+    let mut load = Vec::new();
+    for version in live {
+        match current.unit(&version.tenant, &version.name) {
+            Some(unit) if unit.origin == Origin::Directory => {}
+            Some(unit) if unit.function.version == Some(version.version) => kept.push(unit.clone()),
+            _ => load.push(version),
+        }
+    }
+    let deployed_here = current
+        .units()
+        .filter(|u| u.origin == Origin::Deployed)
+        .count();
+    if load.is_empty() && kept.len() == deployed_here {
+        return Ok(false);
+    }
+    for version in &load {
+        if let Err(e) = app.deployer.fetch(&app.store, &version.component).await {
+            tracing::error!(tenant = %version.tenant, function = %version.name, error = %e,
+                "component of a deployed function unavailable");
+        }
+    }
+    let (runtime, deployer) = (app.runtime.clone(), app.deployer.clone());
+    let loaded = tokio::task::spawn_blocking(move || deployer.restore(&runtime, &load))
+        .await
+        .map_err(|e| DeployError::Storage(std::io::Error::other(e.to_string())))?;
+    let directory = current
+        .units()
+        .filter(|u| u.origin == Origin::Directory)
+        .cloned()
+        .collect();
+    kept.extend(loaded);
+    app.activate(initial_catalog(directory, kept)?);
+    Ok(true)
 }
 
 /// Builds the catalog of a starting host: the functions directories'

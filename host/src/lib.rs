@@ -27,6 +27,7 @@ pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod deploy;

@@ -77,7 +77,8 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(delivery::dispatch(app.clone(), stopped.clone()));
         let scheduler = tokio::spawn(delivery::schedule::run(app.clone(), stopped.clone()));
-        let collector = tokio::spawn(delivery::collect_garbage(app.clone(), stopped));
+        let collector = tokio::spawn(delivery::collect_garbage(app.clone(), stopped.clone()));
+        let follower = tokio::spawn(crate::cluster::follow(app.clone(), stopped));
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
         let mut builder = http1::Builder::new();
@@ -156,6 +157,7 @@ impl Server {
         }
         let _ = stop.send(true);
         let _ = scheduler.await;
+        let _ = follower.await;
         let _ = collector.await;
         let _ = dispatcher.await;
         match Arc::try_unwrap(app) {

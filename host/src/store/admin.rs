@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Any, Row};
 
 use super::{Store, StoreError, now_ms};
 use crate::config::AuthConfig;
@@ -70,7 +70,7 @@ fn redacted<S: serde::Serializer>(auth: &Option<AuthConfig>, s: S) -> Result<S::
 
 const TENANT_COLUMNS: &str = "name, created_at, created_by, requests_per_second, burst, auth, max_functions, max_stored_bytes";
 
-fn tenant(r: &sqlx::sqlite::SqliteRow) -> Tenant {
+fn tenant(r: &sqlx::any::AnyRow) -> Tenant {
     let rps: Option<f64> = r.get(3);
     let burst: Option<i64> = r.get(4);
     Tenant {
@@ -134,8 +134,10 @@ fn random_hex(bytes: usize) -> Result<String, StoreError> {
 }
 
 impl Store {
-    pub(super) async fn admin_connection(&self) -> Result<SqliteConnection, StoreError> {
-        Ok(SqliteConnection::connect_with(&self.write_options).await?)
+    pub(super) async fn admin_connection(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        Ok(self.writes.acquire().await?)
     }
 
     /// Creates an operator key named `name`; returns the key (shown once) and its listing.
@@ -147,13 +149,15 @@ impl Store {
         let key = format!("sk_{id}_{}", random_hex(32)?);
         let created_at = now_ms();
         let mut conn = self.admin_connection().await?;
-        sqlx::query("INSERT INTO operator_keys (id, name, hash, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&id)
-            .bind(name)
-            .bind(hash(&key))
-            .bind(created_at)
-            .execute(&mut conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO operator_keys (id, name, hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(hash(&key))
+        .bind(created_at)
+        .execute(&mut *conn)
+        .await?;
         let listed = OperatorKey {
             id,
             name: name.to_owned(),
@@ -167,11 +171,11 @@ impl Store {
     pub async fn revoke_operator_key(&self, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
         let done = sqlx::query(
-            "UPDATE operator_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            "UPDATE operator_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )
         .bind(now_ms())
         .bind(id)
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -196,14 +200,12 @@ impl Store {
 
     /// The id of the live operator key `key`, if it is one.
     pub async fn check_operator_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT id FROM operator_keys WHERE hash = ? AND revoked_at IS NULL",
-            )
-            .bind(hash(key))
-            .fetch_optional(&self.reads)
-            .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM operator_keys WHERE hash = $1 AND revoked_at IS NULL",
         )
+        .bind(hash(key))
+        .fetch_optional(&self.reads)
+        .await?)
     }
 
     /// The most recent invocation records, newest first, optionally of one
@@ -217,8 +219,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, \
              exceeded_limit \
-             FROM invocations WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR function = ?2) \
-             ORDER BY created_at DESC, request_id DESC LIMIT ?3",
+             FROM invocations WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR function = $2) \
+             ORDER BY created_at DESC, request_id DESC LIMIT $3",
         )
         .bind(tenant)
         .bind(function)
@@ -245,15 +247,20 @@ impl Store {
     /// Creates tenant `name`; false if it exists already.
     pub async fn create_tenant(&self, name: &str, created_by: &str) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         let done = sqlx::query(
-            "INSERT INTO tenants (name, created_at, created_by) VALUES (?, ?, ?) \
+            "INSERT INTO tenants (name, created_at, created_by) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(now_ms())
         .bind(created_by)
-        .execute(&mut conn)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 {
+            super::changed(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -268,7 +275,7 @@ impl Store {
 
     /// Tenant `name`, if it exists.
     pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = ?");
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE name = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_optional(&self.reads)
@@ -287,11 +294,16 @@ impl Store {
             .transpose()
             .map_err(|e| StoreError::Read(e.to_string()))?;
         let mut conn = self.admin_connection().await?;
-        let done = sqlx::query("UPDATE tenants SET auth = ? WHERE name = ?")
+        let mut tx = super::begin_write(&mut conn).await?;
+        let done = sqlx::query("UPDATE tenants SET auth = $1 WHERE name = $2")
             .bind(text)
             .bind(name)
-            .execute(&mut conn)
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 1 {
+            super::changed(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -302,13 +314,18 @@ impl Store {
         rate: Option<Rate>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         let done =
-            sqlx::query("UPDATE tenants SET requests_per_second = ?, burst = ? WHERE name = ?")
+            sqlx::query("UPDATE tenants SET requests_per_second = $1, burst = $2 WHERE name = $3")
                 .bind(rate.map(|r| r.requests_per_second))
                 .bind(rate.and_then(|r| r.burst).map(i64::from))
                 .bind(name)
-                .execute(&mut conn)
+                .execute(&mut *tx)
                 .await?;
+        if done.rows_affected() == 1 {
+            super::changed(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -319,14 +336,19 @@ impl Store {
         quota: TenantQuota,
     ) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         let done = sqlx::query(
-            "UPDATE tenants SET max_functions = ?, max_stored_bytes = ? WHERE name = ?",
+            "UPDATE tenants SET max_functions = $1, max_stored_bytes = $2 WHERE name = $3",
         )
         .bind(quota.max_functions.map(i64::from))
         .bind(quota.max_stored_bytes.and_then(|n| i64::try_from(n).ok()))
         .bind(name)
-        .execute(&mut conn)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 {
+            super::changed(&mut tx).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -334,24 +356,26 @@ impl Store {
     pub async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
         let mut tx = super::begin_write(&mut conn).await?;
-        let deleted = sqlx::query("DELETE FROM tenants WHERE name = ?")
+        let deleted = sqlx::query("DELETE FROM tenants WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         for statement in [
-            "DELETE FROM documents WHERE tenant = ?",
-            "DELETE FROM deliveries WHERE tenant = ?",
-            "DELETE FROM dead_letters WHERE tenant = ?",
-            "DELETE FROM outbox WHERE tenant = ?",
-            "DELETE FROM schedules WHERE tenant = ?",
-            "DELETE FROM functions WHERE tenant = ?",
-            "DELETE FROM function_versions WHERE tenant = ?",
-            "DELETE FROM tenant_usage WHERE tenant = ?",
-            "DELETE FROM blobs WHERE tenant = ?",
+            "DELETE FROM documents WHERE tenant = $1",
+            "DELETE FROM deliveries WHERE tenant = $1",
+            "DELETE FROM dead_letters WHERE tenant = $1",
+            "DELETE FROM outbox WHERE tenant = $1",
+            "DELETE FROM schedules WHERE tenant = $1",
+            "DELETE FROM functions WHERE tenant = $1",
+            "DELETE FROM function_versions WHERE tenant = $1",
+            "DELETE FROM tenant_usage WHERE tenant = $1",
+            "DELETE FROM blobs WHERE tenant = $1",
         ] {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }
+        super::functions::forget_unused_components(&mut tx).await?;
+        super::changed(&mut tx).await?;
         tx.commit().await?;
         // The rows are gone, so the files are unreachable: a tenant made
         // again under this name starts with no blobs.

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
 use super::committer::Op;
 use super::files::Repair;
@@ -26,7 +26,7 @@ pub struct StoredBlob {
     pub created_at: i64,
 }
 
-fn stored(row: &sqlx::sqlite::SqliteRow) -> StoredBlob {
+fn stored(row: &sqlx::any::AnyRow) -> StoredBlob {
     StoredBlob {
         name: row.get(0),
         file: row.get(1),
@@ -43,7 +43,7 @@ impl Store {
     /// The committed blob `name` of `tenant`.
     pub async fn blob(&self, tenant: &str, name: &str) -> Result<Option<StoredBlob>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM blobs WHERE tenant = ? AND name = ?"
+            "SELECT {COLUMNS} FROM blobs WHERE tenant = $1 AND name = $2"
         )))
         .bind(tenant)
         .bind(name)
@@ -94,8 +94,8 @@ impl Store {
     ) -> Result<Vec<StoredBlob>, StoreError> {
         // Names compare bytewise, so those with a prefix are one run from it.
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM blobs WHERE tenant = ? AND name >= ? AND name > ? \
-             ORDER BY name LIMIT ?"
+            "SELECT {COLUMNS} FROM blobs WHERE tenant = $1 AND name >= $2 AND name > $3 \
+             ORDER BY name LIMIT $4"
         )))
         .bind(tenant)
         .bind(prefix)
@@ -116,7 +116,7 @@ impl Store {
             return Ok(None);
         };
         let used: Option<i64> =
-            sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = ?")
+            sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = $1")
                 .bind(tenant)
                 .fetch_optional(&self.reads)
                 .await?;
@@ -136,12 +136,27 @@ impl Store {
         for row in rows {
             referenced.entry(row.get(0)).or_default().insert(row.get(1));
         }
+        // Nodes sharing the database share the blob directory: files younger
+        // than an hour may be another node's work in progress.
+        let settled = match self.backend {
+            super::Backend::Sqlite => None,
+            super::Backend::Postgres => {
+                std::time::SystemTime::now().checked_sub(std::time::Duration::from_secs(3600))
+            }
+        };
         let files = self.files.clone();
-        let report = tokio::task::spawn_blocking(move || files.repair(&referenced))
+        let report = tokio::task::spawn_blocking(move || files.repair(&referenced, settled))
             .await
             .map_err(|e| StoreError::Read(e.to_string()))?
             .map_err(|e| StoreError::Files(e.to_string()))?;
-        if !report.missing.is_empty() {
+        if !report.missing.is_empty() && self.backend == super::Backend::Postgres {
+            // A node whose blob directory is not the shared one would see
+            // every file missing: report, never drop rows from here.
+            tracing::error!(
+                missing = report.missing.len(),
+                "blob rows without files: is this node's data directory's blobs/ the shared one?"
+            );
+        } else if !report.missing.is_empty() {
             let missing = report.missing.clone();
             self.committer
                 .op(|r| Op::ForgetBlobs(missing, r))
@@ -155,20 +170,21 @@ impl Store {
 /// Deletes the rows of (tenant, file) pairs whose files are gone, and takes
 /// their bytes off their tenants' usage.
 pub(super) async fn forget(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     missing: &[(String, String)],
 ) -> Result<u64, sqlx::Error> {
     let mut removed = 0;
     for (tenant, file) in missing {
         let size: Option<i64> =
-            sqlx::query_scalar("DELETE FROM blobs WHERE tenant = ? AND file = ? RETURNING size")
+            sqlx::query_scalar("DELETE FROM blobs WHERE tenant = $1 AND file = $2 RETURNING size")
                 .bind(tenant)
                 .bind(file)
                 .fetch_optional(&mut *conn)
                 .await?;
         if let Some(size) = size {
             sqlx::query(
-                "UPDATE tenant_usage SET stored_bytes = MAX(stored_bytes - ?, 0) WHERE tenant = ?",
+                "UPDATE tenant_usage SET stored_bytes = \
+                 CASE WHEN stored_bytes > $1 THEN stored_bytes - $1 ELSE 0 END WHERE tenant = $2",
             )
             .bind(size)
             .bind(tenant)

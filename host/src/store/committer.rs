@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -136,7 +136,7 @@ impl Op {
     /// the transaction is settled.
     async fn apply(
         self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         ctx: &Context,
         effects: &mut Effects,
         now: i64,
@@ -252,7 +252,7 @@ pub struct Committer {
 
 impl Committer {
     /// Starts the task that owns `conn`.
-    pub(super) fn start(conn: SqliteConnection, max_batch: usize, ctx: Context) -> Self {
+    pub(super) fn start(conn: AnyConnection, max_batch: usize, ctx: Context) -> Self {
         let (jobs, rx) = mpsc::channel(max_batch * 8);
         tokio::spawn(run(conn, rx, max_batch, ctx));
         Self { jobs }
@@ -312,12 +312,7 @@ impl Committer {
 /// How long a record that nobody waits for may be held back.
 const RECORD_DELAY: Duration = Duration::from_millis(100);
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    ctx: Context,
-) {
+async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Context) {
     let mut batch: Vec<(CommitRequest, Reply)> = Vec::with_capacity(max_batch);
     let mut ops = Vec::new();
     let mut flushes = Vec::new();
@@ -371,7 +366,7 @@ async fn run(
 type Reply = Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>;
 
 async fn commit_batch(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     batch: &mut Vec<(CommitRequest, Reply)>,
     ops: &mut Vec<Op>,
     ctx: &Context,
@@ -389,7 +384,7 @@ async fn commit_batch(
     )
     .await;
     let result = match result {
-        Ok(outcomes) if effects.recount => match queue::count_pending(conn).await {
+        Ok(outcomes) if effects.recount => match queue::count_pending(&mut *conn).await {
             Ok(counts) => {
                 ctx.depth.replace(counts);
                 Ok(outcomes)
@@ -418,6 +413,15 @@ async fn commit_batch(
             ctx.depth.apply(&effects.deltas);
             if enqueued {
                 ctx.ready.notify_one();
+                // Other nodes' dispatchers learn of them at once, not at their next poll.
+                if super::Backend::of_connection(conn) == super::Backend::Postgres
+                    && let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(super::DELIVERIES_CHANNEL)
+                        .execute(&mut *conn)
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not tell other nodes of new deliveries");
+                }
             }
         }
         Err(e) => {
@@ -471,7 +475,7 @@ fn stored_size(key: &str, value: &str) -> i64 {
 }
 
 async fn write_batch<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     requests: impl Iterator<Item = &'a mut CommitRequest>,
     ops: &mut Vec<Op>,
     settles: &mut Vec<Settle>,
@@ -671,7 +675,7 @@ async fn write_batch<'a>(
 
     let docs: Vec<_> = docs.into_iter().collect();
     for chunk in docs.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Any>::new(
             "INSERT INTO documents (tenant, collection, key, value, version, updated_at) ",
         );
         q.push_values(chunk, |mut b, ((tenant, collection, key), row)| {
@@ -686,7 +690,7 @@ async fn write_batch<'a>(
             " ON CONFLICT (tenant, collection, key) DO UPDATE SET \
              value = excluded.value, version = excluded.version, updated_at = excluded.updated_at",
         );
-        q.build().execute(&mut *tx).await?;
+        super::build(&mut q)?.execute(&mut *tx).await?;
     }
     if !outbox.is_empty() {
         let deltas = &mut effects.deltas;
@@ -703,8 +707,8 @@ async fn write_batch<'a>(
     queue::end_deliveries(&mut tx, &ends, now).await?;
     for (tenant, bytes) in grown.into_iter().filter(|(_, b)| *b != 0) {
         sqlx::query(
-            "INSERT INTO tenant_usage (tenant, stored_bytes) VALUES (?, ?) \
-             ON CONFLICT (tenant) DO UPDATE SET stored_bytes = stored_bytes + excluded.stored_bytes",
+            "INSERT INTO tenant_usage (tenant, stored_bytes) VALUES ($1, $2) \
+             ON CONFLICT (tenant) DO UPDATE SET stored_bytes = tenant_usage.stored_bytes + excluded.stored_bytes",
         )
         .bind(&*tenant)
         .bind(bytes)
@@ -744,12 +748,12 @@ async fn write_batch<'a>(
 type BlobKey = (Arc<str>, String);
 
 async fn current_blobs(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: &[BlobKey],
 ) -> Result<HashMap<BlobKey, BlobCurrent>, sqlx::Error> {
     let mut found = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Any>::new(
             "SELECT tenant, name, file, size FROM blobs WHERE (tenant, name) IN (",
         );
         let mut list = q.separated(", ");
@@ -761,7 +765,7 @@ async fn current_blobs(
                 .push_unseparated(")");
         }
         q.push(")");
-        for row in q.build().fetch_all(&mut *conn).await? {
+        for row in super::build(&mut q)?.fetch_all(&mut *conn).await? {
             let tenant: String = row.get(0);
             let blob = BlobCurrent {
                 file: row.get(2),
@@ -774,7 +778,7 @@ async fn current_blobs(
 }
 
 async fn write_blob_rows(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     rows: &BTreeMap<BlobKey, BlobRow>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -783,7 +787,7 @@ async fn write_blob_rows(
             Some((current, file)) => {
                 sqlx::query(
                     "INSERT INTO blobs (tenant, name, file, size, content_type, etag, created_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (tenant, name) DO UPDATE SET file = excluded.file, \
                      size = excluded.size, content_type = excluded.content_type, \
                      etag = excluded.etag, created_at = excluded.created_at",
@@ -799,7 +803,7 @@ async fn write_blob_rows(
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM blobs WHERE tenant = ? AND name = ?")
+                sqlx::query("DELETE FROM blobs WHERE tenant = $1 AND name = $2")
                     .bind(&**tenant)
                     .bind(name)
                     .execute(&mut *conn)
@@ -874,21 +878,21 @@ fn crash_point(name: &str) {
 }
 
 async fn current_versions(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: &[FullKey],
 ) -> Result<HashMap<FullKey, Current>, sqlx::Error> {
     let mut versions = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHUNK) {
         let mut q = select_documents(
-            "tenant, collection, key, version, value IS NOT NULL, \
-             COALESCE(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)), 0)",
+            "tenant, collection, key, version, CASE WHEN value IS NULL THEN 0 ELSE 1 END, \
+             COALESCE(octet_length(key) + octet_length(value), 0)",
             chunk.iter().map(|(t, c, k)| (&**t, c.as_str(), k.as_str())),
         );
-        for row in q.build().fetch_all(&mut *conn).await? {
+        for row in super::build(&mut q)?.fetch_all(&mut *conn).await? {
             let tenant: String = row.get(0);
             let current = Current {
                 version: row.get(3),
-                live: row.get(4),
+                live: row.get::<i64, _>(4) != 0,
                 size: row.get(5),
             };
             versions.insert((Arc::from(tenant), row.get(1), row.get(2)), current);
@@ -899,7 +903,7 @@ async fn current_versions(
 
 /// Bytes stored now by the tenants of `parts` that have a storage quota.
 async fn stored_bytes<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     tenants: impl Iterator<Item = &'a Arc<str>>,
     ctx: &Context,
 ) -> Result<HashMap<Arc<str>, i64>, sqlx::Error> {
@@ -909,7 +913,7 @@ async fn stored_bytes<'a>(
             continue;
         }
         let bytes: Option<i64> =
-            sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = ?")
+            sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = $1")
                 .bind(&**tenant)
                 .fetch_optional(&mut *conn)
                 .await?;
@@ -919,12 +923,12 @@ async fn stored_bytes<'a>(
 }
 
 async fn insert_records(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     records: &[InvocationRecord],
     now: i64,
 ) -> Result<(), sqlx::Error> {
     for chunk in records.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Any>::new(
             "INSERT INTO invocations (request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, exceeded_limit) ",
         );
         q.push_values(chunk, |mut b, r| {
@@ -940,7 +944,7 @@ async fn insert_records(
                 .push_bind(r.exceeded);
         });
         q.push(" ON CONFLICT (request_id) DO NOTHING");
-        q.build().execute(&mut *conn).await?;
+        super::build(&mut q)?.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sqlx::AnyPool;
 use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{Store, StoreError, select_documents};
@@ -48,7 +48,7 @@ pub(super) struct PointReads {
 
 impl PointReads {
     /// Starts `lanes` tasks, each running one batch at a time on `pool`.
-    pub(super) fn start(pool: SqlitePool, lanes: u32) -> Self {
+    pub(super) fn start(pool: AnyPool, lanes: u32) -> Self {
         let (jobs, rx) = mpsc::channel(MAX_READ_BATCH * 4);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..lanes.max(1) {
@@ -58,7 +58,7 @@ impl PointReads {
     }
 }
 
-async fn lane(pool: SqlitePool, rx: Arc<Mutex<mpsc::Receiver<PointRead>>>) {
+async fn lane(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<PointRead>>>) {
     let mut batch = Vec::with_capacity(MAX_READ_BATCH);
     loop {
         {
@@ -71,7 +71,7 @@ async fn lane(pool: SqlitePool, rx: Arc<Mutex<mpsc::Receiver<PointRead>>>) {
     }
 }
 
-async fn answer(pool: &SqlitePool, batch: &mut Vec<PointRead>) {
+async fn answer(pool: &AnyPool, batch: &mut Vec<PointRead>) {
     let mut keys: Vec<&FullKey> = batch.iter().map(|r| &r.key).collect();
     keys.sort();
     keys.dedup();
@@ -80,7 +80,11 @@ async fn answer(pool: &SqlitePool, batch: &mut Vec<PointRead>) {
         keys.into_iter()
             .map(|(t, c, k)| (t.as_str(), c.as_str(), k.as_str())),
     );
-    match q.build().fetch_all(pool).await {
+    let rows = match super::build(&mut q) {
+        Ok(query) => query.fetch_all(pool).await,
+        Err(e) => Err(e),
+    };
+    match rows {
         Ok(rows) => {
             let found: HashMap<FullKey, StoredDocument> = rows
                 .into_iter()
@@ -144,8 +148,8 @@ impl Store {
         // given prefix are one contiguous run starting at the prefix.
         let rows = sqlx::query(
             "SELECT key, value, version FROM documents \
-             WHERE tenant = ? AND collection = ? AND key >= ? AND key > ? AND value IS NOT NULL \
-             ORDER BY key LIMIT ?",
+             WHERE tenant = $1 AND collection = $2 AND key >= $3 AND key > $4 AND value IS NOT NULL \
+             ORDER BY key LIMIT $5",
         )
         .bind(tenant)
         .bind(collection)

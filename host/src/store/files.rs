@@ -101,7 +101,20 @@ impl Files {
     /// database refers to: deletes every staged file (no invocation is
     /// running) and every committed file without a row. Returns the
     /// referenced files that are missing, whose rows must go.
-    pub fn repair(&self, referenced: &HashMap<String, HashSet<String>>) -> io::Result<Repair> {
+    ///
+    /// With `settled`, only files last changed before it are touched: on a
+    /// directory other nodes share, newer ones may belong to invocations
+    /// still running or committing there.
+    pub fn repair(
+        &self,
+        referenced: &HashMap<String, HashSet<String>>,
+        settled: Option<std::time::SystemTime>,
+    ) -> io::Result<Repair> {
+        let old = |meta: io::Result<cap_std::fs::Metadata>| match (settled, meta) {
+            (None, _) => true,
+            (Some(cutoff), Ok(m)) => m.modified().is_ok_and(|t| t.into_std() < cutoff),
+            (Some(_), Err(_)) => false,
+        };
         let mut report = Repair::default();
         let mut tenants: HashSet<String> = referenced.keys().cloned().collect();
         if self.root.is_dir() {
@@ -120,17 +133,23 @@ impl Files {
             let wanted = referenced.get(&tenant).unwrap_or(&none);
             let dir = self.tenant(&tenant)?;
             for entry in dir.dir.read_dir(TMP)? {
-                let name = entry?.file_name();
-                dir.dir.remove_file(Path::new(TMP).join(&name))?;
+                let entry = entry?;
+                if !old(entry.metadata()) {
+                    continue;
+                }
+                dir.dir
+                    .remove_file(Path::new(TMP).join(entry.file_name()))?;
                 report.staged_removed += 1;
             }
             let mut present = HashSet::new();
             for entry in dir.dir.read_dir(OBJECTS)? {
-                let name = entry?.file_name();
+                let entry = entry?;
+                let name = entry.file_name();
                 match name.to_str() {
                     Some(id) if wanted.contains(id) => {
                         present.insert(id.to_owned());
                     }
+                    _ if !old(entry.metadata()) => {}
                     _ => {
                         dir.dir.remove_file(Path::new(OBJECTS).join(&name))?;
                         report.orphans_removed += 1;
@@ -353,7 +372,7 @@ mod tests {
             "acme".to_owned(),
             HashSet::from(["referenced".to_owned(), "gone".to_owned()]),
         )]);
-        let report = files.repair(&referenced).expect("repair");
+        let report = files.repair(&referenced, None).expect("repair");
         assert_eq!((report.staged_removed, report.orphans_removed), (1, 1));
         assert_eq!(report.missing, vec![("acme".to_owned(), "gone".to_owned())]);
         assert!(root.path().join("acme/objects/referenced").is_file());

@@ -20,8 +20,8 @@ pub struct NewVersion<'a> {
     pub schemas: &'a BTreeMap<String, serde_json::Value>,
     /// Hex SHA-256 of the component.
     pub component: &'a str,
-    /// Component bytes.
-    pub size: u64,
+    /// The component's bytes, kept for nodes that have not got them.
+    pub bytes: &'a [u8],
     /// Operator key id.
     pub deployed_by: &'a str,
 }
@@ -81,7 +81,7 @@ pub struct DeployedFunction {
 
 /// The number a function's next version gets.
 const NEXT_VERSION: &str =
-    "SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE tenant = ? AND name = ?";
+    "SELECT COALESCE(MAX(version), 0) + 1 FROM function_versions WHERE tenant = $1 AND name = $2";
 
 fn version_number(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
@@ -103,7 +103,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO function_versions \
              (tenant, name, version, manifest, schemas, component, size, deployed_at, deployed_by) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(new.tenant)
         .bind(new.name)
@@ -111,12 +111,20 @@ impl Store {
         .bind(new.manifest)
         .bind(schemas)
         .bind(new.component)
-        .bind(i64::try_from(new.size).unwrap_or(i64::MAX))
+        .bind(i64::try_from(new.bytes.len()).unwrap_or(i64::MAX))
         .bind(now)
         .bind(new.deployed_by)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO components (sha, bytes) VALUES ($1, $2) ON CONFLICT (sha) DO NOTHING",
+        )
+        .bind(new.component)
+        .bind(new.bytes)
+        .execute(&mut *tx)
+        .await?;
         activate(&mut tx, new.tenant, new.name, next, new.deployed_by, now).await?;
+        super::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(version_number(next))
     }
@@ -142,6 +150,7 @@ impl Store {
         let mut conn = self.admin_connection().await?;
         let mut tx = super::begin_write(&mut conn).await?;
         activate(&mut tx, tenant, name, i64::from(version), by, now_ms()).await?;
+        super::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -155,7 +164,7 @@ impl Store {
     ) -> Result<Option<StoredVersion>, StoreError> {
         let row = sqlx::query(
             "SELECT tenant, name, version, manifest, schemas, component FROM function_versions \
-             WHERE tenant = ? AND name = ? AND version = ?",
+             WHERE tenant = $1 AND name = $2 AND version = $3",
         )
         .bind(tenant)
         .bind(name)
@@ -181,12 +190,12 @@ impl Store {
     /// The versions of `tenant`'s `name`, newest first.
     pub async fn versions(&self, tenant: &str, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT v.version, v.version = f.version, v.deployed_at, v.deployed_by, k.name, \
+            "SELECT v.version, CASE WHEN v.version = f.version THEN 1 ELSE 0 END, v.deployed_at, v.deployed_by, k.name, \
                     v.component, v.size \
              FROM function_versions v \
              LEFT JOIN functions f ON f.tenant = v.tenant AND f.name = v.name \
              LEFT JOIN operator_keys k ON k.id = v.deployed_by \
-             WHERE v.tenant = ? AND v.name = ? ORDER BY v.version DESC",
+             WHERE v.tenant = $1 AND v.name = $2 ORDER BY v.version DESC",
         )
         .bind(tenant)
         .bind(name)
@@ -196,7 +205,7 @@ impl Store {
             .iter()
             .map(|r| VersionInfo {
                 version: version_number(r.get(0)),
-                active: r.get::<Option<bool>, _>(1).unwrap_or(false),
+                active: r.get::<i64, _>(1) != 0,
                 deployed_at: r.get(2),
                 deployed_by: r.get(3),
                 deployed_by_name: r.get(4),
@@ -214,7 +223,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT f.tenant, f.name, f.version, f.activated_at, f.activated_by, \
                     (SELECT COUNT(*) FROM function_versions v WHERE v.tenant = f.tenant AND v.name = f.name) \
-             FROM functions f WHERE (?1 IS NULL OR f.tenant = ?1) ORDER BY f.tenant, f.name",
+             FROM functions f WHERE ($1 IS NULL OR f.tenant = $1) ORDER BY f.tenant, f.name",
         )
         .bind(tenant)
         .fetch_all(&self.reads)
@@ -242,15 +251,15 @@ impl Store {
         let mut conn = self.admin_connection().await?;
         let mut tx = super::begin_write(&mut conn).await?;
         let components: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT component FROM function_versions WHERE tenant = ? AND name = ?",
+            "SELECT DISTINCT component FROM function_versions WHERE tenant = $1 AND name = $2",
         )
         .bind(tenant)
         .bind(name)
         .fetch_all(&mut *tx)
         .await?;
         for statement in [
-            "DELETE FROM functions WHERE tenant = ? AND name = ?",
-            "DELETE FROM function_versions WHERE tenant = ? AND name = ?",
+            "DELETE FROM functions WHERE tenant = $1 AND name = $2",
+            "DELETE FROM function_versions WHERE tenant = $1 AND name = $2",
         ] {
             sqlx::query(statement)
                 .bind(tenant)
@@ -261,7 +270,7 @@ impl Store {
         let mut unused = Vec::new();
         for sha in components {
             let still: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM function_versions WHERE component = ?")
+                sqlx::query_scalar("SELECT COUNT(*) FROM function_versions WHERE component = $1")
                     .bind(&sha)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -269,13 +278,28 @@ impl Store {
                 unused.push(sha);
             }
         }
+        forget_unused_components(&mut tx).await?;
+        super::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(unused)
     }
 }
 
+/// Deletes the stored bytes of components no version refers to.
+pub(super) async fn forget_unused_components(
+    tx: &mut sqlx::AnyConnection,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM components WHERE NOT EXISTS \
+         (SELECT 1 FROM function_versions v WHERE v.component = components.sha)",
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 async fn activate(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     tenant: &str,
     name: &str,
     version: i64,
@@ -284,7 +308,7 @@ async fn activate(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO functions (tenant, name, version, activated_at, activated_by) \
-         VALUES (?, ?, ?, ?, ?) \
+         VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tenant, name) DO UPDATE SET version = excluded.version, \
            activated_at = excluded.activated_at, activated_by = excluded.activated_by",
     )
@@ -298,7 +322,7 @@ async fn activate(
     Ok(())
 }
 
-fn stored_version(r: &sqlx::sqlite::SqliteRow) -> StoredVersion {
+fn stored_version(r: &sqlx::any::AnyRow) -> StoredVersion {
     StoredVersion {
         tenant: r.get(0),
         name: r.get(1),

@@ -15,12 +15,11 @@ mod queue;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, QueryBuilder};
 use tokio::sync::Notify;
 
 pub use admin::{Invocation, OperatorKey, Tenant, TenantQuota};
@@ -39,15 +38,116 @@ pub use queue::{
 use crate::config::{DatabaseConfig, QueueConfig, Synchronous};
 use committer::Op;
 
-/// Starts a write transaction that takes the write lock at once. A deferred
-/// one that reads first fails without waiting (`SQLITE_BUSY_SNAPSHOT`) when
-/// another connection commits before its first write: the committer and the
-/// admin connections write the same file.
-async fn begin_write(
-    conn: &mut SqliteConnection,
-) -> Result<sqlx::Transaction<'_, Sqlite>, sqlx::Error> {
-    use sqlx::Connection;
-    conn.begin_with("BEGIN IMMEDIATE").await
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file: the embedded default, one host per file.
+    Sqlite,
+    /// A PostgreSQL database, which several hosts can share.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend `url` names, if this build has it.
+    pub fn of(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    fn of_connection(conn: &AnyConnection) -> Self {
+        if conn.backend_name() == "PostgreSQL" {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+}
+
+/// Key of the PostgreSQL advisory lock every write transaction takes
+/// ("sluice" in ASCII): writers across all nodes commit one at a time, as
+/// on SQLite, so the committer's read-check-write stays correct.
+const WRITE_LOCK: i64 = 0x736c_7569_6365;
+
+/// Starts a write transaction that holds the database's write lock at once.
+///
+/// On SQLite a deferred transaction that reads first fails without waiting
+/// (`SQLITE_BUSY_SNAPSHOT`) when another connection commits before its first
+/// write; `BEGIN IMMEDIATE` takes the lock up front. On PostgreSQL the
+/// advisory lock does the same across every node sharing the database.
+async fn begin_write(conn: &mut AnyConnection) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
+    match Backend::of_connection(conn) {
+        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => {
+            let mut tx = conn.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        }
+    }
+}
+
+/// The PostgreSQL channel that tells every node the catalog changed.
+pub const CATALOG_CHANNEL: &str = "sluice_catalog";
+/// The PostgreSQL channel that tells every node deliveries were added.
+pub const DELIVERIES_CHANNEL: &str = "sluice_deliveries";
+
+/// Marks, in `conn`'s transaction, that tenants or deployed functions
+/// changed: other nodes reload them when it commits.
+async fn changed(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE catalog_changes SET generation = generation + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    if Backend::of_connection(conn) == Backend::Postgres {
+        // Delivered at commit, and only if it commits.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CATALOG_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Builds `q` with `$N` placeholders, which both SQLite and PostgreSQL
+/// accept (the `Any` driver's builder writes `?`, which PostgreSQL refuses).
+fn build(q: &mut QueryBuilder<Any>) -> Result<Query<'static, Any, AnyArguments>, sqlx::Error> {
+    use sqlx::Execute;
+    let built = q.sql();
+    let mut sql = String::with_capacity(built.as_str().len() + 16);
+    // Our SQL has no `?` in literals or identifiers: every one is a bind.
+    for (n, part) in built.as_str().split('?').enumerate() {
+        if n > 0 {
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push_str(part);
+    }
+    let arguments = q.build().take_arguments().map_err(sqlx::Error::Encode)?;
+    Ok(sqlx::query_with(
+        sqlx::AssertSqlSafe(sql),
+        arguments.unwrap_or_default(),
+    ))
+}
+
+/// Connection settings the URL cannot carry, run on every new connection.
+async fn prepare(conn: &mut AnyConnection, synchronous: Synchronous) -> Result<(), sqlx::Error> {
+    if Backend::of_connection(conn) == Backend::Sqlite {
+        let synchronous = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON"
+        )))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Rows per multi-row statement; keeps well under SQLite's 32766 bound variables.
@@ -57,7 +157,7 @@ const CHUNK: usize = 1_000;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL names a database this build cannot use.
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// The driver failed.
     #[error(transparent)]
@@ -76,7 +176,11 @@ pub enum StoreError {
 /// The database: a read pool and the committer.
 #[derive(Clone)]
 pub struct Store {
-    reads: SqlitePool,
+    reads: AnyPool,
+    /// For the rare writes made outside the committer (operator keys, tenants, deploys).
+    writes: AnyPool,
+    backend: Backend,
+    url: String,
     point_reads: documents::PointReads,
     committer: Committer,
     subscriptions: Arc<Subscriptions>,
@@ -85,8 +189,6 @@ pub struct Store {
     max_pending: i64,
     storage_quotas: Arc<StorageQuotas>,
     files: Arc<Files>,
-    /// For the rare writes made outside the committer (operator keys, tenants).
-    write_options: SqliteConnectOptions,
 }
 
 impl Store {
@@ -98,24 +200,43 @@ impl Store {
         config: &DatabaseConfig,
         queue: &QueueConfig,
     ) -> Result<Self, StoreError> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(url.to_owned()));
-        }
-        let synchronous = match config.synchronous {
-            Synchronous::Full => SqliteSynchronous::Full,
-            Synchronous::Normal => SqliteSynchronous::Normal,
+        let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        sqlx::any::install_default_drivers();
+        let synchronous = config.synchronous;
+        let options = |url: &str| -> Result<AnyConnectOptions, sqlx::Error> {
+            Ok(AnyConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace))
         };
-        let base = SqliteConnectOptions::from_str(url)?
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
-            .busy_timeout(Duration::from_secs(10))
-            .log_statements(tracing::log::LevelFilter::Trace);
-        let mut writer: SqliteConnection = base.clone().create_if_missing(true).connect().await?;
-        sqlx::migrate!("./migrations").run(&mut writer).await?;
-        let reads = SqlitePoolOptions::new()
-            .max_connections(config.read_connections.max(1))
-            .connect_with(base.clone().read_only(true))
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max.max(1))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move { prepare(conn, synchronous).await })
+                })
+        };
+        let (writer_url, reads_url) = match backend {
+            // The file is created if missing; readers open it read-only.
+            Backend::Sqlite => (with_param(url, "mode=rwc"), with_param(url, "mode=ro")),
+            Backend::Postgres => (url.to_owned(), url.to_owned()),
+        };
+        let mut writer = AnyConnection::connect_with(&options(&writer_url)?).await?;
+        prepare(&mut writer, synchronous).await?;
+        match backend {
+            Backend::Sqlite => {
+                writer.execute("PRAGMA journal_mode = WAL").await?;
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&mut writer)
+                    .await?;
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&mut writer)
+                    .await?;
+            }
+        }
+        let reads = pool(config.read_connections)
+            .connect_with(options(&reads_url)?)
             .await?;
+        let writes = pool(4).connect_with(options(&writer_url)?).await?;
         let subscriptions = Arc::new(Subscriptions::default());
         let ready = Arc::new(Notify::new());
         let window_ms =
@@ -135,6 +256,9 @@ impl Store {
         Ok(Self {
             point_reads: documents::PointReads::start(reads.clone(), config.read_connections),
             reads,
+            writes,
+            backend,
+            url: url.to_owned(),
             committer: Committer::start(writer, config.max_batch.max(1), context),
             subscriptions,
             ready,
@@ -142,7 +266,6 @@ impl Store {
             max_pending: i64::try_from(queue.max_pending_per_tenant).unwrap_or(i64::MAX),
             storage_quotas,
             files,
-            write_options: base,
         })
     }
 
@@ -152,6 +275,43 @@ impl Store {
     pub fn queue_full(&self, tenant: &str) -> Option<i64> {
         let pending = self.depth.get(tenant);
         (pending >= self.max_pending).then_some(pending)
+    }
+
+    /// The catalog's generation: it moves whenever tenants or deployed
+    /// functions change, on any node.
+    pub async fn catalog_generation(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT generation FROM catalog_changes WHERE id = 1")
+                .fetch_one(&self.reads)
+                .await?,
+        )
+    }
+
+    /// The bytes of component `sha`, if some deploy stored them.
+    pub async fn component(&self, sha: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM components WHERE sha = $1")
+                .bind(sha)
+                .fetch_optional(&self.reads)
+                .await?,
+        )
+    }
+
+    /// The URL of the database, for the cluster listener.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Counts every tenant's waiting deliveries again: on a shared database
+    /// other nodes add and remove them too.
+    pub async fn recount_pending(&self) -> Result<(), StoreError> {
+        self.depth.replace(queue::count_pending(&self.reads).await?);
+        Ok(())
     }
 
     /// The committer, through which every write goes.
@@ -180,8 +340,25 @@ impl Store {
     }
 
     /// Leases those of `claim.ids` still free: (delivery id, lease, attempt).
+    ///
+    /// On SQLite the claim rides the committer's next transaction. On
+    /// PostgreSQL it is a transaction of its own, outside the write lock, so
+    /// nodes claim side by side; `FOR UPDATE SKIP LOCKED` keeps any two
+    /// from leasing the same delivery.
     pub async fn claim(&self, claim: Claim) -> Result<Vec<(String, Lease, u32)>, CommitError> {
-        self.committer.op(|r| Op::Claim(claim, r)).await
+        match self.backend {
+            Backend::Sqlite => self.committer.op(|r| Op::Claim(claim, r)).await,
+            Backend::Postgres => {
+                let database = |e: sqlx::Error| CommitError::Database(e.to_string());
+                let mut conn = self.writes.acquire().await.map_err(database)?;
+                let mut tx = conn.begin().await.map_err(database)?;
+                let won = queue::claim(&mut tx, &claim, now_ms())
+                    .await
+                    .map_err(database)?;
+                tx.commit().await.map_err(database)?;
+                Ok(won)
+            }
+        }
     }
 
     /// Fires or skips a schedule tick; false if another runner already did.
@@ -231,7 +408,7 @@ impl Store {
 fn select_documents<'a>(
     columns: &str,
     keys: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
-) -> QueryBuilder<Sqlite> {
+) -> QueryBuilder<Any> {
     let mut q = QueryBuilder::new(format!(
         "SELECT {columns} FROM documents WHERE (tenant, collection, key) IN ("
     ));
@@ -247,6 +424,18 @@ fn select_documents<'a>(
     }
     q.push(")");
     q
+}
+
+/// `url` with `param` added to its query string (unless it has one already).
+fn with_param(url: &str, param: &str) -> String {
+    let key = param.split('=').next().unwrap_or(param);
+    if url.contains(&format!("{key}=")) {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&{param}")
+    } else {
+        format!("{url}?{param}")
+    }
 }
 
 /// Milliseconds since the Unix epoch.

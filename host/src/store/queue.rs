@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 
 use super::{CHUNK, Store, StoreError, now_ms};
 
@@ -83,11 +83,11 @@ impl Depth {
 }
 
 /// Deliveries per tenant, counted.
-pub(super) async fn count_pending(
-    conn: &mut SqliteConnection,
+pub(super) async fn count_pending<'e>(
+    conn: impl sqlx::Executor<'e, Database = Any>,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
     let rows = sqlx::query("SELECT tenant, count(*) FROM deliveries GROUP BY tenant")
-        .fetch_all(&mut *conn)
+        .fetch_all(conn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
@@ -109,7 +109,7 @@ pub(super) struct NewMessage {
 /// idempotency key was used on its topic within `window_ms` is dropped.
 /// Adds the deliveries created to `deltas`, per tenant.
 pub(super) async fn enqueue(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     messages: Vec<NewMessage>,
     subscriptions: &Subscriptions,
     deltas: &mut HashMap<Arc<str>, i64>,
@@ -120,7 +120,7 @@ pub(super) async fn enqueue(
     for m in messages.iter().filter(|m| m.idempotency_key.is_some()) {
         sqlx::query(
             "UPDATE outbox SET idempotency_key = NULL \
-             WHERE tenant = ? AND topic = ? AND idempotency_key = ? AND created_at < ?",
+             WHERE tenant = $1 AND topic = $2 AND idempotency_key = $3 AND created_at < $4",
         )
         .bind(&*m.tenant)
         .bind(&m.topic)
@@ -135,7 +135,7 @@ pub(super) async fn enqueue(
         .collect();
     let mut inserted = std::collections::HashSet::new();
     for chunk in rows.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Any>::new(
             "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id) ",
         );
         q.push_values(chunk, |mut b, (id, m)| {
@@ -149,7 +149,7 @@ pub(super) async fn enqueue(
                 .push_bind(m.request_id.clone());
         });
         q.push(" ON CONFLICT DO NOTHING RETURNING id");
-        for row in q.build().fetch_all(&mut *conn).await? {
+        for row in super::build(&mut q)?.fetch_all(&mut *conn).await? {
             inserted.insert(row.get::<String, _>(0));
         }
     }
@@ -166,7 +166,7 @@ pub(super) async fn enqueue(
         }
     }
     for chunk in deliveries.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Any>::new(
             "INSERT INTO deliveries (id, message_id, tenant, function, available_at) ",
         );
         q.push_values(chunk, |mut b, (id, m, function)| {
@@ -176,7 +176,7 @@ pub(super) async fn enqueue(
                 .push_bind(function.to_string())
                 .push_bind(m.available_at);
         });
-        q.build().execute(&mut *conn).await?;
+        super::build(&mut q)?.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -226,12 +226,13 @@ impl DeliveryEnd {
 
 /// The leases held right now, among `ids`: delivery id → token.
 pub(super) async fn current_leases(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     ids: &[&str],
 ) -> Result<HashMap<String, String>, sqlx::Error> {
+    let postgres = super::Backend::of_connection(conn) == super::Backend::Postgres;
     let mut leases = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Any>::new(
             "SELECT id, lease_token FROM deliveries WHERE lease_token IS NOT NULL AND id IN (",
         );
         let mut list = q.separated(", ");
@@ -239,7 +240,12 @@ pub(super) async fn current_leases(
             list.push_bind(id.to_string());
         }
         q.push(")");
-        for row in q.build().fetch_all(&mut *conn).await? {
+        if postgres {
+            // Held until commit: a claim on another node skips these rows
+            // rather than re-leasing one while its end is being written.
+            q.push(" FOR UPDATE");
+        }
+        for row in super::build(&mut q)?.fetch_all(&mut *conn).await? {
             leases.insert(row.get(0), row.get(1));
         }
     }
@@ -249,7 +255,7 @@ pub(super) async fn current_leases(
 /// Applies `ends`, whose leases were checked in the same transaction. The
 /// common end, done, is one statement for the whole batch.
 pub(super) async fn end_deliveries(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     ends: &[DeliveryEnd],
     now: i64,
 ) -> Result<(), sqlx::Error> {
@@ -261,21 +267,21 @@ pub(super) async fn end_deliveries(
         })
         .collect();
     for chunk in done.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM deliveries WHERE id IN (");
+        let mut q = QueryBuilder::<Any>::new("DELETE FROM deliveries WHERE id IN (");
         let mut list = q.separated(", ");
         for id in chunk {
             list.push_bind(id.to_string());
         }
         q.push(")");
-        q.build().execute(&mut *conn).await?;
+        super::build(&mut q)?.execute(&mut *conn).await?;
     }
     for end in ends {
         match end {
             DeliveryEnd::Done(_) => {}
             DeliveryEnd::Retry { lease, at, error } => {
                 sqlx::query(
-                    "UPDATE deliveries SET available_at = ?, lease_until = NULL, lease_token = NULL, \
-                     last_error = ? WHERE id = ?",
+                    "UPDATE deliveries SET available_at = $1, lease_until = NULL, lease_token = NULL, \
+                     last_error = $2 WHERE id = $3",
                 )
                 .bind(at)
                 .bind(error)
@@ -286,14 +292,14 @@ pub(super) async fn end_deliveries(
             DeliveryEnd::Dead { lease, error } => {
                 sqlx::query(
                     "INSERT INTO dead_letters (id, message_id, tenant, function, attempts, last_error, failed_at) \
-                     SELECT id, message_id, tenant, function, attempts, ?, ? FROM deliveries WHERE id = ?",
+                     SELECT id, message_id, tenant, function, attempts, $1, $2 FROM deliveries WHERE id = $3",
                 )
                 .bind(error)
                 .bind(now)
                 .bind(&lease.delivery_id)
                 .execute(&mut *conn)
                 .await?;
-                sqlx::query("DELETE FROM deliveries WHERE id = ?")
+                sqlx::query("DELETE FROM deliveries WHERE id = $1")
                     .bind(&lease.delivery_id)
                     .execute(&mut *conn)
                     .await?;
@@ -316,26 +322,33 @@ pub struct Claim {
 /// attempt number) for each one won. The attempt is counted now, so a
 /// delivery that crashes its host still uses up an attempt.
 pub(super) async fn claim(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     claim: &Claim,
     now: i64,
 ) -> Result<Vec<(String, Lease, u32)>, sqlx::Error> {
+    let postgres = super::Backend::of_connection(conn) == super::Backend::Postgres;
     let token = uuid::Uuid::now_v7().to_string();
     let mut won = Vec::new();
     for chunk in claim.ids.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new("UPDATE deliveries SET lease_until = ");
+        let mut q = QueryBuilder::<Any>::new("UPDATE deliveries SET lease_until = ");
         q.push_bind(now.saturating_add(claim.lease_ms))
             .push(", lease_token = ")
             .push_bind(token.clone())
-            .push(", attempts = attempts + 1 WHERE (lease_until IS NULL OR lease_until <= ")
+            .push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM deliveries WHERE (lease_until IS NULL OR lease_until <= ")
             .push_bind(now)
             .push(") AND id IN (");
         let mut list = q.separated(", ");
         for id in chunk {
             list.push_bind(id.clone());
         }
+        q.push(")");
+        if postgres {
+            // Another node claiming, or a commit settling, one of these
+            // holds its row: skip it rather than wait; it is not free.
+            q.push(" FOR UPDATE SKIP LOCKED");
+        }
         q.push(") RETURNING id, attempts");
-        for row in q.build().fetch_all(&mut *conn).await? {
+        for row in super::build(&mut q)?.fetch_all(&mut *conn).await? {
             let id: String = row.get(0);
             let attempts: i64 = row.get(1);
             let lease = Lease {
@@ -369,15 +382,15 @@ pub struct Tick {
 
 /// Applies `tick`; true when this runner advanced the schedule.
 pub(super) async fn tick(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     tick: &Tick,
     subscriptions: &Subscriptions,
     deltas: &mut HashMap<Arc<str>, i64>,
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let moved = sqlx::query(
-        "UPDATE schedules SET next_tick = ?, last_tick = coalesce(?, last_tick) \
-         WHERE tenant = ? AND function = ? AND name = ? AND next_tick = ?",
+        "UPDATE schedules SET next_tick = $1, last_tick = coalesce($2, last_tick) \
+         WHERE tenant = $3 AND function = $4 AND name = $5 AND next_tick = $6",
     )
     .bind(tick.next)
     .bind(tick.fired.as_ref().map(|(at, _)| *at))
@@ -424,14 +437,14 @@ pub struct ScheduleRow {
 /// Records `rows`, keeping the stored next tick of schedules that did not
 /// change, and returns every schedule's next tick.
 pub(super) async fn register_schedules(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     rows: &[ScheduleRow],
 ) -> Result<Vec<i64>, sqlx::Error> {
     let mut next = Vec::with_capacity(rows.len());
     for row in rows {
         let tick: i64 = sqlx::query_scalar(
             "INSERT INTO schedules (tenant, function, name, cron, timezone, next_tick) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (tenant, function, name) DO UPDATE SET \
                next_tick = CASE WHEN schedules.cron = excluded.cron \
                                  AND schedules.timezone = excluded.timezone \
@@ -464,7 +477,7 @@ pub struct DeadLetterFilter {
 }
 
 impl DeadLetterFilter {
-    fn push_where(&self, q: &mut QueryBuilder<Sqlite>) {
+    fn push_where(&self, q: &mut QueryBuilder<Any>) {
         q.push(" WHERE 1 = 1");
         if let Some(id) = &self.id {
             q.push(" AND d.id = ").push_bind(id.clone());
@@ -481,38 +494,41 @@ impl DeadLetterFilter {
 /// Moves the dead letters matching `filter` back to the deliveries, with
 /// their attempts reset; returns how many.
 pub(super) async fn replay(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     filter: &DeadLetterFilter,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut q = QueryBuilder::<Sqlite>::new(
+    let mut q = QueryBuilder::<Any>::new(
         "INSERT INTO deliveries (id, message_id, tenant, function, available_at) \
          SELECT d.id, d.message_id, d.tenant, d.function, ",
     );
     q.push_bind(now).push(" FROM dead_letters d");
     filter.push_where(&mut q);
     q.push(" ON CONFLICT DO NOTHING");
-    let moved = q.build().execute(&mut *conn).await?.rows_affected();
-    let mut q = QueryBuilder::<Sqlite>::new(
+    let moved = super::build(&mut q)?
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let mut q = QueryBuilder::<Any>::new(
         "DELETE FROM dead_letters WHERE id IN (SELECT d.id FROM dead_letters d",
     );
     filter.push_where(&mut q);
     q.push(")");
-    q.build().execute(&mut *conn).await?;
+    super::build(&mut q)?.execute(&mut *conn).await?;
     Ok(moved)
 }
 
 /// Gives back `leases` of deliveries that never started, and the attempt
 /// their claim counted.
 pub(super) async fn release(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     leases: &[Lease],
 ) -> Result<u64, sqlx::Error> {
     let mut released = 0;
     for lease in leases {
         released += sqlx::query(
             "UPDATE deliveries SET lease_until = NULL, lease_token = NULL, \
-             attempts = max(attempts - 1, 0) WHERE id = ? AND lease_token = ?",
+             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = $1 AND lease_token = $2",
         )
         .bind(&lease.delivery_id)
         .bind(&lease.token)
@@ -525,7 +541,7 @@ pub(super) async fn release(
 
 /// Frees every lease: for a database only this process uses, at start-up,
 /// when every lease belongs to a process that is gone.
-pub(super) async fn release_leases(conn: &mut SqliteConnection) -> Result<u64, sqlx::Error> {
+pub(super) async fn release_leases(conn: &mut AnyConnection) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE deliveries SET lease_until = NULL, lease_token = NULL WHERE lease_token IS NOT NULL",
     )
@@ -537,13 +553,13 @@ pub(super) async fn release_leases(conn: &mut SqliteConnection) -> Result<u64, s
 /// Drops what no one needs any more: idempotency keys and delivered
 /// messages older than the window.
 pub(super) async fn collect_garbage(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     window_ms: i64,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     let cutoff = now.saturating_sub(window_ms);
     let deleted = sqlx::query(
-        "DELETE FROM outbox WHERE created_at < ? \
+        "DELETE FROM outbox WHERE created_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = outbox.id) \
          AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.message_id = outbox.id)",
     )
@@ -615,9 +631,9 @@ impl Store {
             let rows = sqlx::query(
                 "SELECT d.id, d.tenant, d.function, o.id, o.topic, o.payload, o.idempotency_key, o.created_at \
                  FROM deliveries d JOIN outbox o ON o.id = d.message_id \
-                 WHERE d.tenant = ? AND d.function = ? AND d.available_at <= ? \
-                   AND (d.lease_until IS NULL OR d.lease_until <= ?) \
-                 ORDER BY d.available_at LIMIT ?",
+                 WHERE d.tenant = $1 AND d.function = $2 AND d.available_at <= $3 \
+                   AND (d.lease_until IS NULL OR d.lease_until <= $4) \
+                 ORDER BY d.available_at LIMIT $5",
             )
             .bind(&**tenant)
             .bind(&**function)
@@ -646,9 +662,9 @@ impl Store {
         let now = now_ms();
         let next: Option<i64> = sqlx::query_scalar(
             "SELECT min(t) FROM ( \
-               SELECT min(available_at) AS t FROM deliveries WHERE available_at > ?1 \
+               SELECT min(available_at) AS t FROM deliveries WHERE available_at > $1 \
                UNION ALL \
-               SELECT min(lease_until) FROM deliveries WHERE lease_until > ?1)",
+               SELECT min(lease_until) FROM deliveries WHERE lease_until > $1) AS due",
         )
         .bind(now)
         .fetch_one(&self.reads)
@@ -690,14 +706,14 @@ impl Store {
         filter: &DeadLetterFilter,
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Any>::new(
             "SELECT d.id, d.message_id, d.tenant, d.function, o.topic, d.attempts, d.last_error, \
              d.failed_at, o.created_at, o.payload FROM dead_letters d JOIN outbox o ON o.id = d.message_id",
         );
         filter.push_where(&mut q);
         q.push(" ORDER BY d.failed_at DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = q.build().fetch_all(&self.reads).await?;
+        let rows = super::build(&mut q)?.fetch_all(&self.reads).await?;
         Ok(rows
             .into_iter()
             .map(|row| {

@@ -143,6 +143,7 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
             }
         }
     };
+    let mut failed = false;
     while !*stop.borrow() {
         let now = now_ms();
         for (scheduled, due) in schedules.iter().zip(next.iter_mut()) {
@@ -175,7 +176,11 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
                     Ok(stored) => next = stored,
                     Err(e) => tracing::error!(error = %e, "reloading schedules failed"),
                 },
-                Err(e) => tracing::error!(error = %e, "firing a schedule tick failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "firing a schedule tick failed");
+                    // The database may be down: try again in a second, not at once.
+                    failed = true;
+                }
             }
             break;
         }
@@ -183,9 +188,14 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
         let soonest = next.iter().copied().min().unwrap_or(i64::MAX);
         let wait = Duration::from_millis(u64::try_from(soonest - now).unwrap_or(0))
             .min(Duration::from_secs(60));
-        if soonest <= now {
+        if soonest <= now && !std::mem::take(&mut failed) {
             continue;
         }
+        let wait = if soonest <= now {
+            Duration::from_secs(1)
+        } else {
+            wait
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Any, AnyConnection, QueryBuilder, Row};
+use sqlx::{Any, AnyConnection, Connection, QueryBuilder, Row};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -209,6 +209,8 @@ pub(super) struct Context {
     pub storage_quotas: Arc<StorageQuotas>,
     /// Blob directories, for renaming staged files and deleting replaced ones.
     pub files: Arc<Files>,
+    /// How to connect again when the connection is lost.
+    pub writer: super::Writer,
 }
 
 /// Each tenant's `max_stored_bytes`, for the committer to check writes against.
@@ -309,6 +311,10 @@ impl Committer {
     }
 }
 
+/// Pauses between attempts to reconnect to a database that went away.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// How long a record that nobody waits for may be held back.
 const RECORD_DELAY: Duration = Duration::from_millis(100);
 
@@ -320,6 +326,7 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: us
     // to ride along with the next commit someone waits for, rather than
     // paying a transaction and an fsync of their own.
     let mut held_since: Option<Instant> = None;
+    let mut backoff = MIN_BACKOFF;
     let mut open = true;
     while open {
         let due = held_since.map(|t| t + RECORD_DELAY);
@@ -353,8 +360,25 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: us
             held_since.get_or_insert_with(Instant::now);
             continue;
         }
-        if !batch.is_empty() || !ops.is_empty() {
-            commit_batch(&mut conn, &mut batch, &mut ops, &ctx).await;
+        if (!batch.is_empty() || !ops.is_empty())
+            && !commit_batch(&mut conn, &mut batch, &mut ops, &ctx).await
+            && conn.ping().await.is_err()
+        {
+            // The connection is gone (the database restarted, the network
+            // dropped): connect again, pausing between failed attempts so a
+            // database that stays down gets 503s, not a busy loop.
+            match super::connect_writer(&ctx.writer).await {
+                Ok(fresh) => {
+                    tracing::info!("committer reconnected to the database");
+                    conn = fresh;
+                    backoff = MIN_BACKOFF;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "committer cannot reach the database");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
         }
         held_since = None;
         for done in flushes.drain(..) {
@@ -365,12 +389,13 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: us
 
 type Reply = Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>;
 
+/// Commits one batch; false if it failed (and nothing of it was written).
 async fn commit_batch(
     conn: &mut AnyConnection,
     batch: &mut Vec<(CommitRequest, Reply)>,
     ops: &mut Vec<Op>,
     ctx: &Context,
-) {
+) -> bool {
     let size = batch.len() + ops.len();
     let mut settles = Vec::with_capacity(ops.len());
     let mut effects = Effects::default();
@@ -423,6 +448,7 @@ async fn commit_batch(
                     tracing::warn!(error = %e, "could not tell other nodes of new deliveries");
                 }
             }
+            true
         }
         Err(e) => {
             tracing::error!(size, error = %e, "batch commit failed; nothing of it was written");
@@ -438,6 +464,7 @@ async fn commit_batch(
             for op in ops.drain(..) {
                 op.fail(&err);
             }
+            false
         }
     }
 }

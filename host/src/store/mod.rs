@@ -135,6 +135,20 @@ fn build(q: &mut QueryBuilder<Any>) -> Result<Query<'static, Any, AnyArguments>,
     ))
 }
 
+/// How the committer connects.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    options: AnyConnectOptions,
+    synchronous: Synchronous,
+}
+
+/// Opens and prepares the committer's connection.
+async fn connect_writer(writer: &Writer) -> Result<AnyConnection, sqlx::Error> {
+    let mut conn = AnyConnection::connect_with(&writer.options).await?;
+    prepare(&mut conn, writer.synchronous).await?;
+    Ok(conn)
+}
+
 /// Connection settings the URL cannot carry, run on every new connection.
 async fn prepare(conn: &mut AnyConnection, synchronous: Synchronous) -> Result<(), sqlx::Error> {
     if Backend::of_connection(conn) == Backend::Sqlite {
@@ -218,8 +232,11 @@ impl Store {
             Backend::Sqlite => (with_param(url, "mode=rwc"), with_param(url, "mode=ro")),
             Backend::Postgres => (url.to_owned(), url.to_owned()),
         };
-        let mut writer = AnyConnection::connect_with(&options(&writer_url)?).await?;
-        prepare(&mut writer, synchronous).await?;
+        let writer_options = Writer {
+            options: options(&writer_url)?,
+            synchronous,
+        };
+        let mut writer = connect_writer(&writer_options).await?;
         match backend {
             Backend::Sqlite => {
                 writer.execute("PRAGMA journal_mode = WAL").await?;
@@ -252,6 +269,7 @@ impl Store {
             window_ms,
             depth: depth.clone(),
             storage_quotas: storage_quotas.clone(),
+            writer: writer_options,
         };
         Ok(Self {
             point_reads: documents::PointReads::start(reads.clone(), config.read_connections),

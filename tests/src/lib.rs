@@ -1,5 +1,9 @@
 //! Test harness: a real Sluice host on an ephemeral loopback port, with a
-//! temporary data directory and SQLite file, spoken to over real HTTP.
+//! temporary data directory and database, spoken to over real HTTP.
+//!
+//! The database is the SQLite file in the data directory, or with
+//! `SLUICE_TEST_BACKEND=postgres` a fresh PostgreSQL database tied to the
+//! data directory ([`database_url`], [`postgres`]).
 //!
 //! Guests are built once by `scripts/build-guests.sh` (the test script runs
 //! it first); every host here loads the example guests and the test guests.
@@ -11,17 +15,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use sluice_host::config::{Config, KeyConfig};
 use sluice_host::{App, Server};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use reqwest::StatusCode;
+
+pub mod postgres;
+
+use postgres::{Backend, backend};
 
 /// The HS256 secret the test hosts accept.
 pub const HS_SECRET: &str = "sluice-tests-hs256-secret-0123456789abcdef";
@@ -61,10 +70,12 @@ pub struct TestHost {
     task: Option<JoinHandle<()>>,
 }
 
-/// The configuration every test host uses, with its data in `data_dir`.
-pub fn config(data_dir: &Path) -> Config {
+/// The configuration every test host uses, with its data in `data_dir` and
+/// its database from [`database_url`].
+pub fn config(data_dir: &Path) -> Result<Config> {
     let mut config = Config {
         data_dir: data_dir.to_owned(),
+        database_url: database_url_sync(data_dir)?,
         functions_dirs: vec![root().join("guest-examples"), root().join("tests/guests")],
         ..Config::default()
     };
@@ -96,7 +107,60 @@ pub fn config(data_dir: &Path) -> Config {
     config.runtime.max_instances = 128;
     // Compiled guests are shared by every test host: compile once per run.
     config.runtime.cache_dir = Some(root().join("target/sluice-test-cache"));
-    config
+    Ok(config)
+}
+
+/// The file in a data directory that names its PostgreSQL database, so that
+/// a host restarted on the directory finds its data again.
+const DATABASE_URL_FILE: &str = "test-database-url";
+
+/// The database URL for a host with its data in `data_dir`: `None` on
+/// SQLite (the host's default, `sluice.db` in `data_dir`); on PostgreSQL a
+/// fresh database the first time, recorded in `<data_dir>/test-database-url`
+/// and the same one after that.
+pub async fn database_url(data_dir: &Path) -> Result<Option<String>> {
+    if backend() == Backend::Sqlite {
+        return Ok(None);
+    }
+    if let Some(url) = recorded_database_url(data_dir)? {
+        return Ok(Some(url));
+    }
+    let url = postgres::fresh_database().await?;
+    std::fs::create_dir_all(data_dir)?;
+    let file = data_dir.join(DATABASE_URL_FILE);
+    std::fs::write(&file, &url).with_context(|| format!("writing {}", file.display()))?;
+    Ok(Some(url))
+}
+
+/// [`database_url`] for code that is not async (process and CLI helpers).
+pub fn database_url_sync(data_dir: &Path) -> Result<Option<String>> {
+    if backend() == Backend::Sqlite {
+        return Ok(None);
+    }
+    if let Some(url) = recorded_database_url(data_dir)? {
+        return Ok(Some(url));
+    }
+    // A thread with its own runtime: the caller may be inside a runtime,
+    // where `block_on` panics.
+    let dir = data_dir.to_owned();
+    std::thread::spawn(move || -> Result<Option<String>> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(database_url(&dir))
+    })
+    .join()
+    .map_err(|_| anyhow!("creating the test database panicked"))?
+}
+
+/// The PostgreSQL database URL recorded in `data_dir`, if any.
+fn recorded_database_url(data_dir: &Path) -> Result<Option<String>> {
+    let file = data_dir.join(DATABASE_URL_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(url) => Ok(Some(url.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
 }
 
 impl TestHost {
@@ -114,7 +178,9 @@ impl TestHost {
                 todo.display()
             );
         }
-        let mut config = config(data.path());
+        // Creates the PostgreSQL database here, without blocking the runtime.
+        database_url(data.path()).await?;
+        let mut config = config(data.path())?;
         adjust(&mut config);
         let app = App::build(&config).await.context("building the app")?;
         let server = Server::bind(app, config.listen, config.http.clone())
@@ -166,7 +232,7 @@ impl TestHost {
         Self::start_with(data, |_| {}).await
     }
 
-    /// The data directory (database, keys).
+    /// The data directory (SQLite database or `test-database-url`, keys).
     pub fn data(&self) -> &Path {
         self.data.path()
     }
@@ -176,8 +242,8 @@ impl TestHost {
         format!("{}{path}", self.base)
     }
 
-    /// A read-only pool on the host's SQLite file, to check what was committed.
-    pub async fn db(&self) -> Result<SqlitePool> {
+    /// A read-only pool on the host's database, to check what was committed.
+    pub async fn db(&self) -> Result<AnyPool> {
         db(self.data.path()).await
     }
 
@@ -330,18 +396,31 @@ pub fn sign_es256(claims: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// A read-only pool on the SQLite file in `data_dir`.
-pub async fn db(data_dir: &Path) -> Result<SqlitePool> {
-    let options = SqliteConnectOptions::new()
-        .filename(data_dir.join("sluice.db"))
-        .read_only(true);
-    Ok(SqlitePoolOptions::new()
+/// A read-only pool on the database of the host with its data in
+/// `data_dir`: checks must never change what the host wrote. Write SQL that
+/// both backends run: `$1` placeholders, no SQLite-only functions, and a
+/// cast to BIGINT where PostgreSQL would answer NUMERIC.
+pub async fn db(data_dir: &Path) -> Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let url = match backend() {
+        Backend::Sqlite => format!("sqlite://{}?mode=ro", data_dir.join("sluice.db").display()),
+        Backend::Postgres => {
+            let url = recorded_database_url(data_dir)?
+                .with_context(|| format!("no database recorded in {}", data_dir.display()))?;
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}options[default_transaction_read_only]=on")
+        }
+    };
+    AnyPoolOptions::new()
         .max_connections(1)
-        .connect_with(options)
-        .await?)
+        .connect(&url)
+        .await
+        .with_context(|| format!("connecting to {url}"))
 }
 
 /// Runs a `SELECT count(*) …` with bound values on the database in `data_dir`.
+/// The values are bound as text: compare a number column with
+/// `CAST($1 AS BIGINT)`, as PostgreSQL does not compare text with numbers.
 pub async fn count(data_dir: &Path, sql: &'static str, binds: &[&str]) -> Result<i64> {
     let db = db(data_dir).await?;
     let mut query = sqlx::query_scalar(sql);
@@ -381,7 +460,7 @@ pub async fn document(
 ) -> Result<Option<Value>> {
     let db = db(data_dir).await?;
     let value: Option<String> = sqlx::query_scalar(
-        "SELECT value FROM documents WHERE tenant = ? AND collection = ? AND key = ? AND value IS NOT NULL",
+        "SELECT value FROM documents WHERE tenant = $1 AND collection = $2 AND key = $3 AND value IS NOT NULL",
     )
     .bind(tenant)
     .bind(collection)
@@ -407,13 +486,26 @@ pub fn sluice_binary() -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// Runs the real `sluice` binary against `host`'s data directory and admin API.
-pub fn sluice(host: &TestHost, key: Option<&str>, args: &[&str]) -> Result<std::process::Output> {
+/// The real `sluice` binary on the data directory and database of the host
+/// with its data in `data_dir`.
+pub fn sluice_command(data_dir: &Path) -> Result<Command> {
     let mut command = Command::new(sluice_binary()?);
+    // The environment must not pick another database than the host's.
     command
+        .env_remove("SLUICE_DATABASE_URL")
         .arg("--data-dir")
-        .arg(host.data())
-        .args(["--admin-url", &host.admin]);
+        .arg(data_dir);
+    if let Some(url) = database_url_sync(data_dir)? {
+        command.arg("--database-url").arg(url);
+    }
+    Ok(command)
+}
+
+/// Runs the real `sluice` binary against `host`'s data directory, database
+/// and admin API.
+pub fn sluice(host: &TestHost, key: Option<&str>, args: &[&str]) -> Result<std::process::Output> {
+    let mut command = sluice_command(host.data())?;
+    command.args(["--admin-url", &host.admin]);
     if let Some(key) = key {
         command.args(["--key", key]);
     }
@@ -460,8 +552,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `sluice serve` with its data in `data_dir`, loading the
-    /// functions in `functions_dirs`.
+    /// Starts `sluice serve` with its data in `data_dir` (and its database
+    /// from [`database_url`]), loading the functions in `functions_dirs`.
     pub fn start(data_dir: &Path, functions_dirs: &[PathBuf]) -> Result<Self> {
         Self::start_with(data_dir, functions_dirs, "")
     }
@@ -472,7 +564,8 @@ impl Process {
     }
 
     /// Like [`Process::start_with`], with `env` added to the process's
-    /// environment (e.g. `SLUICE_FAULT` for a debug build's fault points).
+    /// environment (e.g. `SLUICE_FAULT` for a debug build's fault points,
+    /// or `SLUICE_DATABASE_URL` for another database than the test one).
     pub fn start_with_env(
         data_dir: &Path,
         functions_dirs: &[PathBuf],
@@ -495,14 +588,20 @@ impl Process {
                 .display()
                 .to_string(),
         );
-        let config = format!("{config}{extra}");
-        let config_path = data_dir.join("sluice-test.toml");
         std::fs::create_dir_all(data_dir)?;
+        // A top-level key: before the first table.
+        let database = match database_url_sync(data_dir)? {
+            Some(url) => format!("database_url = {url:?}\n"),
+            None => String::new(),
+        };
+        let config = format!("{database}{config}{extra}");
+        let config_path = data_dir.join("sluice-test.toml");
         std::fs::write(&config_path, config)?;
         let mut child = Command::new(sluice_binary()?)
             .arg("--config")
             .arg(&config_path)
             .arg("serve")
+            .env_remove("SLUICE_DATABASE_URL")
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stderr(Stdio::piped())

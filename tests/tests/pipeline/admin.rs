@@ -538,7 +538,7 @@ async fn the_stored_bytes_quota_refuses_writes_past_it() -> Result<()> {
         .await?;
     let actual = host
         .count(
-            "SELECT SUM(length(key) + length(value)) FROM documents WHERE tenant = 'acme' AND value IS NOT NULL",
+            "SELECT CAST(SUM(length(key) + length(value)) AS BIGINT) FROM documents WHERE tenant = 'acme' AND value IS NOT NULL",
             &[],
         )
         .await?;

@@ -138,7 +138,7 @@ async fn other_tenant_and_missing_role_are_403() -> Result<()> {
 
     // The refusal never reached the function; the allowed call did.
     let data = host.stop().await?;
-    let sql = "SELECT count(*) FROM invocations WHERE request_id = ?";
+    let sql = "SELECT count(*) FROM invocations WHERE request_id = $1";
     assert_eq!(count(data.path(), sql, &[no_role.request_id()]).await?, 0);
     assert_eq!(count(data.path(), sql, &[with_role.request_id()]).await?, 1);
     Ok(())

@@ -6,11 +6,10 @@
 //! subscribes to the same topic names and must never see `acme`'s messages.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use sluice_tests::{Process, TestHost, count, document, eventually, root, sluice_binary, token};
+use sluice_tests::{Process, TestHost, count, document, eventually, root, sluice_command, token};
 use tempfile::TempDir;
 
 fn acme() -> String {
@@ -114,21 +113,28 @@ async fn a_failing_consumer_is_retried_with_backoff() -> Result<()> {
     Ok(())
 }
 
+/// Whether a message payload mentions `text`. Matched here, not in SQL:
+/// casting a blob to text is SQLite's, PostgreSQL's differs.
+fn mentions(payload: &[u8], text: &str) -> bool {
+    String::from_utf8_lossy(payload).contains(text)
+}
+
 /// The dead letter of `key`'s message: (id, attempts, last error).
 async fn dead_letter(host: &TestHost, key: &str) -> Result<(String, i64, String)> {
-    let pattern = format!("%{key}%");
     eventually(&format!("dead letter for {key}"), || async {
         let db = host.db().await?;
-        let row = sqlx::query_as(
-            "SELECT d.id, d.attempts, d.last_error FROM dead_letters d \
+        let rows: Vec<(String, i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT d.id, d.attempts, d.last_error, o.payload FROM dead_letters d \
              JOIN outbox o ON o.id = d.message_id \
-             WHERE d.function = 'consumer' AND CAST(o.payload AS TEXT) LIKE ?",
+             WHERE d.function = 'consumer'",
         )
-        .bind(&pattern)
-        .fetch_optional(&db)
+        .fetch_all(&db)
         .await?;
         db.close().await;
-        Ok(row)
+        Ok(rows
+            .into_iter()
+            .find(|(.., payload)| mentions(payload, key))
+            .map(|(id, attempts, error, _)| (id, attempts, error)))
     })
     .await
 }
@@ -154,9 +160,7 @@ async fn poison_messages_become_dead_letters_and_replay() -> Result<()> {
     assert_eq!(attempts, 1);
     assert!(error.contains("cannot handle hopeless"), "error: {error}");
 
-    let listed = Command::new(sluice_binary()?)
-        .arg("--data-dir")
-        .arg(host.data())
+    let listed = sluice_command(host.data())?
         .args(["dead-letters", "list", "--tenant", "acme", "--json"])
         .output()?;
     assert!(listed.status.success(), "{listed:?}");
@@ -166,9 +170,7 @@ async fn poison_messages_become_dead_letters_and_replay() -> Result<()> {
         "{listed}"
     );
 
-    let replayed = Command::new(sluice_binary()?)
-        .arg("--data-dir")
-        .arg(host.data())
+    let replayed = sluice_command(host.data())?
         .args(["dead-letters", "replay", &id])
         .output()?;
     assert!(replayed.status.success(), "{replayed:?}");
@@ -179,7 +181,7 @@ async fn poison_messages_become_dead_letters_and_replay() -> Result<()> {
         let retries = runs.iter().filter(|(o, _)| o == "retry").count();
         let dead = count(
             host.data(),
-            "SELECT count(*) FROM dead_letters WHERE id = ?",
+            "SELECT count(*) FROM dead_letters WHERE id = $1",
             &[&id],
         )
         .await?;
@@ -233,12 +235,20 @@ async fn delays_are_honoured_and_duplicates_dropped() -> Result<()> {
 
     effect(host.data(), "late").await?;
     let db = host.db().await?;
-    let (sent, handled): (i64, i64) = sqlx::query_as(
-        "SELECT o.created_at, i.created_at FROM outbox o, invocations i \
-         WHERE CAST(o.payload AS TEXT) LIKE '%\"late\"%' \
-           AND i.function = 'consumer' AND i.outcome = 'ok' AND i.created_at >= o.created_at \
-         ORDER BY i.created_at DESC LIMIT 1",
+    let messages: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT created_at, payload FROM outbox")
+        .fetch_all(&db)
+        .await?;
+    let sent = messages
+        .into_iter()
+        .find(|(_, payload)| mentions(payload, "\"late\""))
+        .map(|(created_at, _)| created_at)
+        .context("no outbox row for the late message")?;
+    let handled: i64 = sqlx::query_scalar(
+        "SELECT created_at FROM invocations \
+         WHERE function = 'consumer' AND outcome = 'ok' AND created_at >= $1 \
+         ORDER BY created_at DESC LIMIT 1",
     )
+    .bind(sent)
     .fetch_one(&db)
     .await?;
     db.close().await;
@@ -270,7 +280,11 @@ async fn delays_are_honoured_and_duplicates_dropped() -> Result<()> {
 async fn a_killed_host_delivers_again_exactly_once() -> Result<()> {
     let data = TempDir::new()?;
     let dirs = [root().join("tests/guests")];
-    let process = Process::start(data.path(), &dirs)?;
+    // On SQLite the restarted host releases the dead one's lease at once; on
+    // PostgreSQL it cannot tell a dead node's lease from a live one's and
+    // waits for it to expire: a short lease, longer than the 4 s run.
+    let lease = "[queue]\nlease_ms = 10000\n";
+    let process = Process::start_with(data.path(), &dirs, lease)?;
     let client = reqwest::Client::new();
     let sent = client
         .post(format!("{}/acme/consumer/send", process.base))
@@ -293,7 +307,7 @@ async fn a_killed_host_delivers_again_exactly_once() -> Result<()> {
         None
     );
 
-    let process = Process::start(data.path(), &dirs)?;
+    let process = Process::start_with(data.path(), &dirs, lease)?;
     let done = effect(data.path(), "crash").await?;
     assert_eq!(done["count"], 1, "effect: {done}");
     assert_eq!(done["attempts"], json!([2]), "the killed run was attempt 1");

@@ -114,7 +114,7 @@ async fn channels_members_post_and_notify() -> Result<()> {
         .assert_problem(403);
 
     let (payload,): (Vec<u8>,) = sqlx::query_as(
-        "SELECT payload FROM outbox WHERE tenant = 'demo' AND topic = 'channel-notifications' AND request_id = ?",
+        "SELECT payload FROM outbox WHERE tenant = 'demo' AND topic = 'channel-notifications' AND request_id = $1",
     )
     .bind(posted.request_id())
     .fetch_one(&host.db().await?)

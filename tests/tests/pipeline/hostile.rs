@@ -90,7 +90,7 @@ async fn assert_stopped(
         async move {
             let db = sluice_tests::db(data).await?;
             let row: Option<(String, Option<String>, i64)> = sqlx::query_as(
-                "SELECT outcome, exceeded_limit, status FROM invocations WHERE request_id = ?",
+                "SELECT outcome, exceeded_limit, status FROM invocations WHERE request_id = $1",
             )
             .bind(&id)
             .fetch_optional(&db)
@@ -113,8 +113,8 @@ async fn assert_stopped(
 
 async fn nothing_committed(data: &std::path::Path, name: &str) -> Result<()> {
     for sql in [
-        "SELECT count(*) FROM documents WHERE tenant = ?",
-        "SELECT count(*) FROM outbox WHERE tenant = ?",
+        "SELECT count(*) FROM documents WHERE tenant = $1",
+        "SELECT count(*) FROM outbox WHERE tenant = $1",
     ] {
         assert_eq!(count(data, sql, &["mallory"]).await?, 0, "{name}: {sql}");
     }

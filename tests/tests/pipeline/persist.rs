@@ -19,12 +19,12 @@ async fn staged_then_failed(path: &str, status: u16, outcome: &str) -> Result<Re
 
     let data = host.stop().await?;
     let id = reply.request_id();
-    let docs = "SELECT count(*) FROM documents WHERE tenant = 'acme' AND collection = 'scratch' AND key = ?";
+    let docs = "SELECT count(*) FROM documents WHERE tenant = 'acme' AND collection = 'scratch' AND key = $1";
     assert_eq!(count(data.path(), docs, &[id]).await?, 0);
-    let outbox = "SELECT count(*) FROM outbox WHERE topic = 'scratch-events' AND request_id = ?";
+    let outbox = "SELECT count(*) FROM outbox WHERE topic = 'scratch-events' AND request_id = $1";
     assert_eq!(count(data.path(), outbox, &[id]).await?, 0);
-    let record =
-        "SELECT count(*) FROM invocations WHERE request_id = ? AND outcome = ? AND status = ?";
+    // Binds are text, which PostgreSQL does not compare with a number.
+    let record = "SELECT count(*) FROM invocations WHERE request_id = $1 AND outcome = $2 AND status = CAST($3 AS BIGINT)";
     let recorded = count(data.path(), record, &[id, outcome, &status.to_string()]).await?;
     assert_eq!(recorded, 1);
     Ok(reply)
@@ -135,7 +135,7 @@ async fn unusable_response_commits_nothing() -> Result<()> {
     assert_eq!(good.status.as_u16(), 202);
     assert_eq!(good.header("x-probe"), "yes");
 
-    let docs = "SELECT count(*) FROM documents WHERE collection = 'probe' AND key = ?";
+    let docs = "SELECT count(*) FROM documents WHERE collection = 'probe' AND key = $1";
     assert_eq!(host.count(docs, &[bad_status.request_id()]).await?, 0);
     assert_eq!(host.count(docs, &[bad_header.request_id()]).await?, 0);
     assert_eq!(host.count(docs, &[good.request_id()]).await?, 1);
@@ -151,7 +151,7 @@ async fn records_of_read_only_invocations_are_committed() -> Result<()> {
     let reply = host.get("/acme/counters/recorded", None).await?;
     assert_eq!(reply.status.as_u16(), 200);
     let id = reply.request_id().to_owned();
-    let sql = "SELECT count(*) FROM invocations WHERE request_id = ? AND outcome = 'ok'";
+    let sql = "SELECT count(*) FROM invocations WHERE request_id = $1 AND outcome = 'ok'";
     tokio::time::timeout(sluice_tests::HANG_GUARD, async {
         while host.count(sql, &[&id]).await.unwrap_or(0) == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

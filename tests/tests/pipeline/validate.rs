@@ -71,7 +71,7 @@ async fn bad_bodies_are_refused_before_the_function() -> Result<()> {
     assert_eq!(ok.status.as_u16(), 200, "body: {}", ok.body);
 
     let data = host.stop().await?;
-    let sql = "SELECT count(*) FROM invocations WHERE request_id = ?";
+    let sql = "SELECT count(*) FROM invocations WHERE request_id = $1";
     for reply in &refused {
         assert_eq!(count(data.path(), sql, &[reply.request_id()]).await?, 0);
     }

@@ -251,6 +251,11 @@ pub fn apply_tenant(
 ) {
     quotas.set(&tenant.name, tenant.rate);
     storage_quotas.set(&tenant.name, tenant.max_stored_bytes);
+    if let (Some(auth), Some(current)) = (&tenant.auth, keyrings.get(&tenant.name))
+        && current.built_from(auth)
+    {
+        return;
+    }
     let keyring = tenant.auth.as_ref().map(|auth| {
         // Checked when it was set; should the keys no longer load, the
         // tenant's tokens are refused rather than checked with the host's keys.

@@ -99,6 +99,9 @@ pub struct Keyring {
     jwks: Option<Arc<Jwks>>,
     tenant_claim: String,
     roles_claim: String,
+    /// The settings it was built from (JSON), so a node re-applying the
+    /// same settings keeps it and its fetched JWKS.
+    source: String,
 }
 
 impl Keyring {
@@ -127,7 +130,13 @@ impl Keyring {
             jwks,
             tenant_claim: config.tenant_claim.clone(),
             roles_claim: config.roles_claim.clone(),
+            source: source(config),
         })
+    }
+
+    /// Whether it was built from `config`.
+    pub fn built_from(&self, config: &AuthConfig) -> bool {
+        self.source == source(config)
     }
 
     /// A keyring that verifies nothing: every token is refused.
@@ -137,6 +146,7 @@ impl Keyring {
             jwks: None,
             tenant_claim: config.tenant_claim.clone(),
             roles_claim: config.roles_claim.clone(),
+            source: source(config),
         }
     }
 
@@ -280,6 +290,10 @@ fn validation(algorithm: Algorithm, config: &AuthConfig) -> Validation {
         validation.required_spec_claims.insert("aud".into());
     }
     validation
+}
+
+fn source(config: &AuthConfig) -> String {
+    serde_json::to_string(config).unwrap_or_default()
 }
 
 /// The keyrings of tenants with their own auth settings; the others use the host's.

@@ -20,6 +20,13 @@ struct Send {
     idempotency_key: Option<String>,
 }
 
+/// `POST /consumer/send-many`: one message per payload, in one commit.
+#[derive(Deserialize)]
+struct SendMany {
+    topic: String,
+    payloads: Vec<Value>,
+}
+
 /// The payload of a message on topic `jobs`.
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -58,6 +65,7 @@ fn notes() -> Collection<Value> {
 #[sluice_sdk::handler]
 fn handle(req: Request) -> Result<Response, Error> {
     match (req.method(), req.param("key")) {
+        ("POST", None) if req.path().ends_with("/send-many") => send_many(req.json()?),
         ("POST", None) => send(req.json()?),
         ("GET", None) => list_effects(),
         ("PUT", Some(key)) => {
@@ -77,6 +85,13 @@ fn send(send: Send) -> Result<Response, Error> {
     };
     queue::send_with(&send.topic, &send.payload, options)?;
     Response::json(202, &json!({ "queued": true }))
+}
+
+fn send_many(batch: SendMany) -> Result<Response, Error> {
+    for payload in &batch.payloads {
+        queue::send(&batch.topic, payload)?;
+    }
+    Response::json(202, &json!({ "queued": batch.payloads.len() }))
 }
 
 /// Every effect, all pages, as `[{"key", "value"}]`.

@@ -1,0 +1,13 @@
+//! Cluster tests: two real `sluice serve` processes, each with its own data
+//! directory and ports, on one fresh PostgreSQL database.
+//!
+//! They always run on PostgreSQL (the test server from
+//! `sluice_tests::postgres`), whatever `SLUICE_TEST_BACKEND` says, and are
+//! skipped on the suite's PostgreSQL pass so that they run once per
+//! `scripts/test.sh`. One binary, so the harness is linked once.
+
+mod deploys;
+mod documents;
+mod messages;
+mod node;
+mod schedules;

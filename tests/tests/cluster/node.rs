@@ -1,0 +1,217 @@
+//! Two `sluice serve` processes on one fresh PostgreSQL database, and what
+//! the tests ask of them: requests, admin calls and metrics.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use sluice_tests::postgres::{Backend, backend, fresh_database};
+use sluice_tests::{HANG_GUARD, Process, Reply, root, sluice_binary};
+use tempfile::TempDir;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// One cluster at a time: two nodes and PostgreSQL already fill two cores,
+/// and the deploy and schedule tests measure time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// True on the suite's PostgreSQL pass, which would only run these again.
+pub fn skipped() -> bool {
+    let skip = backend() == Backend::Postgres;
+    if skip {
+        eprintln!("cluster tests run once, on the SQLite pass: skipped");
+    }
+    skip
+}
+
+/// The test guests: `consumer`, `counter`, `echo`, `probe`, ….
+pub fn guests() -> PathBuf {
+    root().join("tests/guests")
+}
+
+/// One `sluice serve` process.
+pub struct Node {
+    /// `A` or `B`, for messages.
+    pub name: &'static str,
+    /// Its public listener, `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its admin API, `http://127.0.0.1:PORT`.
+    pub admin: String,
+    client: reqwest::Client,
+    // Dropped before `data`: the process stops before its directory goes.
+    process: Process,
+    data: TempDir,
+}
+
+impl Node {
+    fn start(name: &'static str, database: &str, dirs: &[PathBuf], extra: &str) -> Result<Self> {
+        let data = TempDir::new()?;
+        // The environment, because a top-level key cannot follow the
+        // sections of the harness's configuration.
+        let process = Process::start_with_env(
+            data.path(),
+            dirs,
+            extra,
+            &[("SLUICE_DATABASE_URL", database)],
+        )
+        .with_context(|| format!("starting node {name}"))?;
+        // Logged before the address `start_with_env` waits for.
+        let admin = process
+            .log()
+            .iter()
+            .filter(|line| line.contains("admin API listening"))
+            .find_map(|line| {
+                let rest = line.split("admin=").nth(1)?;
+                rest.split_whitespace().next().map(str::to_owned)
+            })
+            .with_context(|| format!("node {name} logged no admin address"))?;
+        Ok(Self {
+            name,
+            base: process.base.clone(),
+            admin: format!("http://{admin}"),
+            // Idle connections go before the host's header timeout closes them.
+            client: reqwest::Client::builder()
+                .timeout(HANG_GUARD)
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()?,
+            process,
+            data,
+        })
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flush.
+    pub fn kill(self) -> Result<()> {
+        self.process.kill()
+    }
+
+    /// A request to the public listener at `path`.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// GET `path` with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Reply> {
+        let mut req = self.request(reqwest::Method::GET, path);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        sluice_tests::send(req).await
+    }
+
+    /// POST `body` as JSON to `path` with a bearer token.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Result<Reply> {
+        let req = self
+            .request(reqwest::Method::POST, path)
+            .bearer_auth(token)
+            .json(body);
+        sluice_tests::send(req).await
+    }
+
+    /// A request to the admin API at `path`, with operator key `key`.
+    pub fn admin(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.admin))
+            .bearer_auth(key)
+    }
+
+    /// The node's `/metrics`, as text.
+    pub async fn metrics(&self, key: &str) -> Result<String> {
+        let reply = sluice_tests::send(self.admin(reqwest::Method::GET, "/metrics", key)).await?;
+        if reply.status != 200 {
+            bail!("node {}: /metrics answered {}", self.name, reply.status);
+        }
+        Ok(String::from_utf8(reply.raw)?)
+    }
+
+    /// The node's log so far, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.process.log();
+        let from = log.len().saturating_sub(40);
+        log[from..].join("\n")
+    }
+}
+
+/// Two nodes, A then B, on one fresh database.
+pub struct Cluster {
+    pub a: Node,
+    pub b: Node,
+    /// The database both use.
+    pub database: String,
+    // Last: held until both nodes are gone.
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Cluster {
+    /// Starts node A, then node B, each loading `dirs`, with `extra`
+    /// appended to both configurations.
+    pub async fn start(dirs: &[PathBuf], extra: &str) -> Result<Self> {
+        let serial = SERIAL.lock().await;
+        let database = fresh_database().await?;
+        let a = Node::start("A", &database, dirs, extra)?;
+        let b = Node::start("B", &database, dirs, extra)?;
+        Ok(Self {
+            a,
+            b,
+            database,
+            _serial: serial,
+        })
+    }
+
+    /// A new operator key, made with `sluice key create` on the database.
+    pub fn operator_key(&self) -> Result<String> {
+        let output = Command::new(sluice_binary()?)
+            .arg("--data-dir")
+            .arg(self.a.data.path())
+            .args(["--database-url", &self.database])
+            .args(["key", "create", "--name", "cluster-tests"])
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "sluice key create failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+    }
+}
+
+/// The value of series `series` (name and labels, as rendered) in the
+/// Prometheus text `metrics`; 0 when absent, as a gauge without rows is.
+pub fn sample(metrics: &str, series: &str) -> Result<f64> {
+    for line in metrics.lines() {
+        if let Some(value) = line.strip_prefix(series).and_then(|v| v.strip_prefix(' ')) {
+            return value
+                .trim()
+                .parse()
+                .with_context(|| format!("metric line {line:?}"));
+        }
+    }
+    Ok(0.0)
+}
+
+/// Polls `check` every `every` until it yields a value; fails after
+/// `guard`. Like [`sluice_tests::eventually`], for waits longer than its
+/// guard or polls that cost a request.
+pub async fn wait_for<T, F, Fut>(
+    what: &str,
+    every: Duration,
+    guard: Duration,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + guard;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}

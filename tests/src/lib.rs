@@ -434,12 +434,26 @@ pub async fn count(data_dir: &Path, sql: &'static str, binds: &[&str]) -> Result
 
 /// Polls `check` every 50 ms until it yields a value; fails after
 /// [`HANG_GUARD`]. For effects that happen after the response (deliveries).
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>>>,
 {
-    let deadline = Instant::now() + HANG_GUARD;
+    poll_until(what, Duration::from_millis(50), HANG_GUARD, check).await
+}
+
+/// Polls `check` every `every` until it yields a value; fails after `guard`.
+pub async fn poll_until<T, F, Fut>(
+    what: &str,
+    every: Duration,
+    guard: Duration,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + guard;
     loop {
         if let Some(value) = check().await? {
             return Ok(value);
@@ -447,7 +461,7 @@ where
         if Instant::now() > deadline {
             bail!("timed out waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sluice_tests::token;
 
-use crate::node::{Cluster, Node, guests, sample, skipped, wait_for};
+use crate::node::{Cluster, Node, guests, sample, skipped};
 
 /// Messages per send: one invocation, one commit (the default `messages`
 /// limit is 1,000).
@@ -60,7 +60,7 @@ async fn handled(node: &Node, key: &str) -> Result<f64> {
 /// Waits until no delivery of the consumer is waiting or running.
 async fn drained(node: &Node, key: &str) -> Result<()> {
     let every = Duration::from_millis(250);
-    wait_for("the queue to drain", every, DRAIN_GUARD, || async {
+    sluice_tests::poll_until("the queue to drain", every, DRAIN_GUARD, || async {
         let depth = sample(&node.metrics(key).await?, DEPTH)?;
         Ok((depth == 0.0).then_some(()))
     })
@@ -155,11 +155,12 @@ async fn a_node_killed_under_load_loses_no_message() -> Result<()> {
 
     let every = Duration::from_millis(50);
     let b = &cluster.b;
-    let by_b = wait_for("node B to handle messages", every, DRAIN_GUARD, || async {
-        let by_b = handled(b, &key).await?;
-        Ok((by_b >= 100.0).then_some(by_b))
-    })
-    .await?;
+    let by_b =
+        sluice_tests::poll_until("node B to handle messages", every, DRAIN_GUARD, || async {
+            let by_b = handled(b, &key).await?;
+            Ok((by_b >= 100.0).then_some(by_b))
+        })
+        .await?;
     let Cluster { a, b, .. } = cluster;
     let backlog = sample(&a.metrics(&key).await?, DEPTH)?;
     b.kill()?;

@@ -1,10 +1,9 @@
 //! Two `sluice serve` processes on one fresh PostgreSQL database, and what
 //! the tests ask of them: requests, admin calls and metrics.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -189,29 +188,4 @@ pub fn sample(metrics: &str, series: &str) -> Result<f64> {
         }
     }
     Ok(0.0)
-}
-
-/// Polls `check` every `every` until it yields a value; fails after
-/// `guard`. Like [`sluice_tests::eventually`], for waits longer than its
-/// guard or polls that cost a request.
-pub async fn wait_for<T, F, Fut>(
-    what: &str,
-    every: Duration,
-    guard: Duration,
-    mut check: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + guard;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(every).await;
-    }
 }

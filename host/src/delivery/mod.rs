@@ -399,7 +399,11 @@ async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt
                     tracing::debug!(runs, collection = %key.collection, key = %key.key,
                         "write conflict; running the function again");
                     if serialized.is_none() {
-                        serialized = Some(app.contention.lock(&consumer.function.tenant, &key).await);
+                        serialized = Some(
+                            app.contention
+                                .lock(&app.store, &consumer.function.tenant, &key)
+                                .await,
+                        );
                     }
                 }
                 Ok(CommitOutcome::Conflict(_)) => {

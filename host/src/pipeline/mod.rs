@@ -266,7 +266,11 @@ where
                 tracing::debug!(attempts, collection = %key.collection, key = %key.key,
                     "write conflict; running the function again");
                 if serialized.is_none() {
-                    serialized = Some(app.contention.lock(&target.function.tenant, &key).await);
+                    serialized = Some(
+                        app.contention
+                            .lock(&app.store, &target.function.tenant, &key)
+                            .await,
+                    );
                 }
                 continue;
             }

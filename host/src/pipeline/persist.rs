@@ -8,7 +8,9 @@ use std::time::Instant;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::staging::{DocKey, Staging};
-use crate::store::{CommitError, CommitOutcome, CommitRequest, InvocationRecord, Store};
+use crate::store::{
+    CommitError, CommitOutcome, CommitRequest, DocumentLock, InvocationRecord, Store,
+};
 
 use super::receive::RouteTarget;
 
@@ -89,11 +91,31 @@ impl Default for Contention {
     }
 }
 
+/// Held while an invocation re-runs after a conflict on one document.
+pub struct ContentionGuard {
+    _local: OwnedMutexGuard<()>,
+    _cluster: Option<DocumentLock>,
+}
+
 impl Contention {
-    /// Waits for the lock that covers `key` of `tenant`.
-    pub async fn lock(&self, tenant: &str, key: &DocKey) -> OwnedMutexGuard<()> {
+    /// Waits for the lock that covers `key` of `tenant`: this node's, then,
+    /// on a database other nodes share, the cluster's, so re-runs on one
+    /// document from every node take turns.
+    pub async fn lock(&self, store: &Store, tenant: &str, key: &DocKey) -> ContentionGuard {
         let hash = self.hasher.hash_one((tenant, &key.collection, &key.key));
         let stripe = &self.stripes[(hash % self.stripes.len() as u64) as usize];
-        stripe.clone().lock_owned().await
+        let local = stripe.clone().lock_owned().await;
+        // Without it re-runs still commit correctly, only less fairly.
+        let cluster = store
+            .lock_document(tenant, &key.collection, &key.key)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "no cluster-wide re-run lock; re-running without it");
+                None
+            });
+        ContentionGuard {
+            _local: local,
+            _cluster: cluster,
+        }
     }
 }

@@ -114,6 +114,35 @@ async fn changed(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// First key of the advisory locks on documents (see [`Store::lock_document`]).
+const DOCUMENT_LOCKS: i32 = 0x736c_7563;
+
+/// A cluster-wide lock on one document; released when dropped.
+pub struct DocumentLock {
+    conn: Option<sqlx::pool::PoolConnection<Any>>,
+    id: i32,
+}
+
+impl Drop for DocumentLock {
+    fn drop(&mut self) {
+        let (Some(mut conn), id) = (self.conn.take(), self.id) else {
+            return;
+        };
+        // Unlocking needs the session that locked; should it fail, closing
+        // the session releases every lock it holds.
+        tokio::spawn(async move {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                .bind(DOCUMENT_LOCKS)
+                .bind(id)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                let _ = conn.close().await;
+            }
+        });
+    }
+}
+
 /// Builds `q` with `$N` placeholders, which both SQLite and PostgreSQL
 /// accept (the `Any` driver's builder writes `?`, which PostgreSQL refuses).
 fn build(q: &mut QueryBuilder<Any>) -> Result<Query<'static, Any, AnyArguments>, sqlx::Error> {
@@ -193,6 +222,9 @@ pub struct Store {
     reads: AnyPool,
     /// For the rare writes made outside the committer (operator keys, tenants, deploys).
     writes: AnyPool,
+    /// Sessions holding cluster-wide document locks (PostgreSQL only),
+    /// opened when contention first needs them.
+    locks: Option<AnyPool>,
     backend: Backend,
     url: String,
     point_reads: documents::PointReads,
@@ -254,6 +286,10 @@ impl Store {
             .connect_with(options(&reads_url)?)
             .await?;
         let writes = pool(4).connect_with(options(&writer_url)?).await?;
+        let locks = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(pool(16).connect_lazy_with(options(&writer_url)?)),
+        };
         let subscriptions = Arc::new(Subscriptions::default());
         let ready = Arc::new(Notify::new());
         let window_ms =
@@ -275,6 +311,7 @@ impl Store {
             point_reads: documents::PointReads::start(reads.clone(), config.read_connections),
             reads,
             writes,
+            locks,
             backend,
             url: url.to_owned(),
             committer: Committer::start(writer, config.max_batch.max(1), context),
@@ -318,6 +355,35 @@ impl Store {
     /// The URL of the database, for the cluster listener.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// On PostgreSQL, waits for the cluster-wide lock on one document, held
+    /// until the returned value is dropped; `None` on SQLite, where one host
+    /// owns the database and its own lock suffices.
+    pub async fn lock_document(
+        &self,
+        tenant: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<DocumentLock>, StoreError> {
+        let Some(pool) = &self.locks else {
+            return Ok(None);
+        };
+        // A hash stable across processes: every node must pick the same key.
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&(tenant, collection, key), &mut hasher);
+        // Two documents sharing 32 bits of hash merely take turns too.
+        let id = (std::hash::Hasher::finish(&hasher) >> 32) as i32;
+        let mut conn = pool.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(DOCUMENT_LOCKS)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(DocumentLock {
+            conn: Some(conn),
+            id,
+        }))
     }
 
     /// Which database this is.

@@ -148,6 +148,7 @@ async fn catch_up(app: &App, seen: &mut Seen) -> Result<(), String> {
         app.quotas.set(gone, None);
         app.store.storage_quotas().set(gone, None);
         app.tenant_keyrings.set(gone, None);
+        app.store.files().forget(gone);
     }
     seen.tenants = now;
     let changed = crate::deploy::sync(app).await.map_err(|e| e.to_string())?;

@@ -84,13 +84,19 @@ impl Files {
         Ok(tenants.entry(tenant.into()).or_insert(opened).clone())
     }
 
+    /// Drops the open handle on `tenant`'s directory, which another node
+    /// deleted: the next use opens (or creates) it afresh.
+    pub fn forget(&self, tenant: &str) {
+        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        tenants.remove(tenant);
+    }
+
     /// Deletes `tenant`'s directory and everything in it. Blocking.
     pub fn remove_tenant(&self, tenant: &str) -> io::Result<()> {
         if !crate::manifest::is_valid_name(tenant) {
             return Ok(());
         }
-        let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        tenants.remove(tenant);
+        self.forget(tenant);
         match std::fs::remove_dir_all(self.root.join(tenant)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

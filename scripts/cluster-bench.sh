@@ -162,6 +162,16 @@ drained() {
     exit 1
 }
 
+# A wrk script at $1 that POSTs JSON body $3 with bearer token $2.
+post_lua() {
+    cat >"$1" <<LUA
+wrk.method = "POST"
+wrk.headers["authorization"] = "Bearer $2"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '$3'
+LUA
+}
+
 # load NAME LUA PATH BASE...: one wrk per node at once, the connections split
 # over them. Prints a line and sets rps, p50, p99 (ms, the worse node) and
 # non2xx (all nodes, socket errors included).
@@ -309,18 +319,8 @@ run_setup() {
     acme=$("$bin" --config "$cfg" token --sub ops --tenant acme)
     curl -fs -X POST "${bases[0]}/demo/channels" -H "authorization: Bearer $alice" \
         -H 'content-type: application/json' -d '{"name":"bench"}' >/dev/null
-    cat >"$work/write.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["authorization"] = "Bearer $alice"
-wrk.headers["content-type"] = "application/json"
-wrk.body = '{"text":"load"}'
-LUA
-    cat >"$work/send.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["authorization"] = "Bearer $acme"
-wrk.headers["content-type"] = "application/json"
-wrk.body = '{"topic":"bench","payload":{"n":1}}'
-LUA
+    post_lua "$work/write.lua" "$alice" '{"text":"load"}'
+    post_lua "$work/send.lua" "$acme" '{"topic":"bench","payload":{"n":1}}'
     echo "$label ($# node$([ $# -gt 1 ] && echo s))"
     cpu_mark
     load write "$work/write.lua" /demo/channels/bench/posts "${bases[@]}"

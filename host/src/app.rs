@@ -200,12 +200,7 @@ impl App {
         }
         let started = std::time::Instant::now();
         let live = store.live_versions().await?;
-        for version in &live {
-            if let Err(e) = deployer.fetch(&store, &version.component).await {
-                tracing::error!(tenant = %version.tenant, function = %version.name, error = %e,
-                    "component of a deployed function unavailable");
-            }
-        }
+        deployer.fetch_all(&store, &live).await;
         let deployed = deployer.restore(&runtime, &live);
         if !live.is_empty() {
             tracing::info!(

@@ -7,16 +7,15 @@
 //! changed in its SQLite file). Deliveries added by another node's commit
 //! wake this node's dispatcher through the same listener.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::app::{App, apply_tenant};
-use crate::store::{Backend, CATALOG_CHANNEL, DELIVERIES_CHANNEL};
+use crate::store::{Backend, Notice, Notices};
 
 /// How often the generation is read, listener or not.
 const POLL: Duration = Duration::from_millis(500);
@@ -27,66 +26,53 @@ const RECOUNT_EVERY: u64 = 4;
 /// Wait before connecting the listener again after a failure.
 const RECONNECT: Duration = Duration::from_secs(5);
 
-enum Event {
-    Poll,
-    Catalog,
-    Deliveries,
-    /// The listener's connection dropped: notices may have been missed.
-    Lost,
-}
-
 /// What this node last applied.
 #[derive(Default)]
 struct Seen {
     generation: Option<i64>,
-    /// Each tenant's settings as last applied, to apply only what changed.
-    tenants: HashMap<String, String>,
+    /// The tenants that existed then, to notice those deleted since.
+    tenants: HashSet<String>,
 }
 
 /// Follows changes made by other nodes until `stop` turns true.
 pub async fn follow(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let shared = app.store.backend() == Backend::Postgres;
     let mut seen = Seen::default();
     let mut polls: u64 = 0;
-    let mut listener: Option<PgListener> = None;
+    let mut notices: Option<Notices> = None;
     let mut next_connect = Instant::now();
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        if app.store.backend() == Backend::Postgres
-            && listener.is_none()
-            && Instant::now() >= next_connect
-        {
-            match listen(app.store.url()).await {
-                Ok(l) => listener = Some(l),
+        if shared && notices.is_none() && Instant::now() >= next_connect {
+            match app.store.notices().await {
+                Ok(n) => notices = n,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for other nodes' changes; polling");
                     next_connect = Instant::now() + RECONNECT;
                 }
             }
         }
-        let event = tokio::select! {
+        let notice = tokio::select! {
             _ = stop.changed() => break,
-            _ = poll.tick() => Event::Poll,
-            event = next_notice(&mut listener) => event,
+            _ = poll.tick() => None,
+            notice = next(&mut notices) => Some(notice),
         };
-        match event {
-            Event::Deliveries => app.store.deliveries_ready().notify_one(),
-            Event::Lost => {
-                listener = None;
+        match notice {
+            Some(Notice::Deliveries) => app.store.deliveries_ready().notify_one(),
+            Some(Notice::Lost) => {
+                notices = None;
                 seen.generation = None;
             }
-            Event::Poll if app.store.backend() == Backend::Postgres => {
-                polls += 1;
-                if polls.is_multiple_of(RECOUNT_EVERY)
-                    && let Err(e) = app.store.recount_pending().await
-                {
-                    tracing::warn!(error = %e, "could not count pending deliveries");
+            Some(Notice::Catalog) | None => {
+                if notice.is_none() && shared {
+                    polls += 1;
+                    if polls.is_multiple_of(RECOUNT_EVERY)
+                        && let Err(e) = app.store.recount_pending().await
+                    {
+                        tracing::warn!(error = %e, "could not count pending deliveries");
+                    }
                 }
-                if let Err(e) = catch_up(&app, &mut seen).await {
-                    tracing::warn!(error = %e, "could not catch up with other nodes' changes");
-                }
-            }
-            Event::Catalog | Event::Poll => {
                 if let Err(e) = catch_up(&app, &mut seen).await {
                     tracing::warn!(error = %e, "could not catch up with other nodes' changes");
                 }
@@ -98,22 +84,10 @@ pub async fn follow(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn listen(url: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
-    listener
-        .listen_all([CATALOG_CHANNEL, DELIVERIES_CHANNEL])
-        .await?;
-    Ok(listener)
-}
-
-async fn next_notice(listener: &mut Option<PgListener>) -> Event {
-    let Some(l) = listener else {
-        return std::future::pending().await;
-    };
-    match l.try_recv().await {
-        Ok(Some(n)) if n.channel() == DELIVERIES_CHANNEL => Event::Deliveries,
-        Ok(Some(_)) => Event::Catalog,
-        Ok(None) | Err(_) => Event::Lost,
+async fn next(notices: &mut Option<Notices>) -> Notice {
+    match notices {
+        Some(n) => n.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -128,23 +102,17 @@ async fn catch_up(app: &App, seen: &mut Seen) -> Result<(), String> {
         return Ok(());
     }
     let tenants = app.store.tenants().await.map_err(|e| e.to_string())?;
-    let mut now = HashMap::with_capacity(tenants.len());
+    // Settings that did not change stay as they are (rate buckets, fetched JWKS).
     for tenant in &tenants {
-        let settings = format!(
-            "{:?}",
-            (&tenant.rate, &tenant.auth, tenant.max_stored_bytes)
+        apply_tenant(
+            &app.quotas,
+            app.store.storage_quotas(),
+            &app.tenant_keyrings,
+            tenant,
         );
-        if seen.tenants.get(&tenant.name) != Some(&settings) {
-            apply_tenant(
-                &app.quotas,
-                app.store.storage_quotas(),
-                &app.tenant_keyrings,
-                tenant,
-            );
-        }
-        now.insert(tenant.name.clone(), settings);
     }
-    for gone in seen.tenants.keys().filter(|t| !now.contains_key(*t)) {
+    let now: HashSet<String> = tenants.into_iter().map(|t| t.name).collect();
+    for gone in seen.tenants.difference(&now) {
         app.quotas.set(gone, None);
         app.store.storage_quotas().set(gone, None);
         app.tenant_keyrings.set(gone, None);

@@ -249,6 +249,17 @@ impl Deployer {
         Ok(())
     }
 
+    /// [`Deployer::fetch`] for each of `versions`; one that fails is logged,
+    /// and [`Deployer::restore`] leaves that version out.
+    pub async fn fetch_all(&self, store: &crate::store::Store, versions: &[StoredVersion]) {
+        for version in versions {
+            if let Err(e) = self.fetch(store, &version.component).await {
+                tracing::error!(tenant = %version.tenant, function = %version.name, error = %e,
+                    "component of a deployed function unavailable");
+            }
+        }
+    }
+
     /// Loads stored version `v`: its component must be here (see [`Deployer::fetch`]).
     pub fn load_stored(&self, runtime: &Runtime, v: &StoredVersion) -> Result<Unit, DeployError> {
         let bytes = self.components.read(&v.component)?;
@@ -480,12 +491,7 @@ pub async fn sync(app: &App) -> Result<bool, DeployError> {
     if load.is_empty() && kept.len() == deployed_here {
         return Ok(false);
     }
-    for version in &load {
-        if let Err(e) = app.deployer.fetch(&app.store, &version.component).await {
-            tracing::error!(tenant = %version.tenant, function = %version.name, error = %e,
-                "component of a deployed function unavailable");
-        }
-    }
+    app.deployer.fetch_all(&app.store, &load).await;
     let (runtime, deployer) = (app.runtime.clone(), app.deployer.clone());
     let loaded = tokio::task::spawn_blocking(move || deployer.restore(&runtime, &load))
         .await

@@ -47,10 +47,15 @@ impl Quotas {
     /// Sets (or, with `None`, removes) `tenant`'s rate.
     pub fn set(&self, tenant: &str, rate: Option<Rate>) {
         let mut rates = self.rates.write().unwrap_or_else(|e| e.into_inner());
-        match rate {
+        let before = match rate {
             Some(rate) => rates.insert(tenant.to_owned(), rate),
             None => rates.remove(tenant),
         };
+        if before == rate {
+            // The same rate again (another node's change, re-applied): the
+            // bucket keeps what it has.
+            return;
+        }
         // A new rate starts from a full bucket.
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         buckets.remove(tenant);

@@ -178,7 +178,8 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
                 },
                 Err(e) => {
                     tracing::error!(error = %e, "firing a schedule tick failed");
-                    // The database may be down: try again in a second, not at once.
+                    // The database may be down: a tick still due waits a
+                    // second before the next try, not none.
                     failed = true;
                 }
             }
@@ -186,15 +187,13 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
         }
         let now = now_ms();
         let soonest = next.iter().copied().min().unwrap_or(i64::MAX);
-        let wait = Duration::from_millis(u64::try_from(soonest - now).unwrap_or(0))
-            .min(Duration::from_secs(60));
-        if soonest <= now && !std::mem::take(&mut failed) {
-            continue;
-        }
-        let wait = if soonest <= now {
+        let wait = if soonest > now {
+            Duration::from_millis(u64::try_from(soonest - now).unwrap_or(0))
+                .min(Duration::from_secs(60))
+        } else if std::mem::take(&mut failed) {
             Duration::from_secs(1)
         } else {
-            wait
+            continue;
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}

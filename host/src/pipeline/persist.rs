@@ -1,7 +1,7 @@
 //! Persist: commit what the function staged — document writes, outbox
 //! messages and the invocation record — in one transaction, or nothing.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,14 +79,12 @@ pub async fn record_only(store: &Store, record: InvocationRecord) {
 /// re-run makes progress. First attempts stay lock-free.
 pub struct Contention {
     stripes: Vec<Arc<Mutex<()>>>,
-    hasher: RandomState,
 }
 
 impl Default for Contention {
     fn default() -> Self {
         Self {
             stripes: (0..256).map(|_| Arc::new(Mutex::new(()))).collect(),
-            hasher: RandomState::new(),
         }
     }
 }
@@ -102,17 +100,19 @@ impl Contention {
     /// on a database other nodes share, the cluster's, so re-runs on one
     /// document from every node take turns.
     pub async fn lock(&self, store: &Store, tenant: &str, key: &DocKey) -> ContentionGuard {
-        let hash = self.hasher.hash_one((tenant, &key.collection, &key.key));
+        // The same on every node, so all of them lock the same document.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((
+            tenant,
+            &key.collection,
+            &key.key,
+        ));
         let stripe = &self.stripes[(hash % self.stripes.len() as u64) as usize];
         let local = stripe.clone().lock_owned().await;
         // Without it re-runs still commit correctly, only less fairly.
-        let cluster = store
-            .lock_document(tenant, &key.collection, &key.key)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no cluster-wide re-run lock; re-running without it");
-                None
-            });
+        let cluster = store.lock_document(hash).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no cluster-wide re-run lock; re-running without it");
+            None
+        });
         ContentionGuard {
             _local: local,
             _cluster: cluster,

@@ -244,24 +244,34 @@ impl Store {
             .collect())
     }
 
-    /// Creates tenant `name`; false if it exists already.
-    pub async fn create_tenant(&self, name: &str, created_by: &str) -> Result<bool, StoreError> {
+    /// Runs `statement` on one tenant's row in a write transaction that tells
+    /// other nodes when it changed the row; true if it did.
+    async fn write_tenant(
+        &self,
+        statement: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
+    ) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
         let mut tx = super::begin_write(&mut conn).await?;
-        let done = sqlx::query(
-            "INSERT INTO tenants (name, created_at, created_by) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(now_ms())
-        .bind(created_by)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            super::changed(&mut tx).await?;
+        let done = statement.execute(&mut *tx).await?.rows_affected() == 1;
+        if done {
+            super::cluster::changed(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done)
+    }
+
+    /// Creates tenant `name`; false if it exists already.
+    pub async fn create_tenant(&self, name: &str, created_by: &str) -> Result<bool, StoreError> {
+        self.write_tenant(
+            sqlx::query(
+                "INSERT INTO tenants (name, created_at, created_by) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(now_ms())
+            .bind(created_by),
+        )
+        .await
     }
 
     /// Every tenant, by name.
@@ -293,18 +303,12 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::Read(e.to_string()))?;
-        let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
-        let done = sqlx::query("UPDATE tenants SET auth = $1 WHERE name = $2")
-            .bind(text)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 1 {
-            super::changed(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        self.write_tenant(
+            sqlx::query("UPDATE tenants SET auth = $1 WHERE name = $2")
+                .bind(text)
+                .bind(name),
+        )
+        .await
     }
 
     /// Sets (or, with `None`, removes) tenant `name`'s request rate; false if there is no such tenant.
@@ -313,20 +317,13 @@ impl Store {
         name: &str,
         rate: Option<Rate>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
-        let done =
+        self.write_tenant(
             sqlx::query("UPDATE tenants SET requests_per_second = $1, burst = $2 WHERE name = $3")
                 .bind(rate.map(|r| r.requests_per_second))
                 .bind(rate.and_then(|r| r.burst).map(i64::from))
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 1 {
-            super::changed(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+                .bind(name),
+        )
+        .await
     }
 
     /// Sets tenant `name`'s quotas; false if there is no such tenant.
@@ -335,21 +332,15 @@ impl Store {
         name: &str,
         quota: TenantQuota,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
-        let done = sqlx::query(
-            "UPDATE tenants SET max_functions = $1, max_stored_bytes = $2 WHERE name = $3",
+        self.write_tenant(
+            sqlx::query(
+                "UPDATE tenants SET max_functions = $1, max_stored_bytes = $2 WHERE name = $3",
+            )
+            .bind(quota.max_functions.map(i64::from))
+            .bind(quota.max_stored_bytes.and_then(|n| i64::try_from(n).ok()))
+            .bind(name),
         )
-        .bind(quota.max_functions.map(i64::from))
-        .bind(quota.max_stored_bytes.and_then(|n| i64::try_from(n).ok()))
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            super::changed(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Deletes tenant `name` and everything stored for it; false if there was none.
@@ -375,7 +366,7 @@ impl Store {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }
         super::functions::forget_unused_components(&mut tx).await?;
-        super::changed(&mut tx).await?;
+        super::cluster::changed(&mut tx).await?;
         tx.commit().await?;
         // The rows are gone, so the files are unreachable: a tenant made
         // again under this name starts with no blobs.

@@ -137,26 +137,25 @@ impl Store {
             referenced.entry(row.get(0)).or_default().insert(row.get(1));
         }
         // Nodes sharing the database share the blob directory: files younger
-        // than an hour may be another node's work in progress.
-        let settled = match self.backend {
-            super::Backend::Sqlite => None,
-            super::Backend::Postgres => {
-                std::time::SystemTime::now().checked_sub(std::time::Duration::from_secs(3600))
-            }
-        };
+        // than an hour may be another node's work in progress, and a node
+        // whose blobs/ is not the shared one would see every file missing.
+        let shared = self.backend == super::Backend::Postgres;
+        let settled = shared
+            .then(|| std::time::SystemTime::now().checked_sub(std::time::Duration::from_secs(3600)))
+            .flatten();
         let files = self.files.clone();
         let report = tokio::task::spawn_blocking(move || files.repair(&referenced, settled))
             .await
             .map_err(|e| StoreError::Read(e.to_string()))?
             .map_err(|e| StoreError::Files(e.to_string()))?;
-        if !report.missing.is_empty() && self.backend == super::Backend::Postgres {
-            // A node whose blob directory is not the shared one would see
-            // every file missing: report, never drop rows from here.
+        if report.missing.is_empty() {
+        } else if shared {
+            // Report; never drop rows from here.
             tracing::error!(
                 missing = report.missing.len(),
                 "blob rows without files: is this node's data directory's blobs/ the shared one?"
             );
-        } else if !report.missing.is_empty() {
+        } else {
             let missing = report.missing.clone();
             self.committer
                 .op(|r| Op::ForgetBlobs(missing, r))

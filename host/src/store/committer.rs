@@ -439,12 +439,7 @@ async fn commit_batch(
             if enqueued {
                 ctx.ready.notify_one();
                 // Other nodes' dispatchers learn of them at once, not at their next poll.
-                if super::Backend::of_connection(conn) == super::Backend::Postgres
-                    && let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-                        .bind(super::DELIVERIES_CHANNEL)
-                        .execute(&mut *conn)
-                        .await
-                {
+                if let Err(e) = super::cluster::deliveries_added(conn).await {
                     tracing::warn!(error = %e, "could not tell other nodes of new deliveries");
                 }
             }

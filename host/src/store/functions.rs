@@ -124,9 +124,19 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         activate(&mut tx, new.tenant, new.name, next, new.deployed_by, now).await?;
-        super::changed(&mut tx).await?;
+        super::cluster::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(version_number(next))
+    }
+
+    /// The bytes of component `sha`, if some deploy stored them.
+    pub async fn component(&self, sha: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM components WHERE sha = $1")
+                .bind(sha)
+                .fetch_optional(&self.reads)
+                .await?,
+        )
     }
 
     /// The number the next version of `tenant`'s `name` will get.
@@ -150,7 +160,7 @@ impl Store {
         let mut conn = self.admin_connection().await?;
         let mut tx = super::begin_write(&mut conn).await?;
         activate(&mut tx, tenant, name, i64::from(version), by, now_ms()).await?;
-        super::changed(&mut tx).await?;
+        super::cluster::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -279,7 +289,7 @@ impl Store {
             }
         }
         forget_unused_components(&mut tx).await?;
-        super::changed(&mut tx).await?;
+        super::cluster::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(unused)
     }

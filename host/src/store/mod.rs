@@ -6,6 +6,7 @@
 
 mod admin;
 mod blobs;
+mod cluster;
 mod committer;
 mod documents;
 mod files;
@@ -24,6 +25,7 @@ use tokio::sync::Notify;
 
 pub use admin::{Invocation, OperatorKey, Tenant, TenantQuota};
 pub use blobs::StoredBlob;
+pub use cluster::{DocumentLock, Notice, Notices};
 pub use committer::{
     CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord, StorageQuotas,
 };
@@ -90,56 +92,6 @@ async fn begin_write(conn: &mut AnyConnection) -> Result<sqlx::Transaction<'_, A
                 .await?;
             Ok(tx)
         }
-    }
-}
-
-/// The PostgreSQL channel that tells every node the catalog changed.
-pub const CATALOG_CHANNEL: &str = "sluice_catalog";
-/// The PostgreSQL channel that tells every node deliveries were added.
-pub const DELIVERIES_CHANNEL: &str = "sluice_deliveries";
-
-/// Marks, in `conn`'s transaction, that tenants or deployed functions
-/// changed: other nodes reload them when it commits.
-async fn changed(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE catalog_changes SET generation = generation + 1 WHERE id = 1")
-        .execute(&mut *conn)
-        .await?;
-    if Backend::of_connection(conn) == Backend::Postgres {
-        // Delivered at commit, and only if it commits.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CATALOG_CHANNEL)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// First key of the advisory locks on documents (see [`Store::lock_document`]).
-const DOCUMENT_LOCKS: i32 = 0x736c_7563;
-
-/// A cluster-wide lock on one document; released when dropped.
-pub struct DocumentLock {
-    conn: Option<sqlx::pool::PoolConnection<Any>>,
-    id: i32,
-}
-
-impl Drop for DocumentLock {
-    fn drop(&mut self) {
-        let (Some(mut conn), id) = (self.conn.take(), self.id) else {
-            return;
-        };
-        // Unlocking needs the session that locked; should it fail, closing
-        // the session releases every lock it holds.
-        tokio::spawn(async move {
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-                .bind(DOCUMENT_LOCKS)
-                .bind(id)
-                .execute(&mut *conn)
-                .await;
-            if unlocked.is_err() {
-                let _ = conn.close().await;
-            }
-        });
     }
 }
 
@@ -330,60 +282,6 @@ impl Store {
     pub fn queue_full(&self, tenant: &str) -> Option<i64> {
         let pending = self.depth.get(tenant);
         (pending >= self.max_pending).then_some(pending)
-    }
-
-    /// The catalog's generation: it moves whenever tenants or deployed
-    /// functions change, on any node.
-    pub async fn catalog_generation(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT generation FROM catalog_changes WHERE id = 1")
-                .fetch_one(&self.reads)
-                .await?,
-        )
-    }
-
-    /// The bytes of component `sha`, if some deploy stored them.
-    pub async fn component(&self, sha: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT bytes FROM components WHERE sha = $1")
-                .bind(sha)
-                .fetch_optional(&self.reads)
-                .await?,
-        )
-    }
-
-    /// The URL of the database, for the cluster listener.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// On PostgreSQL, waits for the cluster-wide lock on one document, held
-    /// until the returned value is dropped; `None` on SQLite, where one host
-    /// owns the database and its own lock suffices.
-    pub async fn lock_document(
-        &self,
-        tenant: &str,
-        collection: &str,
-        key: &str,
-    ) -> Result<Option<DocumentLock>, StoreError> {
-        let Some(pool) = &self.locks else {
-            return Ok(None);
-        };
-        // A hash stable across processes: every node must pick the same key.
-        let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&(tenant, collection, key), &mut hasher);
-        // Two documents sharing 32 bits of hash merely take turns too.
-        let id = (std::hash::Hasher::finish(&hasher) >> 32) as i32;
-        let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1, $2)")
-            .bind(DOCUMENT_LOCKS)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        Ok(Some(DocumentLock {
-            conn: Some(conn),
-            id,
-        }))
     }
 
     /// Which database this is.

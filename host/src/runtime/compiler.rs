@@ -132,6 +132,7 @@ pub fn compile_component(
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)
+        .map_err(abort_if_out_of_memory)
         .map_err(|e| format!("reading the component: {e}"))?;
     let engine =
         Engine::new(&codegen_config(fuel, max_wasm_stack)).map_err(|e| format!("{e:#}"))?;
@@ -141,5 +142,16 @@ pub fn compile_component(
     let mut out = std::io::stdout().lock();
     out.write_all(&artifact)
         .and_then(|()| out.flush())
+        .map_err(abort_if_out_of_memory)
         .map_err(|e| format!("writing the artifact: {e}"))
+}
+
+/// `read_to_end` reports a refused allocation as an error rather than
+/// aborting; abort as every other refused allocation does, so the parent
+/// reports the memory limit, not an explained compile error (exit code 1).
+fn abort_if_out_of_memory(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::OutOfMemory {
+        std::process::abort();
+    }
+    e
 }

@@ -92,7 +92,7 @@ fn invoke(c: &mut Criterion) {
     let runtime = Runtime::new(
         &config,
         &sluice_host::config::LimitsConfig::default(),
-        &sluice_host::cache::CacheConfig::default(),
+        &sluice_host::config::CacheConfig::default(),
         Some(&data.path().join("cache")),
     )
     .expect("runtime");

@@ -4,44 +4,42 @@
 //! natively and hands only *Process* to the tenant's sandboxed component:
 //!
 //! ```text
-//! receive ─▶ authenticate ─▶ validate ─▶ process ─▶ persist ─▶ respond
-//! (routes)   (JWT, rules)    (schema)    (wasm)     (one tx)   (problem+json)
+//!            ┌──────────────────────── pipeline ─────────────────────────┐
+//!  server ─▶ receive ─▶ authenticate ─▶ validate ─▶ persist(process) ─▶ respond
+//!            (catalog,   (keys)          (schema)    (one tx, re-runs)    (problem+json,
+//!             admission)                    │            │                 blobs)
+//!                                           ▼            ▼
+//!                                        runtime ──▶ store ◀── delivery (claim → persist(process))
 //! ```
 //!
-//! The function stages document writes and queue messages through the
-//! `sluice:function` WIT imports; the persist stage commits them together
-//! with the invocation record in one transaction, or nothing at all.
+//! The function stages document writes, blob changes and queue messages
+//! through the `sluice:function` WIT imports; [`pipeline::persist`] commits
+//! them together with the invocation record in one transaction, or nothing
+//! at all, for requests and [`delivery`] alike.
 //!
-//! What a function sends goes out after the commit: [`delivery`] leases due
-//! messages, document events and schedule ticks and runs them through a
-//! consumer function's `message-handler` (claim → process → persist).
-//!
-//! Layout: [`pipeline`] holds one module per stage in that order; [`runtime`]
-//! is everything wasmtime; [`store`] is the only code that touches the
-//! database; [`staging`] is what passes from process to persist.
-//! [`catalog`] is what is live (routes, consumers, schedules), and
-//! [`deploy`] checks, stores and activates new versions of it for the
-//! [`admin`] API.
+//! The parts, lowest layer first (docs/architecture.md has the arrows
+//! allowed between them, checked by `host/tests/architecture.rs`):
+
+pub mod config;
+pub mod metrics;
+pub mod problem;
+
+pub mod store;
+
+pub mod runtime;
+
+pub mod catalog;
+
+pub mod pipeline;
+
+pub mod delivery;
+
+pub mod policy;
 
 pub mod admin;
+
 pub mod app;
-pub mod cache;
-pub mod catalog;
-pub mod cluster;
-pub mod config;
-pub mod delivery;
-pub mod deploy;
-pub mod dev;
-pub mod limits;
-pub mod manifest;
-pub mod metrics;
-pub mod pipeline;
-pub mod problem;
-pub mod quota;
-pub mod runtime;
 pub mod server;
-pub mod staging;
-pub mod store;
 
 pub use app::App;
 pub use config::Config;

@@ -1,5 +1,8 @@
 //! RFC 9457 problem details: the one shape every host-made error takes.
+//! Each part's error type says which problem it is; the pipeline's respond
+//! stage and the admin API render it.
 
+use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
 /// The `content-type` of every error the host makes.
@@ -34,6 +37,9 @@ pub struct Problem {
     /// The limit a function went over, for limit problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<LimitMember>,
+    /// Response headers that go with it (`retry-after`, `allow`, …).
+    #[serde(skip)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// The `limit` member: which limit, and its value for the function.
@@ -56,7 +62,20 @@ impl Problem {
             request_id: String::new(),
             errors: Vec::new(),
             limit: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Tells the client when to try again, in whole seconds (at least one).
+    pub fn retry_after(self, after: std::time::Duration) -> Self {
+        let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        self.with_header(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)))
     }
 
     /// Adds the failing locations.

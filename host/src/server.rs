@@ -1,5 +1,8 @@
-//! The HTTP listener: accepts connections, applies connection-level limits
-//! and hands each request to the pipeline on its own task.
+//! The listeners: accept connections, apply connection-level limits, hand
+//! each request to the pipeline (or the admin API) on its own task, and run
+//! delivery, schedules and the cluster follower alongside; on shutdown,
+//! drain them all. A request whose task panics still gets problem+json
+//! with its request id.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +18,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::app::App;
 use crate::config::HttpConfig;
+use crate::config::faults;
 use crate::{admin, delivery, pipeline};
 
 /// How long shutdown waits for requests in flight.
@@ -24,7 +28,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 pub struct Server {
     listener: TcpListener,
     admin: Option<TcpListener>,
-    app: Arc<App>,
+    app: App,
     http: HttpConfig,
 }
 
@@ -43,7 +47,7 @@ impl Server {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             admin: None,
-            app: Arc::new(app),
+            app,
             http,
         })
     }
@@ -74,11 +78,23 @@ impl Server {
             app,
             http,
         } = self;
+        let App {
+            pipeline,
+            dispatcher,
+            admin: admin_api,
+            follower,
+            live,
+            store,
+        } = app;
         let (stop, stopped) = watch::channel(false);
-        let dispatcher = tokio::spawn(delivery::dispatch(app.clone(), stopped.clone()));
-        let scheduler = tokio::spawn(delivery::schedule::run(app.clone(), stopped.clone()));
-        let collector = tokio::spawn(delivery::collect_garbage(app.clone(), stopped.clone()));
-        let follower = tokio::spawn(crate::cluster::follow(app.clone(), stopped));
+        let dispatching = tokio::spawn(delivery::dispatch(dispatcher.clone(), stopped.clone()));
+        let scheduler = tokio::spawn(delivery::schedule::run(
+            live,
+            store.clone(),
+            stopped.clone(),
+        ));
+        let collector = tokio::spawn(delivery::collect_garbage(store.clone(), stopped.clone()));
+        let following = tokio::spawn(follower.follow(stopped));
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
         let mut builder = http1::Builder::new();
@@ -116,23 +132,28 @@ impl Server {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let app = app.clone();
+            let (pipeline, admin_api) = (pipeline.clone(), admin_api.clone());
             let service = service_fn(move |req| {
-                let app = app.clone();
+                let (pipeline, admin_api) = (pipeline.clone(), admin_api.clone());
                 async move {
+                    let request_id = uuid::Uuid::now_v7().to_string();
+                    let id = request_id.clone();
                     // Its own task: a client that disconnects does not cancel
                     // a function call or a commit half-way.
                     let handled = tokio::spawn(async move {
+                        if faults::active("request-panic") {
+                            panic!("SLUICE_FAULT=request-panic");
+                        }
                         match plane {
-                            Plane::Public => pipeline::handle(&app, req).await,
-                            Plane::Admin => admin::handle(&app, req).await,
+                            Plane::Public => pipeline::handle(&pipeline, req, &id).await,
+                            Plane::Admin => admin::handle(&admin_api, req, &id).await,
                         }
                     });
                     match handled.await {
                         Ok(response) => Ok::<_, std::convert::Infallible>(response),
                         Err(e) => {
-                            tracing::error!(error = %e, "request task failed");
-                            Ok(internal_error())
+                            tracing::error!(%request_id, error = %e, "request task failed");
+                            Ok(pipeline::respond::panicked(&request_id))
                         }
                     }
                 }
@@ -157,18 +178,17 @@ impl Server {
         }
         let _ = stop.send(true);
         let _ = scheduler.await;
-        let _ = follower.await;
+        let _ = following.await;
         let _ = collector.await;
-        let _ = dispatcher.await;
-        match Arc::try_unwrap(app) {
-            Ok(app) => app.store.close().await,
-            Err(app) => app.store.committer().flush().await,
+        let _ = dispatching.await;
+        // Requests or deliveries still running after the drain may read yet.
+        let idle = Arc::strong_count(&pipeline) == 1
+            && Arc::strong_count(&admin_api) == 1
+            && Arc::strong_count(&dispatcher) == 1;
+        if idle {
+            store.close().await;
+        } else {
+            store.committer().flush().await;
         }
     }
-}
-
-fn internal_error() -> http::Response<pipeline::ResponseBody> {
-    let mut response = http::Response::new(pipeline::ResponseBody::default());
-    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-    response
 }

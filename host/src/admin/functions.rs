@@ -1,5 +1,5 @@
 //! Admin routes for functions: list, deploy (multipart upload), versions,
-//! rollback, removal. The work itself is in [`crate::deploy`].
+//! rollback, removal. The work itself is in [`crate::catalog::deploy`].
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -7,21 +7,20 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use serde_json::{Value, json};
 
-use super::{Answer, invalid, unavailable};
-use crate::app::App;
-use crate::catalog::Origin;
-use crate::deploy::{self, DeployError, Upload};
+use super::Admin;
+use super::http::{Answer, invalid, unavailable};
+use crate::catalog::{DeployError, Origin, Upload};
 use crate::problem::Problem;
 
 /// Live functions (of one tenant, or all): where each comes from, its
 /// version, routes, topics and schedules.
-pub(super) async fn list(app: &App, tenant: Option<&str>) -> Result<Answer, Problem> {
-    let deployed = app
+pub(super) async fn list(admin: &Admin, tenant: Option<&str>) -> Result<Answer, Problem> {
+    let deployed = admin
         .store
         .deployed_functions(tenant)
         .await
         .map_err(unavailable)?;
-    let catalog = app.catalog.load_full();
+    let catalog = admin.live.load_full();
     let functions: Vec<Value> = catalog
         .units()
         .filter(|u| tenant.is_none_or(|t| &*u.function.tenant == t))
@@ -53,7 +52,7 @@ pub(super) async fn list(app: &App, tenant: Option<&str>) -> Result<Answer, Prob
 /// Reads a deploy's `multipart/form-data` body: a `manifest` part, a
 /// `component` part and one `schema` part per schema file, its filename
 /// the path the manifest names it with.
-pub(super) async fn read_upload<B>(app: &App, req: Request<B>) -> Result<Upload, Problem>
+pub(super) async fn read_upload<B>(admin: &Admin, req: Request<B>) -> Result<Upload, Problem>
 where
     B: Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -71,7 +70,7 @@ where
             "a deploy is multipart/form-data with parts manifest, component and schema (one per schema file)",
         )
     })?;
-    let limit = app.deployer.max_upload_bytes as u64;
+    let limit = admin.deployer.max_upload_bytes as u64;
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
     let mut multipart = multer::Multipart::with_constraints(
@@ -128,13 +127,14 @@ where
 
 /// Deploys `upload`; 201 with the new version.
 pub(super) async fn deploy(
-    app: &App,
+    admin: &Admin,
     tenant: &str,
     name: &str,
     upload: Upload,
     operator: &str,
 ) -> Result<Answer, Problem> {
-    let version = deploy::deploy(app, tenant, name, upload, operator)
+    let version = (admin.deployer)
+        .deploy(tenant, name, upload, operator)
         .await
         .map_err(refused)?;
     Ok(Answer::Json(
@@ -144,14 +144,14 @@ pub(super) async fn deploy(
 }
 
 /// The versions of a deployed function, newest first.
-pub(super) async fn versions(app: &App, tenant: &str, name: &str) -> Result<Answer, Problem> {
-    let versions = app
+pub(super) async fn versions(admin: &Admin, tenant: &str, name: &str) -> Result<Answer, Problem> {
+    let versions = admin
         .store
         .versions(tenant, name)
         .await
         .map_err(unavailable)?;
     if versions.is_empty() {
-        let unit = app.catalog.load().unit(tenant, name).map(|u| u.origin);
+        let unit = admin.live.load().unit(tenant, name).map(|u| u.origin);
         let detail = if unit == Some(Origin::Directory) {
             format!("{tenant}/{name} comes from a functions directory and has no versions")
         } else {
@@ -172,13 +172,14 @@ pub(super) async fn versions(app: &App, tenant: &str, name: &str) -> Result<Answ
 
 /// Makes an earlier version live again.
 pub(super) async fn rollback(
-    app: &App,
+    admin: &Admin,
     tenant: &str,
     name: &str,
     version: Option<u32>,
     operator: &str,
 ) -> Result<Answer, Problem> {
-    let version = deploy::rollback(app, tenant, name, version, operator)
+    let version = (admin.deployer)
+        .rollback(tenant, name, version, operator)
         .await
         .map_err(refused)?;
     Ok(Answer::Json(
@@ -188,8 +189,8 @@ pub(super) async fn rollback(
 }
 
 /// Takes a deployed function down and deletes its versions.
-pub(super) async fn remove(app: &App, tenant: &str, name: &str) -> Result<Answer, Problem> {
-    deploy::remove(app, tenant, name).await.map_err(refused)?;
+pub(super) async fn remove(admin: &Admin, tenant: &str, name: &str) -> Result<Answer, Problem> {
+    admin.deployer.remove(tenant, name).await.map_err(refused)?;
     Ok(Answer::Json(
         StatusCode::OK,
         json!({ "deleted": format!("{tenant}/{name}") }),

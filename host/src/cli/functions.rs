@@ -9,21 +9,29 @@ use serde_json::Value;
 
 use super::Admin;
 
-/// What `sluice deploy` was given besides the path.
+/// What `sluice deploy` was given.
+#[derive(clap::Args)]
 pub struct DeployArgs {
-    /// Overrides the manifest's tenant.
-    pub tenant: Option<String>,
-    /// Overrides the manifest's name.
-    pub name: Option<String>,
-    /// The manifest, when not `sluice.toml` in the crate or next to the `.wasm`.
+    /// A crate directory with `Cargo.toml` and `sluice.toml`, a directory
+    /// with a `sluice.toml` naming its component, or a `.wasm` file.
+    pub path: PathBuf,
+    /// The manifest, if not `sluice.toml` in the directory (or next to the `.wasm`).
+    #[arg(long)]
     pub manifest: Option<PathBuf>,
-    /// Cargo profile for a crate.
+    /// Deploy for this tenant instead of the manifest's.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Deploy under this name instead of the manifest's.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Cargo profile for building a crate.
+    #[arg(long, default_value = "release")]
     pub profile: String,
 }
 
 /// Deploys a crate directory (built first) or a `.wasm` file with its manifest.
-pub async fn deploy(admin: &Admin, path: &Path, args: DeployArgs, json: bool) -> Result<()> {
-    let (manifest_path, component_path) = locate(path, &args).await?;
+pub async fn deploy(admin: &Admin, args: DeployArgs, json: bool) -> Result<()> {
+    let (manifest_path, component_path) = locate(&args.path, &args).await?;
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;
     let mut manifest: toml::Table = toml::from_str(&manifest_text)
@@ -316,4 +324,22 @@ fn time(v: &Value) -> String {
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
+}
+
+/// What to do with live functions.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List live functions: origin, version, routes, topics, schedules.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Take a deployed function down and delete its versions.
+    Delete {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+    },
 }

@@ -1,83 +1,154 @@
-//! The `sluice` commands that talk to a running host's admin API.
+//! Every `sluice` subcommand, one file each: the host itself (`serve`),
+//! what works on its database directly (`key`, `dead-letters`), what talks
+//! to a running host's admin API (`tenant`, `deploy`, `functions`,
+//! `versions`, `rollback`, `invocations`), and `token`.
 
 pub mod build;
+pub mod client;
+pub mod dead_letters;
 pub mod functions;
+pub mod invocations;
+pub mod key;
+pub mod serve;
+pub mod tenant;
+pub mod token;
 
-use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use std::path::{Path, PathBuf};
 
-/// Where the admin API is and the operator key to use.
-pub struct Admin {
-    base: String,
-    key: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sluice_host::Config;
+use sluice_host::store::Store;
+
+pub use client::Admin;
+
+/// Sluice: a WebAssembly plugin host for backend functions.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Config file (TOML). Default: `sluice.toml` in the current directory if
+    /// present, else built-in defaults.
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (database, development key, compiled-code cache).
+    #[arg(long, global = true, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (default: sqlite://<data-dir>/sluice.db).
+    #[arg(long, global = true, env = "SLUICE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The admin API of a running host, for the commands that manage it
+    /// (default: `[cli] admin_url` in the config file, else `http://` and
+    /// `[admin] listen`, i.e. http://127.0.0.1:8081).
+    #[arg(long, global = true, env = "SLUICE_ADMIN_URL")]
+    pub admin_url: Option<String>,
+    /// The operator key for the admin API (`sluice key create` makes one;
+    /// default: `[cli] key` in the config file).
+    #[arg(long, global = true, env = "SLUICE_ADMIN_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-impl Admin {
-    /// A client for the admin API at `base` (e.g. `http://127.0.0.1:8081`).
-    pub fn new(base: &str, key: Option<String>) -> Result<Self> {
-        let Some(key) = key else {
-            bail!(
-                "an operator key is needed: pass --key or set SLUICE_ADMIN_KEY \
-                 (create one with `sluice key create --name NAME`)"
-            );
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Compile the component on stdin to a host artifact on stdout; the
+    /// host runs this in a child process to box compilation.
+    #[command(hide = true)]
+    CompileComponent {
+        /// Meter fuel (the host's `[limits.max] fuel` is set).
+        #[arg(long)]
+        fuel: bool,
+        /// The host's `[limits] max_wasm_stack_bytes`.
+        #[arg(long)]
+        max_wasm_stack: usize,
+        /// Address space this process may use.
+        #[arg(long)]
+        max_memory_bytes: u64,
+    },
+    /// Serve the functions found in the functions directory.
+    Serve(serve::Args),
+    /// Create, list and revoke operator keys for the admin API.
+    ///
+    /// Works on the database directly: the first key cannot come from an API
+    /// that needs a key.
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Create, list, show and delete tenants, through a running host's admin API.
+    #[command(subcommand)]
+    Tenant(tenant::Command),
+    /// Deploy a function: a crate directory (built for wasm32-wasip2 first)
+    /// or a `.wasm` component, with its `sluice.toml`. The new version is
+    /// checked completely, then goes live at once; requests in flight finish
+    /// on the old one.
+    Deploy(functions::DeployArgs),
+    /// List and delete live functions, through a running host's admin API.
+    #[command(subcommand)]
+    Functions(functions::Command),
+    /// List a deployed function's versions: which is live, who deployed each, when.
+    Versions {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+    },
+    /// Make an earlier version of a deployed function live again.
+    Rollback {
+        /// The tenant.
+        tenant: String,
+        /// The function.
+        name: String,
+        /// The version to go back to (default: the one before the live one).
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Print a JWT signed with the development key (or the configured HS* key).
+    Token(token::Args),
+    /// Recent invocation records (requests and message runs), newest first,
+    /// through a running host's admin API.
+    Invocations(invocations::Args),
+    /// Inspect and replay messages whose consumer failed for good.
+    ///
+    /// Works on the database directly, with or without a running host; a
+    /// running host picks replayed messages up within `queue.poll_ms` (a second by default).
+    #[command(name = "dead-letters", subcommand)]
+    DeadLetters(dead_letters::Command),
+}
+
+impl Cli {
+    /// The configuration: the file, with the flags' data directory and database.
+    pub fn config(&self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None if Path::new("sluice.toml").is_file() => Config::load(Path::new("sluice.toml"))?,
+            None => Config::default(),
         };
-        Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
-            key,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        })
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if self.database_url.is_some() {
+            config.database_url = self.database_url.clone();
+        }
+        Ok(config)
     }
+}
 
-    /// Sends `body` (JSON) with `method` to `path`; returns the JSON answer,
-    /// or the problem's detail as the error.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
-        match body {
-            Some(v) => {
-                let body = Bytes::from(v.to_string());
-                self.send(method, path, Some("application/json"), body)
-                    .await
-            }
-            None => self.send(method, path, None, Bytes::new()).await,
-        }
-    }
+/// The admin API client: URL and key from flags or environment, else the config file.
+pub fn admin(url: &Option<String>, key: &Option<String>, config: &Config) -> Result<Admin> {
+    let url = (url.clone())
+        .or_else(|| config.cli.admin_url.clone())
+        .unwrap_or_else(|| format!("http://{}", config.admin.listen));
+    let key = key.clone().or_else(|| config.cli.key.clone());
+    Admin::new(&url, key)
+}
 
-    /// Sends `body` of `content_type` with `method` to `path`; answers as [`Admin::call`].
-    pub async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: Option<&str>,
-        body: Bytes,
-    ) -> Result<Value> {
-        let uri = format!("{}{path}", self.base);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(&uri)
-            .header("authorization", format!("Bearer {}", self.key));
-        if let Some(content_type) = content_type {
-            req = req.header("content-type", content_type);
-        }
-        let response = self
-            .client
-            .request(req.body(Full::new(body))?)
-            .await
-            .with_context(|| {
-                format!("cannot reach the admin API at {uri}: is `sluice serve` running?")
-            })?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        let detail = value["detail"].as_str().unwrap_or("no detail");
-        bail!("{status}: {detail}")
-    }
+/// The configured database, for the commands that work on it directly.
+pub async fn open_store(config: &Config) -> Result<Store> {
+    let url = config.database_url();
+    Store::open(&url, &config.blobs_dir(), &config.database, &config.queue)
+        .await
+        .with_context(|| format!("opening {url}"))
 }

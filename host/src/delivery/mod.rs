@@ -9,107 +9,42 @@
 //! because the commit that carries them also removes the delivery, and only
 //! while the runner still holds its lease.
 
+mod consume;
 pub mod schedule;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{Instrument, info_span};
 
-use crate::app::App;
+use crate::catalog::{ConsumerKey, Live};
 use crate::config::QueueConfig;
-use crate::manifest::MessagesManifest;
-use crate::runtime::bindings::{Message, MessageError};
-use crate::runtime::{Function, Invocation};
-use crate::staging::Staging;
-use crate::store::{
-    Claim, CommitOutcome, CommitRequest, DeliveryEnd, Due, InvocationRecord, Lease, now_ms,
-};
+use crate::metrics::Metrics;
+use crate::pipeline::persist::Persist;
+use crate::runtime::Runtime;
+use crate::store::{Claim, Due, Lease, Store, now_ms};
+
+/// What delivery needs: the live consumers, the store, the runtime and the
+/// commit policy it shares with the request pipeline.
+pub struct Dispatcher {
+    /// The consumers and schedules live now.
+    pub live: Arc<Live>,
+    /// Where deliveries are leased and ended.
+    pub store: Store,
+    /// Runs the consumers.
+    pub runtime: Arc<Runtime>,
+    /// Commits what a consumer staged with the delivery's end.
+    pub persist: Arc<Persist>,
+    /// Message counts.
+    pub metrics: Arc<Metrics>,
+    /// Delivery settings.
+    pub queue: QueueConfig,
+}
 
 /// How long shutdown waits for messages being handled.
 const DRAIN: Duration = Duration::from_secs(10);
-
-/// A function that consumes messages, with its retry policy.
-#[derive(Clone)]
-pub struct Consumer {
-    /// The compiled function.
-    pub function: Function,
-    /// Deliveries before the dead letters.
-    pub max_attempts: u32,
-    /// First retry delay in milliseconds.
-    pub backoff_ms: u64,
-    /// Longest retry delay in milliseconds.
-    pub max_backoff_ms: u64,
-    /// Most of its messages handled at once.
-    pub concurrency: usize,
-}
-
-impl Consumer {
-    /// The policy from the manifest's `[messages]`, defaults from `config`.
-    pub fn new(
-        function: Function,
-        manifest: Option<&MessagesManifest>,
-        config: &QueueConfig,
-    ) -> Self {
-        Self {
-            function,
-            max_attempts: manifest
-                .and_then(|m| m.max_attempts)
-                .unwrap_or(config.max_attempts)
-                .max(1),
-            backoff_ms: manifest
-                .and_then(|m| m.backoff_ms)
-                .unwrap_or(config.backoff_ms),
-            max_backoff_ms: manifest
-                .and_then(|m| m.max_backoff_ms)
-                .unwrap_or(config.max_backoff_ms),
-            concurrency: manifest
-                .and_then(|m| m.concurrency)
-                .unwrap_or(config.concurrency)
-                .max(1),
-        }
-    }
-
-    /// Delay before attempt `attempt + 1`: exponential, capped, with jitter
-    /// ("equal jitter": at least half the delay, so retries never bunch up
-    /// at zero, and never more than the whole).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .backoff_ms
-            .saturating_mul(1u64 << attempt.saturating_sub(1).min(32));
-        let delay = exp.min(self.max_backoff_ms.max(self.backoff_ms));
-        let half = delay / 2;
-        let mut bytes = [0u8; 8];
-        let random = match getrandom::fill(&mut bytes) {
-            Ok(()) => u64::from_le_bytes(bytes),
-            Err(_) => 0,
-        };
-        Duration::from_millis(half + random % (delay - half + 1))
-    }
-
-    /// How a failed attempt ends: another try later, or the dead letters.
-    fn failed(&self, lease: &Lease, attempt: u32, error: String) -> DeliveryEnd {
-        if attempt >= self.max_attempts {
-            let error = format!("{error} (attempt {attempt} of {})", self.max_attempts);
-            return DeliveryEnd::Dead {
-                lease: lease.clone(),
-                error,
-            };
-        }
-        let delay = i64::try_from(self.backoff(attempt).as_millis()).unwrap_or(i64::MAX);
-        DeliveryEnd::Retry {
-            lease: lease.clone(),
-            at: now_ms().saturating_add(delay),
-            error,
-        }
-    }
-}
-
-/// A consumer's address: (tenant, function).
-pub type ConsumerKey = (Arc<str>, Arc<str>);
 
 /// A leased delivery: the message, the lease and the attempt number.
 type Claimed = (Due, Lease, u32);
@@ -138,8 +73,8 @@ impl Slots {
 
     /// Consumers whose leased-ahead deliveries ran low, with how many more
     /// to lease for each.
-    fn wanted(&self, app: &App) -> Vec<(Arc<str>, Arc<str>, usize)> {
-        let catalog = app.catalog.load();
+    fn wanted(&self, d: &Dispatcher) -> Vec<(Arc<str>, Arc<str>, usize)> {
+        let catalog = d.live.load();
         catalog
             .consumers
             .iter()
@@ -158,12 +93,12 @@ impl Slots {
     /// Starts leased deliveries while their function and the host have room.
     fn start(
         &mut self,
-        app: &Arc<App>,
+        d: &Arc<Dispatcher>,
         tasks: &mut JoinSet<()>,
         done: &mpsc::UnboundedSender<ConsumerKey>,
     ) {
-        let max = app.queue.max_concurrency.max(1);
-        let catalog = app.catalog.load();
+        let max = d.queue.max_concurrency.max(1);
+        let catalog = d.live.load();
         for (key, queue) in &mut self.ahead {
             // Taken down since it was leased: the lease expires and, should
             // the function come back, the message is delivered then.
@@ -177,10 +112,10 @@ impl Slots {
                 };
                 *running += 1;
                 self.total += 1;
-                let (app, done, key) = (app.clone(), done.clone(), key.clone());
+                let (d, done, key) = (d.clone(), done.clone(), key.clone());
                 let consumer = consumer.clone();
                 tasks.spawn(async move {
-                    consume(&app, &consumer, due, lease, attempt).await;
+                    consume::consume(&d, &consumer, due, lease, attempt).await;
                     let _ = done.send(key);
                 });
             }
@@ -188,7 +123,7 @@ impl Slots {
     }
 
     /// Gives back the leases of deliveries that never started.
-    async fn release(self, app: &App) {
+    async fn release(self, d: &Dispatcher) {
         let leases: Vec<Lease> = self
             .ahead
             .into_values()
@@ -198,7 +133,7 @@ impl Slots {
         if leases.is_empty() {
             return;
         }
-        if let Err(e) = app.store.release(leases).await {
+        if let Err(e) = d.store.release(leases).await {
             tracing::warn!(error = %e, "giving back unstarted deliveries failed; their leases will expire");
         }
     }
@@ -206,10 +141,10 @@ impl Slots {
 
 /// Claims due deliveries and runs them until `stop` turns true, then waits
 /// (up to 10 s) for the ones running.
-pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut changes = app.changes.subscribe();
-    let lease_ms = i64::try_from(app.queue.lease_ms).unwrap_or(i64::MAX);
-    let poll = Duration::from_millis(app.queue.poll_ms.max(10));
+pub async fn dispatch(d: Arc<Dispatcher>, mut stop: watch::Receiver<bool>) {
+    let mut changes = d.live.changes();
+    let lease_ms = i64::try_from(d.queue.lease_ms).unwrap_or(i64::MAX);
+    let poll = Duration::from_millis(d.queue.poll_ms.max(10));
     let mut slots = Slots::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<ConsumerKey>();
     let mut tasks = JoinSet::new();
@@ -223,11 +158,11 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             break;
         }
-        slots.start(&app, &mut tasks, &done_tx);
-        let wanted = slots.wanted(&app);
+        slots.start(&d, &mut tasks, &done_tx);
+        let wanted = slots.wanted(&d);
         let mut more = false;
         if !wanted.is_empty() {
-            match claim(&app, &wanted, lease_ms).await {
+            match claim(&d.store, &wanted, lease_ms).await {
                 Ok(claimed) => {
                     // As many as asked for: more may be waiting.
                     more = !claimed.is_empty() && claimed.len() >= wanted.iter().map(|w| w.2).sum();
@@ -238,7 +173,7 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                         );
                         slots.ahead.entry(key).or_default().push_back(claimed);
                     }
-                    slots.start(&app, &mut tasks, &done_tx);
+                    slots.start(&d, &mut tasks, &done_tx);
                 }
                 Err(e) => tracing::error!(error = %e, "claiming deliveries failed"),
             }
@@ -256,7 +191,7 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             None => false,
         };
         if !known {
-            next_due = Some(app.store.next_due().await.unwrap_or(None));
+            next_due = Some(d.store.next_due().await.unwrap_or(None));
         }
         let wake = match next_due.flatten() {
             Some(next) if next > now => {
@@ -265,7 +200,7 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ => poll,
         };
         tokio::select! {
-            () = app.store.deliveries_ready().notified() => next_due = None,
+            () = d.store.deliveries_ready().notified() => next_due = None,
             Some(key) = done_rx.recv() => slots.finished(&key),
             // A deploy may have added a consumer with messages waiting.
             _ = changes.changed() => next_due = None,
@@ -273,7 +208,7 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => {}
         }
     }
-    slots.release(&app).await;
+    slots.release(&d).await;
     if !tasks.is_empty() {
         tracing::info!(running = tasks.len(), "waiting for messages being handled");
     }
@@ -286,12 +221,11 @@ pub async fn dispatch(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 /// Finds due deliveries of the `wanted` functions (up to the number given
 /// for each) and leases them.
 async fn claim(
-    app: &App,
+    store: &Store,
     wanted: &[(Arc<str>, Arc<str>, usize)],
     lease_ms: i64,
 ) -> Result<Vec<Claimed>, String> {
-    let due = app
-        .store
+    let due = store
         .due_deliveries(wanted)
         .await
         .map_err(|e| e.to_string())?;
@@ -299,8 +233,7 @@ async fn claim(
         return Ok(Vec::new());
     }
     let ids = due.iter().map(|d| d.id.clone()).collect();
-    let won = app
-        .store
+    let won = store
         .claim(Claim { ids, lease_ms })
         .await
         .map_err(|e| e.to_string())?;
@@ -311,185 +244,18 @@ async fn claim(
         .collect())
 }
 
-/// Runs one delivery: the function, then one commit of its effects and the
-/// delivery's end. Re-runs the function after a write conflict, as the
-/// HTTP pipeline does.
-async fn consume(app: &App, consumer: &Consumer, due: Due, lease: Lease, attempt: u32) {
-    let request_id = uuid::Uuid::now_v7().to_string();
-    let span = info_span!(
-        "message",
-        request_id = %request_id,
-        tenant = %due.tenant,
-        function = %due.function,
-        topic = %due.topic,
-        message_id = %due.message_id,
-        version = consumer.function.version,
-        attempt,
-    );
-    let started = Instant::now();
-    let message = Message {
-        id: due.message_id,
-        topic: due.topic,
-        payload: due.payload,
-        attempt,
-        enqueued_at: u64::try_from(due.enqueued_at).unwrap_or(0),
-        idempotency_key: due.idempotency_key,
-    };
-    async {
-        let mut runs = 0;
-        let mut serialized = None;
-        loop {
-            runs += 1;
-            let mut exceeded = None;
-            let outcome = app
-                .runtime
-                .deliver(&consumer.function, &app.store, &message)
-                .instrument(info_span!("process", run = runs))
-                .await;
-            let (staging, end, label) = match outcome {
-                Ok(Invocation {
-                    result: Ok(()),
-                    staging,
-                }) => (staging, DeliveryEnd::Done(lease.clone()), "ok"),
-                Ok(Invocation {
-                    result: Err(MessageError::GiveUp(e)),
-                    ..
-                }) => {
-                    let end = DeliveryEnd::Dead {
-                        lease: lease.clone(),
-                        error: format!("gave up: {e}"),
-                    };
-                    (Staging::default(), end, "give-up")
-                }
-                Ok(Invocation {
-                    result: Err(MessageError::Retry(e)),
-                    ..
-                }) => {
-                    let end = consumer.failed(&lease, attempt, format!("retry: {e}"));
-                    (Staging::default(), end, "retry")
-                }
-                Err(e) => {
-                    exceeded = e.exceeded();
-                    let label = e.outcome();
-                    let end = consumer.failed(&lease, attempt, e.to_string());
-                    (Staging::default(), end, label)
-                }
-            };
-            if let DeliveryEnd::Retry { error, .. } | DeliveryEnd::Dead { error, .. } = &end {
-                tracing::warn!(outcome = label, error = %error, dead = matches!(end, DeliveryEnd::Dead { .. }), "message failed");
-            }
-            let function = &consumer.function;
-            app.metrics.message(&function.tenant, &function.name, label);
-            let status = if label == "ok" { 200 } else { 500 };
-            let mut record = record(consumer, &request_id, &message.topic, status, label, runs, started);
-            record.exceeded = exceeded;
-            let committed = app
-                .store
-                .committer()
-                .commit(CommitRequest {
-                    staging,
-                    record,
-                    delivery: Some(end),
-                })
-                .instrument(info_span!("persist"))
-                .await;
-            match committed {
-                Ok(CommitOutcome::Committed) => return,
-                Ok(CommitOutcome::Conflict(key)) if runs <= app.max_conflict_retries => {
-                    tracing::debug!(runs, collection = %key.collection, key = %key.key,
-                        "write conflict; running the function again");
-                    if serialized.is_none() {
-                        serialized = Some(
-                            app.contention
-                                .lock(&app.store, &consumer.function.tenant, &key)
-                                .await,
-                        );
-                    }
-                }
-                Ok(CommitOutcome::Conflict(_)) => {
-                    let end = consumer.failed(&lease, attempt, "write conflicts on every run".into());
-                    end_without_effects(app, consumer, &request_id, &message.topic, end, runs, started).await;
-                    return;
-                }
-                // Retried later: the tenant may free space or get a larger quota.
-                Ok(CommitOutcome::OverQuota { used, adding, quota }) => {
-                    let error = format!("storage quota: {used} of {quota} bytes stored, the writes add {adding}");
-                    let end = consumer.failed(&lease, attempt, error);
-                    end_without_effects(app, consumer, &request_id, &message.topic, end, runs, started).await;
-                    return;
-                }
-                Ok(CommitOutcome::LeaseLost) => {
-                    tracing::warn!("lease expired before the commit; another runner has the message");
-                    return;
-                }
-                Err(e) => {
-                    // The lease runs out and the message is delivered again.
-                    tracing::error!(error = %e, "commit failed");
-                    return;
-                }
-            }
-        }
-    }
-    .instrument(span)
-    .await;
-}
-
-/// The invocation record of a delivery.
-fn record(
-    consumer: &Consumer,
-    request_id: &str,
-    topic: &str,
-    status: u16,
-    outcome: &'static str,
-    runs: u32,
-    started: Instant,
-) -> InvocationRecord {
-    InvocationRecord {
-        request_id: request_id.to_owned(),
-        tenant: consumer.function.tenant.clone(),
-        function: consumer.function.name.clone(),
-        route: format!("message {topic}").into(),
-        status,
-        outcome,
-        exceeded: None,
-        attempts: runs,
-        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    }
-}
-
-/// Commits only the delivery's end and the record: for a delivery whose
-/// function kept conflicting.
-async fn end_without_effects(
-    app: &App,
-    consumer: &Consumer,
-    request_id: &str,
-    topic: &str,
-    end: DeliveryEnd,
-    runs: u32,
-    started: Instant,
-) {
-    let request = CommitRequest {
-        staging: Staging::default(),
-        record: record(consumer, request_id, topic, 409, "conflict", runs, started),
-        delivery: Some(end),
-    };
-    if let Err(e) = app.store.committer().commit(request).await {
-        tracing::error!(error = %e, "commit failed");
-    }
-}
-
 /// How often delivered messages and expired idempotency keys are dropped.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 
 /// Drops delivered messages older than the idempotency window, every
 /// minute, until `stop` turns true.
-pub async fn collect_garbage(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub async fn collect_garbage(store: Store, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(COLLECT_EVERY) => {}
             _ = stop.changed() => return,
         }
-        match app.store.collect_garbage().await {
+        match store.collect_garbage().await {
             Ok(0) => {}
             Ok(dropped) => tracing::debug!(dropped, "delivered messages dropped"),
             Err(e) => tracing::warn!(error = %e, "dropping delivered messages failed"),

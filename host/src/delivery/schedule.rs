@@ -11,26 +11,15 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use tokio::sync::watch;
 
-use crate::app::App;
-use crate::manifest::{Missed, Schedule};
-use crate::store::{ScheduleRow, Tick, now_ms};
+use crate::catalog::{Live, Scheduled};
+use crate::config::manifest::{Missed, Schedule};
+use crate::store::{ScheduleRow, Store, Tick, now_ms};
 
 /// A tick this late (or later) counts as missed under `missed = "skip"`.
 const ON_TIME_MS: i64 = 1_000;
 
 /// Most missed ticks counted one by one; beyond that the count is a floor.
 const MAX_COUNTED: u64 = 100_000;
-
-/// A schedule of a loaded function.
-#[derive(Clone)]
-pub struct Scheduled {
-    /// The function's tenant.
-    pub tenant: Arc<str>,
-    /// The function.
-    pub function: Arc<str>,
-    /// The schedule.
-    pub schedule: Schedule,
-}
 
 /// What to do about a schedule whose next tick is due.
 #[derive(Debug, PartialEq, Eq)]
@@ -99,22 +88,22 @@ fn payload(schedule: &Schedule, tick: i64, missed: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Fires the schedules of `app` until `stop` turns true, following the
+/// Fires the live schedules until `stop` turns true, following the
 /// catalog as deploys change it.
-pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut changes = app.changes.subscribe();
+pub async fn run(live: Arc<Live>, store: Store, mut stop: watch::Receiver<bool>) {
+    let mut changes = live.changes();
     while !*stop.borrow() {
         changes.borrow_and_update();
-        let schedules = app.catalog.load().schedules.clone();
+        let schedules = live.load().schedules.clone();
         tokio::select! {
-            () = fire(&app, &schedules, &mut stop) => {}
+            () = fire(&store, &schedules, &mut stop) => {}
             _ = changes.changed() => {}
         }
     }
 }
 
 /// Fires `schedules` until `stop` turns true (or the caller drops it).
-async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<bool>) {
+async fn fire(store: &Store, schedules: &[Scheduled], stop: &mut watch::Receiver<bool>) {
     if schedules.is_empty() {
         let _ = stop.changed().await;
         return;
@@ -132,7 +121,7 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
         })
         .collect();
     let mut next = loop {
-        match app.store.register_schedules(rows.clone()).await {
+        match store.register_schedules(rows.clone()).await {
             Ok(next) => break next,
             Err(e) => {
                 tracing::error!(error = %e, "recording schedules failed; trying again");
@@ -164,7 +153,7 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
                     .fire
                     .map(|t| (t, payload(&scheduled.schedule, t, plan.missed))),
             };
-            match app.store.tick(tick).await {
+            match store.tick(tick).await {
                 Ok(true) => {
                     tracing::debug!(tenant = %scheduled.tenant, function = %scheduled.function,
                         schedule = %scheduled.schedule.manifest.name, fired = ?plan.fire,
@@ -172,7 +161,7 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
                     *due = plan.next;
                 }
                 // Someone else advanced it: start again from what is stored.
-                Ok(false) => match app.store.register_schedules(rows.clone()).await {
+                Ok(false) => match store.register_schedules(rows.clone()).await {
                     Ok(stored) => next = stored,
                     Err(e) => tracing::error!(error = %e, "reloading schedules failed"),
                 },
@@ -205,7 +194,7 @@ async fn fire(app: &App, schedules: &[Scheduled], stop: &mut watch::Receiver<boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::ScheduleManifest;
+    use crate::config::manifest::ScheduleManifest;
 
     fn every_second(missed: Missed) -> Schedule {
         Schedule {

@@ -1,16 +1,108 @@
-//! Process: hand the checked request to the tenant's component. Returns what
-//! the function answered and what it staged; the function sees no
-//! credentials and no hop-by-hop headers.
+//! Process: hand the checked request to the tenant's component. A [`Call`]
+//! is one request's invocation, which the persist stage runs (once, or
+//! again after a write conflict) to its commit; each run returns what the
+//! function answered, converted by the respond stage before anything
+//! commits, and what it staged. The function sees no credentials and no
+//! hop-by-hop headers; a function that traps, stops at a limit or answers
+//! with an error commits nothing.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
+use tracing::{Instrument, info_span};
 
 use super::authenticate::Principal;
-use crate::runtime::bindings::{Claims, Request};
-use crate::runtime::{Function, Invocation, InvokeError, Runtime};
-use crate::store::{StagedFile, Store};
+use super::persist::{self, Attempt, Invocation, Invoked, Refused};
+use super::receive::Routed;
+use super::respond::{self, Answer};
+use super::validate::Validated;
+use super::{Pipeline, PipelineError};
+use crate::catalog::RouteTarget;
+use crate::config::limits::{Exceeded, Limit};
+use crate::problem::Problem;
+use crate::runtime::InvokeError;
+use crate::runtime::bindings::{Claims, GuestError, Request};
+use crate::store::{Outcome, StagedFile, Staging};
+
+/// Why the function gave no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The function did not finish: it trapped, went over a limit or could
+    /// not be started.
+    #[error(transparent)]
+    Stopped(#[from] InvokeError),
+    /// The function answered with an error.
+    #[error("the function returned an error: {0:?}")]
+    Guest(GuestError),
+}
+
+impl Error {
+    /// The outcome its record gives it.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Error::Stopped(e) => e.outcome(),
+            Error::Guest(_) => Outcome::GuestError,
+        }
+    }
+
+    /// The limit the function went over, if that is what stopped it.
+    pub fn exceeded(&self) -> Option<&'static str> {
+        match self {
+            Error::Stopped(e) => e.exceeded(),
+            Error::Guest(_) => None,
+        }
+    }
+
+    /// The problem the client gets.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Error::Stopped(InvokeError::Limit(exceeded)) => limit_problem(exceeded),
+            Error::Stopped(InvokeError::Trap(_)) => Problem::new(
+                500,
+                "function-trap",
+                "Function failed",
+                "the function trapped; nothing it staged was committed",
+            ),
+            Error::Stopped(InvokeError::Instantiate(_)) => Problem::new(
+                503,
+                "function-unavailable",
+                "Function unavailable",
+                "the function could not be started; try again",
+            )
+            .retry_after(Duration::from_secs(1)),
+            Error::Guest(g) => {
+                let (status, slug, title, message) = match g {
+                    GuestError::BadRequest(m) => (400, "bad-request", "Bad request", m),
+                    GuestError::Forbidden(m) => (403, "forbidden", "Not allowed", m),
+                    GuestError::NotFound(m) => (404, "not-found", "Not found", m),
+                    GuestError::Conflict(m) => (409, "conflict", "Conflict", m),
+                    GuestError::Internal(m) => (500, "function-error", "Function error", m),
+                };
+                Problem::new(status, slug, title, message.clone())
+            }
+        }
+    }
+}
+
+/// A function stopped at a limit: 504 for its deadline, 502 for an
+/// oversized response, 500 for the rest; the type names the limit.
+fn limit_problem(exceeded: &Exceeded) -> Problem {
+    let (status, title) = match exceeded.limit {
+        Limit::Timeout => (504, "Function timed out"),
+        Limit::Response => (502, "Function response too large"),
+        _ => (500, "Function limit exceeded"),
+    };
+    let name = exceeded.limit.name();
+    Problem::new(
+        status,
+        &format!("limit:{name}"),
+        title,
+        format!("{exceeded}; nothing it staged was committed"),
+    )
+    .with_limit(name, exceeded.value)
+}
 
 /// Headers the function never sees: credentials and connection management.
 const HIDDEN_HEADERS: &[&str] = &[
@@ -26,13 +118,116 @@ const HIDDEN_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
+/// One request's invocation of its route's function.
+pub struct Call<'a> {
+    pipeline: &'a Pipeline,
+    target: &'a RouteTarget,
+    request: Request,
+    upload: Option<Arc<StagedFile>>,
+    invoked: Invoked,
+}
+
+impl<'a> Call<'a> {
+    /// The call of `routed`'s function with the request as the function
+    /// receives it: `parts` filtered, `caller`'s claims, the checked body.
+    pub fn new(
+        pipeline: &'a Pipeline,
+        routed: &'a Routed<'_>,
+        parts: &Parts,
+        caller: Option<Principal>,
+        body: Validated,
+        invoked: Invoked,
+    ) -> Self {
+        let request = request(parts, routed.params.clone(), body.body, caller, &invoked);
+        Self {
+            pipeline,
+            target: &routed.target,
+            request,
+            upload: body.upload,
+            invoked,
+        }
+    }
+
+    /// What the record of a failed run says, and the error the client gets.
+    fn failed(error: PipelineError) -> Attempt<Result<Answer, PipelineError>> {
+        let (outcome, exceeded) = match &error {
+            PipelineError::Process(e) => (e.outcome(), e.exceeded()),
+            _ => (Outcome::InvalidResponse, None),
+        };
+        Attempt {
+            staging: Staging::default(),
+            outcome,
+            status: error.problem().status,
+            exceeded,
+            delivery: None,
+            answer: Err(error),
+        }
+    }
+}
+
+impl Invocation for Call<'_> {
+    type Answer = Result<Answer, PipelineError>;
+
+    fn invoked(&self) -> &Invoked {
+        &self.invoked
+    }
+
+    async fn attempt(&mut self, n: u32, deadline: tokio::time::Instant) -> Attempt<Self::Answer> {
+        let (p, stage) = (self.pipeline, Instant::now());
+        let function = &self.target.function;
+        let ran = (p.runtime)
+            .invoke(
+                function,
+                &p.store,
+                &self.request,
+                self.upload.clone(),
+                deadline,
+            )
+            .instrument(info_span!("process", attempt = n))
+            .await;
+        let stage = p.metrics.stage_done("process", stage);
+        let finished = match ran {
+            Ok(finished) => finished,
+            Err(e) => return Self::failed(Error::Stopped(e).into()),
+        };
+        let response = match finished.result {
+            Ok(response) => response,
+            Err(e) => return Self::failed(Error::Guest(e).into()),
+        };
+        // Converted before the commit: a response that cannot be sent must
+        // not leave its writes behind.
+        let request_id = &self.invoked.request_id;
+        let answer = match info_span!("respond").in_scope(|| respond::success(request_id, response))
+        {
+            Ok(answer) => answer,
+            Err(e) => return Self::failed(e.into()),
+        };
+        p.metrics.stage_done("respond", stage);
+        Attempt {
+            staging: finished.staging,
+            outcome: Outcome::Ok,
+            status: answer.response.status().as_u16(),
+            exceeded: None,
+            delivery: None,
+            answer: Ok(answer),
+        }
+    }
+
+    fn refused(&self, why: &persist::Error) -> Refused {
+        Refused {
+            status: why.problem().status,
+            delivery: None,
+        }
+    }
+}
+
 /// Builds the WIT request the function receives.
-pub fn request(
+fn request(
     parts: &Parts,
     params: Vec<(String, String)>,
     body: Bytes,
     principal: Option<Principal>,
-    request_id: &str,
+    invoked: &Invoked,
 ) -> Request {
     let query = parts
         .uri
@@ -79,21 +274,6 @@ pub fn request(
             roles: p.roles,
             all: serde_json::Value::Object(p.claims).to_string(),
         }),
-        request_id: request_id.to_owned(),
+        request_id: invoked.request_id.clone(),
     }
-}
-
-/// Runs the function on a fresh instance, under its limits, until
-/// `deadline`; `upload` is the request's raw body, staged by validate.
-pub async fn run(
-    runtime: &Runtime,
-    store: &Store,
-    function: &Function,
-    request: &Request,
-    upload: Option<Arc<StagedFile>>,
-    deadline: tokio::time::Instant,
-) -> Result<Invocation, InvokeError> {
-    runtime
-        .invoke(function, store, request, upload, deadline)
-        .await
 }

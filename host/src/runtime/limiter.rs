@@ -11,7 +11,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-use crate::limits::{Exceeded, Limit};
+use crate::config::limits::{Exceeded, Limit};
 
 /// Component instances one invocation may create: a Rust component holds a
 /// handful (its own, the WASI adapter's); more is an attack on the pool.

@@ -6,12 +6,12 @@ use wasmtime::component::{HasData, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::{Limiter, LogPipe};
-use crate::cache::TenantCache;
-use crate::staging::Staging;
-use crate::store::Store;
+use crate::store::cache::TenantCache;
+use crate::store::{Staging, Store};
 
-/// The `Store<T>` data of one invocation. Built fresh for every request.
-pub struct InvocationState {
+/// The sandbox of one invocation: the `Store<T>` data, built fresh for every
+/// request and delivery.
+pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
@@ -20,7 +20,7 @@ pub struct InvocationState {
     pub(crate) stderr: LogPipe,
 }
 
-impl InvocationState {
+impl Sandbox {
     /// A locked-down state: no preopens, environment, arguments, sockets or stdin;
     /// stdout and stderr go to memory for the host to log, up to `log_bytes` each.
     pub(crate) fn new(caps: Capabilities, limiter: Limiter, log_bytes: usize) -> Self {
@@ -44,7 +44,7 @@ impl InvocationState {
     }
 }
 
-impl WasiView for InvocationState {
+impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -67,7 +67,7 @@ pub struct Capabilities {
     pub cache: TenantCache,
 }
 
-/// Projects [`InvocationState`] onto [`Capabilities`] for the generated `add_to_linker`.
+/// Projects [`Sandbox`] onto [`Capabilities`] for the generated `add_to_linker`.
 pub(crate) struct Caps;
 
 impl HasData for Caps {

@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::committer::Op;
 use super::files::Repair;
 use super::{Store, StoreError};
 
@@ -156,11 +155,12 @@ impl Store {
                 "blob rows without files: is this node's data directory's blobs/ the shared one?"
             );
         } else {
-            let missing = report.missing.clone();
-            self.committer
-                .op(|r| Op::ForgetBlobs(missing, r))
-                .await
-                .map_err(|e| StoreError::Read(e.to_string()))?;
+            // Before anything is served: the one write besides this host's
+            // own, in a write transaction of its own.
+            let mut conn = self.admin_connection().await?;
+            let mut tx = super::begin_write(&mut conn).await?;
+            forget(&mut tx, &report.missing).await?;
+            tx.commit().await?;
         }
         Ok(report)
     }
@@ -168,7 +168,7 @@ impl Store {
 
 /// Deletes the rows of (tenant, file) pairs whose files are gone, and takes
 /// their bytes off their tenants' usage.
-pub(super) async fn forget(
+async fn forget(
     conn: &mut AnyConnection,
     missing: &[(String, String)],
 ) -> Result<u64, sqlx::Error> {

@@ -65,7 +65,7 @@ impl Files {
             return Ok(dir.clone());
         }
         drop(tenants);
-        if !crate::manifest::is_valid_name(tenant) {
+        if !crate::config::names::is_valid_name(tenant) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{tenant:?} is not a tenant name"),
@@ -93,7 +93,7 @@ impl Files {
 
     /// Deletes `tenant`'s directory and everything in it. Blocking.
     pub fn remove_tenant(&self, tenant: &str) -> io::Result<()> {
-        if !crate::manifest::is_valid_name(tenant) {
+        if !crate::config::names::is_valid_name(tenant) {
             return Ok(());
         }
         self.forget(tenant);
@@ -133,7 +133,7 @@ impl Files {
         }
         let none = HashSet::new();
         for tenant in tenants {
-            if !crate::manifest::is_valid_name(&tenant) {
+            if !crate::config::names::is_valid_name(&tenant) {
                 continue;
             }
             let wanted = referenced.get(&tenant).unwrap_or(&none);

@@ -124,7 +124,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         activate(&mut tx, new.tenant, new.name, next, new.deployed_by, now).await?;
-        super::cluster::changed(&mut tx).await?;
+        super::notices::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(version_number(next))
     }
@@ -160,7 +160,7 @@ impl Store {
         let mut conn = self.admin_connection().await?;
         let mut tx = super::begin_write(&mut conn).await?;
         activate(&mut tx, tenant, name, i64::from(version), by, now_ms()).await?;
-        super::cluster::changed(&mut tx).await?;
+        super::notices::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -289,7 +289,7 @@ impl Store {
             }
         }
         forget_unused_components(&mut tx).await?;
-        super::cluster::changed(&mut tx).await?;
+        super::notices::changed(&mut tx).await?;
         tx.commit().await?;
         Ok(unused)
     }

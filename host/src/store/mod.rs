@@ -1,17 +1,25 @@
-//! The data layer: the only code that talks to the database.
+//! The data layer: the only code that talks to the database, and what a
+//! function's invocation stages for it.
 //!
-//! Reads go through a pool of read-only connections; every write goes through
-//! the [`Committer`], one task owning one connection, which commits many
-//! invocations' staged changes in one transaction (group commit).
+//! Reads go through a pool of read-only connections; every write of an
+//! invocation goes through the [`Committer`], one task owning one
+//! connection, which commits many invocations' staged changes in one
+//! transaction (group commit). An invocation stages its writes in a
+//! [`Staging`] area first; the per-tenant [`cache`] is the one store that is
+//! not transactional.
 
-mod admin;
 mod blobs;
-mod cluster;
-mod committer;
+pub mod cache;
+mod commit;
 mod documents;
 mod files;
 mod functions;
+mod invocations;
+mod notices;
+mod operator_keys;
 mod queue;
+pub mod staging;
+mod tenants;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,22 +31,22 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, QueryBuilder};
 use tokio::sync::Notify;
 
-pub use admin::{Invocation, OperatorKey, Tenant, TenantQuota};
 pub use blobs::StoredBlob;
-pub use cluster::{DocumentLock, Notice, Notices};
-pub use committer::{
-    CommitError, CommitOutcome, CommitRequest, Committer, InvocationRecord, StorageQuotas,
-};
+pub use commit::{CommitError, CommitOutcome, CommitRequest, Committer};
 pub use documents::StoredDocument;
 pub use files::{Files, Repair, StagedFile, StagedWriter, TenantDir};
 pub use functions::{DeployedFunction, NewVersion, StoredVersion, VersionInfo};
+pub use invocations::{InvocationRecord, InvocationRow, Outcome};
+pub use notices::{DocumentLock, Notice, Notices};
+pub use operator_keys::OperatorKey;
 pub use queue::{
     Claim, DeadLetter, DeadLetterFilter, DeliveryEnd, Depth, Due, Lease, ScheduleRow,
     Subscriptions, Tick,
 };
+pub use staging::Staging;
+pub use tenants::{StorageQuotas, Tenant, TenantQuota};
 
 use crate::config::{DatabaseConfig, QueueConfig, Synchronous};
-use committer::Op;
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +258,7 @@ impl Store {
         depth.replace(queue::count_pending(&mut writer).await?);
         let storage_quotas = Arc::new(StorageQuotas::default());
         let files = Arc::new(Files::new(blobs));
-        let context = committer::Context {
+        let context = commit::Context {
             files: files.clone(),
             subscriptions: subscriptions.clone(),
             ready: ready.clone(),
@@ -312,7 +320,7 @@ impl Store {
     }
 
     /// Who receives which topic; the committer fans messages out by it.
-    pub fn subscriptions(&self) -> &Subscriptions {
+    pub fn subscriptions(&self) -> &Arc<Subscriptions> {
         &self.subscriptions
     }
 
@@ -321,59 +329,10 @@ impl Store {
         &self.ready
     }
 
-    /// Leases those of `claim.ids` still free: (delivery id, lease, attempt).
-    ///
-    /// On SQLite the claim rides the committer's next transaction. On
-    /// PostgreSQL it is a transaction of its own, outside the write lock, so
-    /// nodes claim side by side; `FOR UPDATE SKIP LOCKED` keeps any two
-    /// from leasing the same delivery.
-    pub async fn claim(&self, claim: Claim) -> Result<Vec<(String, Lease, u32)>, CommitError> {
-        match self.backend {
-            Backend::Sqlite => self.committer.op(|r| Op::Claim(claim, r)).await,
-            Backend::Postgres => {
-                let database = |e: sqlx::Error| CommitError::Database(e.to_string());
-                let mut conn = self.writes.acquire().await.map_err(database)?;
-                let mut tx = conn.begin().await.map_err(database)?;
-                let won = queue::claim(&mut tx, &claim, now_ms())
-                    .await
-                    .map_err(database)?;
-                tx.commit().await.map_err(database)?;
-                Ok(won)
-            }
-        }
-    }
-
-    /// Fires or skips a schedule tick; false if another runner already did.
-    pub async fn tick(&self, tick: Tick) -> Result<bool, CommitError> {
-        self.committer.op(|r| Op::Tick(tick, r)).await
-    }
-
-    /// Records the schedules of the loaded manifests; returns their next ticks.
-    pub async fn register_schedules(
-        &self,
-        rows: Vec<ScheduleRow>,
-    ) -> Result<Vec<i64>, CommitError> {
-        self.committer.op(|r| Op::Register(rows, r)).await
-    }
-
-    /// Moves matching dead letters back to the queue; returns how many.
-    pub async fn replay_dead_letters(&self, filter: DeadLetterFilter) -> Result<u64, CommitError> {
-        self.committer.op(|r| Op::Replay(filter, r)).await
-    }
-
-    /// Forgets expired idempotency keys and delivered messages; returns how many messages went.
-    pub async fn collect_garbage(&self) -> Result<u64, CommitError> {
-        self.committer.op(Op::Collect).await
-    }
-
-    /// Gives back the leases of deliveries that never started.
-    pub async fn release(&self, leases: Vec<Lease>) -> Result<u64, CommitError> {
-        self.committer.op(|r| Op::Release(leases, r)).await
-    }
-
-    /// Frees every lease. Only for a host that owns the database alone, at start-up.
-    pub async fn release_leases(&self) -> Result<u64, CommitError> {
-        self.committer.op(Op::ReleaseLeases).await
+    /// A connection for the rare writes made outside the committer
+    /// (operator keys, tenants, deploys).
+    async fn admin_connection(&self) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
+        Ok(self.writes.acquire().await?)
     }
 
     /// Waits until everything handed to the committer so far is committed,

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::{Key, validation};
+use super::key::{Key, validation};
 use crate::config::AuthConfig;
 
 /// Least time between two fetches caused by unknown key ids.

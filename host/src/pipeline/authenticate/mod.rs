@@ -1,24 +1,31 @@
-//! Authenticate: verify the bearer token against the configured keys and
-//! decide whether the caller may use the route. Returns the caller's
-//! [`Principal`] (none on a public route); 401 when we cannot tell who is
-//! calling, 403 when we can and the answer is no.
+//! Authenticate: verify the bearer token against the tenant's keys (its
+//! own, or the host's) and decide whether the caller may use the route.
+//! Returns the caller's [`Principal`] (none on a public route); 401 when we
+//! cannot tell who is calling, 403 when we can and the answer is no.
 
+pub mod dev;
 pub mod jwks;
+mod key;
+pub mod keyring;
 
-use std::str::FromStr;
 use std::sync::Arc;
 
-use http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
-use crate::config::{AuthConfig, KeyConfig};
-use crate::manifest::{AuthRule, NamedRule};
-use jwks::{COOLDOWN, Jwks, JwksClient};
+pub use key::KeyError;
+pub use keyring::{Keyring, TenantKeyrings};
+
+use super::receive::Routed;
+use crate::config::AuthConfig;
+use crate::config::manifest::{AuthRule, NamedRule};
+use crate::problem::Problem;
+use jwks::{COOLDOWN, JwksClient};
 
 /// Why a request was not allowed through.
 #[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+pub enum Error {
     /// 401: no `authorization` header.
     #[error("a bearer token is required")]
     MissingToken,
@@ -45,32 +52,26 @@ pub enum AuthError {
     MissingRole(String),
 }
 
-impl AuthError {
+impl Error {
     /// True for "who are you?" (401); false for "not allowed" (403).
     pub fn is_unauthenticated(&self) -> bool {
-        !matches!(self, AuthError::WrongTenant | AuthError::MissingRole(_))
+        !matches!(self, Error::WrongTenant | Error::MissingRole(_))
     }
-}
 
-/// Why the configured keys are unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Unknown algorithm name.
-    #[error("key {index}: unknown algorithm {name:?}")]
-    Algorithm {
-        /// Position in `[[auth.keys]]`.
-        index: usize,
-        /// The name given.
-        name: String,
-    },
-    /// Missing or unreadable key material.
-    #[error("key {index}: {message}")]
-    Material {
-        /// Position in `[[auth.keys]]`.
-        index: usize,
-        /// What is wrong.
-        message: String,
-    },
+    /// The problem the client gets.
+    pub fn problem(&self) -> Problem {
+        if self.is_unauthenticated() {
+            Problem::new(
+                401,
+                "unauthenticated",
+                "Authentication required",
+                self.to_string(),
+            )
+            .with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+        } else {
+            Problem::new(403, "forbidden", "Not allowed", self.to_string())
+        }
+    }
 }
 
 /// The verified caller.
@@ -86,237 +87,51 @@ pub struct Principal {
     pub claims: Map<String, Value>,
 }
 
-/// A verification key and the checks a token signed with it must pass.
-struct Key {
-    kid: Option<String>,
-    key: DecodingKey,
-    validation: Validation,
+/// Every key the host checks tokens with: its own, each tenant's, and the
+/// client that fetches JWKS documents.
+pub struct Keys {
+    host: Keyring,
+    tenants: TenantKeyrings,
+    client: JwksClient,
 }
 
-/// The verification keys and claim rules.
-pub struct Keyring {
-    keys: Vec<Key>,
-    jwks: Option<Arc<Jwks>>,
-    tenant_claim: String,
-    roles_claim: String,
-    /// The settings it was built from (JSON), so a node re-applying the
-    /// same settings keeps it and its fetched JWKS.
-    source: String,
-}
-
-impl Keyring {
-    /// Builds the keyring. Each key's `Validation` allows only that key's algorithm.
-    pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
-        let keys = config
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(index, k)| Self::key(index, k, config))
-            .collect::<Result<_, _>>()?;
-        let jwks = match &config.jwks_url {
-            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
-                Some(Arc::new(Jwks::new(url, config)))
-            }
-            Some(url) => {
-                return Err(KeyError::Material {
-                    index: 0,
-                    message: format!("jwks_url {url:?} must be an https:// (or http://) URL"),
-                });
-            }
-            None => None,
-        };
+impl Keys {
+    /// The host's keys from `auth`; no tenant has its own yet.
+    pub fn new(auth: &AuthConfig) -> Result<Self, KeyError> {
         Ok(Self {
-            keys,
-            jwks,
-            tenant_claim: config.tenant_claim.clone(),
-            roles_claim: config.roles_claim.clone(),
-            source: source(config),
+            host: Keyring::new(auth)?,
+            tenants: TenantKeyrings::default(),
+            client: JwksClient::new().map_err(KeyError::Client)?,
         })
     }
 
-    /// Whether it was built from `config`.
-    pub fn built_from(&self, config: &AuthConfig) -> bool {
-        self.source == source(config)
-    }
-
-    /// A keyring that verifies nothing: every token is refused.
-    pub fn empty(config: &AuthConfig) -> Self {
-        Self {
-            keys: Vec::new(),
-            jwks: None,
-            tenant_claim: config.tenant_claim.clone(),
-            roles_claim: config.roles_claim.clone(),
-            source: source(config),
-        }
-    }
-
-    /// The JWKS this keyring takes keys from, if any.
-    pub fn jwks(&self) -> Option<&Jwks> {
-        self.jwks.as_deref()
-    }
-
-    fn key(index: usize, k: &KeyConfig, config: &AuthConfig) -> Result<Key, KeyError> {
-        let algorithm = Algorithm::from_str(&k.algorithm).map_err(|_| KeyError::Algorithm {
-            index,
-            name: k.algorithm.clone(),
-        })?;
-        let material = |message: String| KeyError::Material { index, message };
-        let key = match algorithm {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                let secret = k
-                    .secret
-                    .as_deref()
-                    .ok_or_else(|| material("an HS* key needs `secret`".into()))?;
-                if secret.len() < 32 {
-                    return Err(material("an HS* secret must be at least 32 bytes".into()));
-                }
-                DecodingKey::from_secret(secret.as_bytes())
-            }
-            _ => {
-                let (pem, source) = match (&k.public_key_pem, &k.public_key_file) {
-                    (Some(pem), _) => (pem.clone().into_bytes(), "public_key_pem".to_owned()),
-                    (None, Some(path)) => (
-                        std::fs::read(path).map_err(|e| {
-                            material(format!("cannot read {}: {e}", path.display()))
-                        })?,
-                        path.display().to_string(),
-                    ),
-                    (None, None) => {
-                        return Err(material(format!(
-                            "a {algorithm:?} key needs `public_key_pem` or `public_key_file`"
-                        )));
-                    }
-                };
-                let parsed = match algorithm {
-                    Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
-                    Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
-                    _ => DecodingKey::from_rsa_pem(&pem),
-                };
-                parsed.map_err(|e| material(format!("{source}: {e}")))?
-            }
-        };
-        Ok(Key {
-            kid: k.kid.clone(),
-            key,
-            validation: validation(algorithm, config),
-        })
-    }
-
-    /// Verifies `token` and returns its claims.
-    fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
-        let header = decode_header(token).map_err(|_| AuthError::InvalidToken("malformed"))?;
-        let kid_fits = |kid: &Option<String>| match (&header.kid, kid) {
-            (Some(want), Some(have)) => want == have,
-            _ => true,
-        };
-        let published = self.jwks.as_ref().map(|j| j.keys());
-        let mut candidates = self
-            .keys
-            .iter()
-            .chain(published.iter().flat_map(|keys| keys.iter()))
-            .filter(|k| kid_fits(&k.kid))
-            .peekable();
-        if candidates.peek().is_none() {
-            return Err(AuthError::UnknownKey);
-        }
-        let mut last = AuthError::InvalidToken("bad signature");
-        for key in candidates {
-            use jsonwebtoken::errors::ErrorKind;
-            match decode::<Map<String, Value>>(token, &key.key, &key.validation) {
-                Ok(data) => return Ok(data.claims),
-                Err(e) => {
-                    last = match e.kind() {
-                        ErrorKind::ExpiredSignature => return Err(AuthError::Expired),
-                        ErrorKind::ImmatureSignature => return Err(AuthError::NotYetValid),
-                        ErrorKind::InvalidIssuer => AuthError::InvalidToken("wrong issuer"),
-                        ErrorKind::InvalidAudience => AuthError::InvalidToken("wrong audience"),
-                        ErrorKind::MissingRequiredClaim(_) => {
-                            AuthError::InvalidToken("a required claim is missing")
-                        }
-                        ErrorKind::InvalidAlgorithm => {
-                            AuthError::InvalidToken("algorithm does not match the key")
-                        }
-                        _ => AuthError::InvalidToken("bad signature"),
-                    }
-                }
-            }
-        }
-        Err(last)
-    }
-
-    fn principal(&self, claims: Map<String, Value>) -> Result<Principal, AuthError> {
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .ok_or(AuthError::InvalidToken("`sub` must be a string"))?
-            .to_owned();
-        let tenant = claims
-            .get(&self.tenant_claim)
-            .and_then(Value::as_str)
-            .ok_or(AuthError::WrongTenant)?
-            .to_owned();
-        let roles = match claims.get(&self.roles_claim) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|r| r.as_str().map(str::to_owned))
-                .collect(),
-            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            _ => Vec::new(),
-        };
-        Ok(Principal {
-            subject,
-            tenant,
-            roles,
-            claims,
-        })
-    }
-}
-
-/// The rules every key's signature check applies: the key's algorithm only,
-/// `exp` and `sub` required, `nbf`, issuer and audience as configured.
-fn validation(algorithm: Algorithm, config: &AuthConfig) -> Validation {
-    let mut validation = Validation::new(algorithm);
-    validation.leeway = config.leeway_seconds;
-    validation.validate_nbf = true;
-    validation.validate_aud = false;
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    if let Some(iss) = &config.issuer {
-        validation.set_issuer(iss);
-        validation.required_spec_claims.insert("iss".into());
-    }
-    if let Some(aud) = &config.audience {
-        validation.set_audience(aud);
-        validation.validate_aud = true;
-        validation.required_spec_claims.insert("aud".into());
-    }
-    validation
-}
-
-fn source(config: &AuthConfig) -> String {
-    serde_json::to_string(config).unwrap_or_default()
-}
-
-/// The keyrings of tenants with their own auth settings; the others use the host's.
-#[derive(Default)]
-pub struct TenantKeyrings {
-    tenants: std::sync::RwLock<std::collections::HashMap<String, Arc<Keyring>>>,
-}
-
-impl TenantKeyrings {
     /// Sets (or, with `None`, removes) `tenant`'s own keyring.
-    pub fn set(&self, tenant: &str, keyring: Option<Keyring>) {
-        let mut map = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-        match keyring {
-            Some(k) => map.insert(tenant.to_owned(), Arc::new(k)),
-            None => map.remove(tenant),
-        };
+    pub fn set_tenant(&self, tenant: &str, keyring: Option<Keyring>) {
+        self.tenants.set(tenant, keyring);
     }
 
     /// `tenant`'s own keyring, if it has one.
-    pub fn get(&self, tenant: &str) -> Option<Arc<Keyring>> {
-        let map = self.tenants.read().unwrap_or_else(|e| e.into_inner());
-        map.get(tenant).cloned()
+    pub fn tenant(&self, tenant: &str) -> Option<Arc<Keyring>> {
+        self.tenants.get(tenant)
     }
+
+    /// The client that fetches JWKS documents.
+    pub fn client(&self) -> &JwksClient {
+        &self.client
+    }
+}
+
+/// The caller of `routed`, as its route's auth rule and its tenant's keys decide.
+pub async fn caller(
+    keys: &Keys,
+    routed: &Routed<'_>,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Error> {
+    let target = &routed.target;
+    let tenant = &target.function.tenant;
+    let own = keys.tenant(tenant);
+    let keyring = own.as_deref().unwrap_or(&keys.host);
+    check_fetching(keyring, &keys.client, &target.auth, tenant, headers).await
 }
 
 /// [`check`], fetching the keyring's JWKS first when it is stale, and again
@@ -327,7 +142,7 @@ pub async fn check_fetching(
     rule: &AuthRule,
     tenant: &str,
     headers: &HeaderMap,
-) -> Result<Option<Principal>, AuthError> {
+) -> Result<Option<Principal>, Error> {
     let Some(jwks) = keyring
         .jwks()
         .filter(|_| *rule != AuthRule::Named(NamedRule::Public))
@@ -339,7 +154,7 @@ pub async fn check_fetching(
         let _ = jwks.refresh(client, COOLDOWN).await;
     }
     match check(keyring, rule, tenant, headers) {
-        Err(AuthError::UnknownKey) if jwks.may_refetch() => {
+        Err(Error::UnknownKey) if jwks.may_refetch() => {
             let _ = jwks.refresh(client, COOLDOWN).await;
             check(keyring, rule, tenant, headers)
         }
@@ -353,13 +168,13 @@ pub fn check(
     rule: &AuthRule,
     tenant: &str,
     headers: &HeaderMap,
-) -> Result<Option<Principal>, AuthError> {
+) -> Result<Option<Principal>, Error> {
     if *rule == AuthRule::Named(NamedRule::Public) {
         return Ok(None);
     }
     let header = headers
         .get(http::header::AUTHORIZATION)
-        .ok_or(AuthError::MissingToken)?;
+        .ok_or(Error::MissingToken)?;
     let token = header
         .to_str()
         .ok()
@@ -369,15 +184,15 @@ pub fn check(
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or(AuthError::NotBearer)?;
+        .ok_or(Error::NotBearer)?;
     let principal = keyring.principal(keyring.verify(token)?)?;
     if principal.tenant != tenant {
-        return Err(AuthError::WrongTenant);
+        return Err(Error::WrongTenant);
     }
     if let AuthRule::AnyRole { any_role } = rule
         && !any_role.iter().any(|r| principal.roles.contains(r))
     {
-        return Err(AuthError::MissingRole(any_role.join(", ")));
+        return Err(Error::MissingRole(any_role.join(", ")));
     }
     Ok(Some(principal))
 }
@@ -385,6 +200,8 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KeyConfig;
+    use jsonwebtoken::Algorithm;
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
 
@@ -443,7 +260,7 @@ mod tests {
         let rule = AuthRule::default();
         assert!(matches!(
             check(&keyring(), &rule, "t", &h),
-            Err(AuthError::InvalidToken(_))
+            Err(Error::InvalidToken(_))
         ));
     }
 

@@ -6,20 +6,18 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use super::super::bindings::sluice::function::blobs::{Error, Host, Metadata, Page, UploadInfo};
+use crate::config::names::{MAX_BLOB_NAME, is_valid_blob_name};
 use crate::runtime::state::Capabilities;
-use crate::staging::StagedBlob;
+use crate::store::staging::StagedBlob;
 use crate::store::{StagedFile, StoredBlob};
 
 /// Most blobs one `list` call returns.
 const MAX_PAGE: u32 = 1_000;
 
-/// Longest blob name, in bytes.
-const MAX_NAME: usize = 1_024;
-
 fn check_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.len() > MAX_NAME || name.chars().any(char::is_control) {
+    if !is_valid_blob_name(name) {
         return Err(Error::Invalid(format!(
-            "blob names are 1-{MAX_NAME} bytes without control characters"
+            "blob names are 1-{MAX_BLOB_NAME} bytes without control characters"
         )));
     }
     Ok(())
@@ -239,9 +237,10 @@ impl Host for Capabilities {
         limit: u32,
         cursor: Option<String>,
     ) -> Result<Page, Error> {
-        if prefix.len() > MAX_NAME || cursor.as_ref().is_some_and(|c| c.len() > MAX_NAME) {
+        if prefix.len() > MAX_BLOB_NAME || cursor.as_ref().is_some_and(|c| c.len() > MAX_BLOB_NAME)
+        {
             return Err(Error::Invalid(format!(
-                "prefix and cursor are at most {MAX_NAME} bytes"
+                "prefix and cursor are at most {MAX_BLOB_NAME} bytes"
             )));
         }
         let limit = limit.clamp(1, MAX_PAGE);
@@ -318,7 +317,7 @@ mod tests {
         );
         assert!(check_name("").is_err());
         assert!(check_name("a\0b").is_err());
-        assert!(check_name(&"x".repeat(MAX_NAME + 1)).is_err());
+        assert!(check_name(&"x".repeat(MAX_BLOB_NAME + 1)).is_err());
         assert!(check_content_type("image/png").is_ok());
         assert!(check_content_type("text/plain; charset=utf-8").is_ok());
         for bad in ["png", "image/", "/png", "a/b/c", "text/plain\r\nx: y"] {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::super::bindings::sluice::function::cache::{Error, Host};
-use crate::cache::CacheError;
 use crate::runtime::state::Capabilities;
+use crate::store::cache::CacheError;
 
 impl From<CacheError> for Error {
     fn from(e: CacheError) -> Self {

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 
 use super::super::bindings::sluice::function::documents::{Document, Error, Host, Page};
-use super::{is_valid_key, is_valid_name};
+use crate::config::names::{is_valid_collection, is_valid_key};
 use crate::runtime::state::Capabilities;
-use crate::staging::{DocKey, StagedWrite};
+use crate::store::staging::{DocKey, StagedWrite};
 
 /// Most documents one `list` call returns.
 const MAX_PAGE: u32 = 1_000;
 
 fn check_collection(collection: &str) -> Result<(), Error> {
-    if is_valid_name(collection) {
+    if is_valid_collection(collection) {
         Ok(())
     } else {
         Err(Error::Invalid(format!(

@@ -8,10 +8,10 @@ mod queue;
 use wasmtime::component::Linker;
 
 use super::bindings::sluice::function;
-use super::state::{Caps, InvocationState};
+use super::state::{Caps, Sandbox};
 
-/// Adds WASI (locked down by [`InvocationState`]) and every Sluice import to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<()> {
+/// Adds WASI (locked down by [`Sandbox`]) and every Sluice import to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     function::types::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::documents::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
@@ -19,14 +19,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::R
     function::blobs::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::cache::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     Ok(())
-}
-
-/// Collections follow the same naming rule as topics.
-use crate::manifest::is_valid_topic as is_valid_name;
-
-/// Keys: 1 to 512 bytes, no control characters.
-fn is_valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 512 && !key.chars().any(char::is_control)
 }
 
 impl super::state::Capabilities {

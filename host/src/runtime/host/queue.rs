@@ -1,10 +1,9 @@
 //! `sluice:function/queue`: sends are staged, never delivered from here.
 
 use super::super::bindings::sluice::function::queue::{Error, Host, SendOptions};
-use super::is_valid_name;
-use crate::manifest::is_reserved_topic;
+use crate::config::names::{is_reserved_topic, is_valid_topic};
 use crate::runtime::state::Capabilities;
-use crate::staging::StagedMessage;
+use crate::store::staging::StagedMessage;
 
 impl Host for Capabilities {
     fn send(
@@ -25,7 +24,7 @@ impl Capabilities {
         payload: Vec<u8>,
         options: SendOptions,
     ) -> Result<(), Error> {
-        if !is_valid_name(&topic) {
+        if !is_valid_topic(&topic) {
             return Err(Error::Invalid(format!(
                 "topic {topic:?} must be 1-128 characters of A-Z, a-z, 0-9, _, . and -"
             )));

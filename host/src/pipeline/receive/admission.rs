@@ -1,6 +1,7 @@
-//! Per-tenant request rates (a token bucket per tenant) and requests in
-//! flight per function and per tenant, both checked at the receive stage.
-//! Both are per host: with several nodes, each node admits up to the limit.
+//! Admission, checked at the receive stage: per-tenant request rates (a
+//! token bucket per tenant) and requests in flight per function and per
+//! tenant. Both are per host: with several nodes, each node admits up to
+//! the limit.
 //!
 //! Hand-written rather than `governor`: that crate fixes a quota per limiter,
 //! and here every tenant has its own, changed at run time by the admin API;
@@ -10,24 +11,54 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use crate::config::Rate;
+use crate::runtime::Function;
 
-/// A tenant's request rate limit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rate {
-    /// Requests per second, sustained.
-    pub requests_per_second: f64,
-    /// Requests admitted at once after a quiet spell; defaults to one second's worth.
-    pub burst: Option<u32>,
+/// What admits requests: every tenant's rate and what is running.
+pub struct Admission {
+    rates: Rates,
+    running: Concurrency,
+    /// `[limits] tenant_concurrency`.
+    tenant_concurrency: usize,
 }
 
-impl Rate {
-    fn capacity(&self) -> f64 {
-        self.burst
-            .map_or(self.requests_per_second, f64::from)
-            .max(1.0)
+impl Admission {
+    /// No rates yet; at most `tenant_concurrency` requests of one tenant at once.
+    pub fn new(tenant_concurrency: usize) -> Self {
+        Self {
+            rates: Rates::default(),
+            running: Concurrency::default(),
+            tenant_concurrency,
+        }
     }
+
+    /// Sets (or, with `None`, removes) `tenant`'s rate.
+    pub fn set_rate(&self, tenant: &str, rate: Option<Rate>) {
+        self.rates.set(tenant, rate);
+    }
+
+    /// Takes a token for one request of `tenant`, or says how long until
+    /// one is available.
+    pub fn admit(&self, tenant: &str) -> Result<(), Duration> {
+        self.rates.admit(tenant)
+    }
+
+    /// Lets one more request of `function` run, under its own concurrency
+    /// limit and its tenant's, until the permit drops.
+    pub fn enter(&self, function: &Function) -> Result<Permit<'_>, Busy> {
+        self.running.enter(
+            &function.tenant,
+            &function.name,
+            function.limits.concurrency,
+            self.tenant_concurrency,
+        )
+    }
+}
+
+fn capacity(rate: &Rate) -> f64 {
+    rate.burst
+        .map_or(rate.requests_per_second, f64::from)
+        .max(1.0)
 }
 
 #[derive(Debug)]
@@ -38,14 +69,14 @@ struct Bucket {
 
 /// Every tenant's rate and bucket.
 #[derive(Debug, Default)]
-pub struct Quotas {
+struct Rates {
     rates: RwLock<HashMap<String, Rate>>,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
-impl Quotas {
+impl Rates {
     /// Sets (or, with `None`, removes) `tenant`'s rate.
-    pub fn set(&self, tenant: &str, rate: Option<Rate>) {
+    fn set(&self, tenant: &str, rate: Option<Rate>) {
         let mut rates = self.rates.write().unwrap_or_else(|e| e.into_inner());
         let before = match rate {
             Some(rate) => rates.insert(tenant.to_owned(), rate),
@@ -63,7 +94,7 @@ impl Quotas {
 
     /// Takes a token for one request of `tenant`, or says how long until
     /// one is available.
-    pub fn admit(&self, tenant: &str) -> Result<(), Duration> {
+    fn admit(&self, tenant: &str) -> Result<(), Duration> {
         let rate = {
             let rates = self.rates.read().unwrap_or_else(|e| e.into_inner());
             match rates.get(tenant) {
@@ -74,11 +105,11 @@ impl Quotas {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = buckets.entry(tenant.to_owned()).or_insert(Bucket {
-            tokens: rate.capacity(),
+            tokens: capacity(&rate),
             at: now,
         });
         let refill = now.duration_since(bucket.at).as_secs_f64() * rate.requests_per_second;
-        bucket.tokens = (bucket.tokens + refill).min(rate.capacity());
+        bucket.tokens = (bucket.tokens + refill).min(capacity(&rate));
         bucket.at = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -91,7 +122,7 @@ impl Quotas {
 
 /// Requests in flight, per function and per tenant.
 #[derive(Debug, Default)]
-pub struct Concurrency {
+struct Concurrency {
     running: Mutex<Running>,
 }
 
@@ -132,7 +163,7 @@ impl Busy {
 impl Concurrency {
     /// Counts one request of `tenant`'s `function` as running until the
     /// permit drops, or refuses it when either is at its limit.
-    pub fn enter(
+    fn enter(
         &self,
         tenant: &Arc<str>,
         function: &Arc<str>,
@@ -190,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_burst_past_the_bucket_is_refused_and_others_are_not() {
-        let quotas = Quotas::default();
+        let quotas = Rates::default();
         quotas.set(
             "a",
             Some(Rate {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Map, Value, json};
 
+use crate::config::{AuthConfig, Config, KeyConfig};
+
 /// The key id of the development key.
 pub const DEV_KID: &str = "sluice-dev";
 
@@ -73,4 +75,25 @@ pub fn mint(
         &claims,
         &EncodingKey::from_secret(secret.as_bytes()),
     )
+}
+
+/// The configured keys, or the development key when none are configured.
+pub fn effective_auth(config: &Config) -> std::io::Result<AuthConfig> {
+    let mut auth = config.auth.clone();
+    if auth.keys.is_empty() && auth.jwks_url.is_none() {
+        let secret = dev_secret(&config.data_dir)?;
+        tracing::warn!(
+            key = %dev_key_path(&config.data_dir).display(),
+            "no [[auth.keys]] configured: accepting tokens signed with the DEVELOPMENT key \
+             (mint one with `sluice token`); configure real keys before exposing this host"
+        );
+        auth.keys.push(KeyConfig {
+            kid: Some(DEV_KID.to_owned()),
+            algorithm: "HS256".to_owned(),
+            secret: Some(secret),
+            public_key_file: None,
+            public_key_pem: None,
+        });
+    }
+    Ok(auth)
 }

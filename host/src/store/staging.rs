@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::limits::{Exceeded, Limit, Limits};
-use crate::store::StagedFile;
+use super::files::StagedFile;
+use crate::config::limits::{Exceeded, Limit, Limits};
 
 /// A document's address inside one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

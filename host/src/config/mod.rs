@@ -1,11 +1,18 @@
-//! `sluice serve` configuration: an optional TOML file; every field has a default.
+//! What the host is told: `sluice serve`'s configuration (an optional TOML
+//! file; every field has a default), function manifests, per-invocation
+//! limits, the settings a tenant may have of its own, and every naming rule.
+
+pub mod faults;
+pub mod limits;
+pub mod manifest;
+pub mod names;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-pub use crate::limits::{Limits, LimitsConfig};
+pub use limits::{Limits, LimitsConfig};
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +62,7 @@ pub struct Config {
     /// The admin API.
     pub admin: AdminConfig,
     /// The per-tenant cache.
-    pub cache: crate::cache::CacheConfig,
+    pub cache: CacheConfig,
     /// Where the `sluice` commands that manage a host find its admin API.
     pub cli: CliConfig,
 }
@@ -85,7 +92,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             queue: QueueConfig::default(),
             admin: AdminConfig::default(),
-            cache: crate::cache::CacheConfig::default(),
+            cache: CacheConfig::default(),
             cli: CliConfig::default(),
         }
     }
@@ -130,7 +137,7 @@ impl Config {
 
 /// How tokens are verified: for the whole host here, or for one tenant
 /// through the admin API.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Verification keys. With none configured (and no `jwks_url`), a
@@ -168,7 +175,7 @@ impl Default for AuthConfig {
 }
 
 /// One verification key. The algorithm is the key's, never the token's.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// Matched against the token's `kid` header when both are present.
@@ -339,6 +346,36 @@ impl Default for QueueConfig {
             max_pending_per_tenant: 1_000_000,
         }
     }
+}
+
+/// `[cache]`: the per-tenant cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Bytes of keys and values one tenant may keep; past it, moka's
+    /// TinyLFU policy evicts (rarely and least recently used entries first).
+    pub tenant_bytes: u64,
+    /// Largest value one entry may hold.
+    pub max_value_bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            tenant_bytes: 16 * 1024 * 1024,
+            max_value_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A tenant's request rate limit, set through the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests per second, sustained.
+    pub requests_per_second: f64,
+    /// Requests admitted at once after a quiet spell; defaults to one second's worth.
+    pub burst: Option<u32>,
 }
 
 #[cfg(test)]

@@ -1,73 +1,14 @@
-//! Receive: match method and path against the routing table built from the
-//! manifests. Returns the route target and its path parameters; rejects
-//! unknown paths (404), unknown methods on known paths (405), requests over
-//! their tenant's rate (429) and requests past the function's or the
-//! tenant's concurrency (429).
+//! The routing table: path patterns to per-method targets, and what each
+//! target holds for the stages that serve it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::Method;
 
-use crate::manifest::{AuthRule, BodyKind};
-use crate::quota::{Busy, Concurrency, Permit, Quotas};
+use super::schema::Schema;
+use crate::config::manifest::{AuthRule, BodyKind};
 use crate::runtime::Function;
-
-use super::validate::Schema;
-
-/// Why a request matched no route.
-#[derive(Debug, thiserror::Error)]
-pub enum ReceiveError {
-    /// No route has this path.
-    #[error("no route for {0}")]
-    NotFound(String),
-    /// The tenant is over its request rate.
-    #[error("tenant {tenant} is over its request rate; retry in {retry_after:?}")]
-    RateLimited {
-        /// The tenant.
-        tenant: String,
-        /// When a request will be admitted again.
-        retry_after: std::time::Duration,
-    },
-    /// The function or its tenant has as many requests running as it may.
-    #[error(transparent)]
-    Busy(#[from] Busy),
-    /// Routes have this path, but not this method.
-    #[error("{method} is not allowed on {path}")]
-    MethodNotAllowed {
-        /// The method asked for.
-        method: Method,
-        /// The path asked for.
-        path: String,
-        /// The methods that are served there.
-        allowed: Vec<Method>,
-    },
-}
-
-/// Admits one request of `tenant` under its request rate.
-pub fn admit(quotas: &Quotas, tenant: &str) -> Result<(), ReceiveError> {
-    quotas
-        .admit(tenant)
-        .map_err(|retry_after| ReceiveError::RateLimited {
-            tenant: tenant.to_owned(),
-            retry_after,
-        })
-}
-
-/// Lets one more request of `function` run, under its own concurrency limit
-/// and its tenant's; the permit is held until the response is ready.
-pub fn enter<'a>(
-    running: &'a Concurrency,
-    function: &Function,
-    tenant_max: usize,
-) -> Result<Permit<'a>, ReceiveError> {
-    Ok(running.enter(
-        &function.tenant,
-        &function.name,
-        function.limits.concurrency,
-        tenant_max,
-    )?)
-}
 
 /// What a route leads to: the function and the rules the next stages apply.
 pub struct RouteTarget {
@@ -96,6 +37,15 @@ pub struct Routes {
     router: matchit::Router<usize>,
     patterns: HashMap<String, usize>,
     tables: Vec<Vec<(Method, Arc<RouteTarget>)>>,
+}
+
+/// Why no route matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No route has this path.
+    Path,
+    /// Routes have this path, with these methods but not the one asked for.
+    Method(Vec<Method>),
 }
 
 /// Why a route could not be added.
@@ -146,21 +96,14 @@ impl Routes {
     }
 
     /// Finds the route for `method` `path`, with its captured parameters.
-    pub fn route(&self, method: &Method, path: &str) -> Result<Matched, ReceiveError> {
-        let matched = self
-            .router
-            .at(path)
-            .map_err(|_| ReceiveError::NotFound(path.to_owned()))?;
+    pub fn route(&self, method: &Method, path: &str) -> Result<Matched, NoRoute> {
+        let matched = self.router.at(path).map_err(|_| NoRoute::Path)?;
         let table = &self.tables[*matched.value];
         let target = table
             .iter()
             .find(|(m, _)| m == method)
             .map(|(_, t)| t.clone())
-            .ok_or_else(|| ReceiveError::MethodNotAllowed {
-                method: method.clone(),
-                path: path.to_owned(),
-                allowed: table.iter().map(|(m, _)| m.clone()).collect(),
-            })?;
+            .ok_or_else(|| NoRoute::Method(table.iter().map(|(m, _)| m.clone()).collect()))?;
         let params = matched
             .params
             .iter()

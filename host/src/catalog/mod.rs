@@ -1,23 +1,35 @@
 //! What is live: every function with its routes, consumer and schedules,
-//! and the routing table built from them.
+//! the routing table built from them, and how that changes.
 //!
-//! A catalog is immutable. A deploy, rollback or removal builds a new one
-//! and swaps it in ([`App::catalog`](crate::App)) in one step: a request
-//! routed before the swap keeps its function to the end, the next request
-//! sees the new catalog. Nothing is ever half-activated.
+//! A catalog is immutable. A deploy, rollback or removal ([`deploy`]), or
+//! another node's ([`sync`]), builds a new one and swaps it in ([`Live`])
+//! in one step: a request routed before the swap keeps its function to the
+//! end, the next request sees the new catalog. Nothing is ever
+//! half-activated.
+
+pub mod components;
+pub mod consumer;
+pub mod deploy;
+pub mod routes;
+pub mod schema;
+pub mod sync;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use arc_swap::{ArcSwap, Guard};
 use http::Method;
+use tokio::sync::watch;
+
+pub use consumer::{Consumer, ConsumerKey, Scheduled};
+pub use deploy::{DeployError, Deployer, Upload};
+pub use routes::{Matched, NoRoute, RouteConflict, RouteTarget, Routes};
+pub use schema::Schema;
 
 use crate::config::Config;
-use crate::delivery::schedule::Scheduled;
-use crate::delivery::{Consumer, ConsumerKey};
-use crate::manifest::FunctionManifest;
-use crate::pipeline::receive::{RouteConflict, RouteTarget, Routes};
-use crate::pipeline::validate::Schema;
+use crate::config::manifest::FunctionManifest;
 use crate::runtime::Function;
+use crate::store::Subscriptions;
 
 /// Why a loaded component cannot be served as its manifest says.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +192,60 @@ impl Unit {
     }
 }
 
+/// The live catalog, swapped whole; requests, deliveries, schedules and the
+/// admin API read it, deploys and the cluster follower change it.
+pub struct Live {
+    catalog: ArcSwap<Catalog>,
+    /// Bumped after every swap, for the loops that follow the catalog.
+    changes: watch::Sender<u64>,
+    /// The committer fans messages out by these: kept in step with the catalog.
+    subscriptions: Arc<Subscriptions>,
+}
+
+impl Live {
+    /// Makes `catalog` live, its subscriptions in force.
+    pub fn new(catalog: Catalog, subscriptions: Arc<Subscriptions>) -> Self {
+        subscriptions.replace_all(catalog.subscriptions());
+        Self {
+            catalog: ArcSwap::from_pointee(catalog),
+            changes: watch::Sender::new(0),
+            subscriptions,
+        }
+    }
+
+    /// The live catalog, for a quick look.
+    pub fn load(&self) -> Guard<Arc<Catalog>> {
+        self.catalog.load()
+    }
+
+    /// The live catalog, to keep.
+    pub fn load_full(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    /// Makes `catalog` the live one: new requests and deliveries use it,
+    /// and its subscriptions take effect.
+    pub fn activate(&self, catalog: Catalog) {
+        self.subscriptions.replace_all(catalog.subscriptions());
+        self.catalog.store(Arc::new(catalog));
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Changes each time another catalog goes live.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The names of `tenant`'s live functions.
+    pub fn functions_of(&self, tenant: &str) -> Vec<String> {
+        let catalog = self.catalog.load();
+        catalog
+            .units_of(tenant)
+            .map(|u| u.function.name.to_string())
+            .collect()
+    }
+}
+
 /// Everything live, indexed for the request path and the delivery engine.
 #[derive(Default)]
 pub struct Catalog {
@@ -205,6 +271,30 @@ impl Catalog {
             }
             catalog.schedules.extend(unit.schedules.iter().cloned());
             catalog.units.insert(unit.key(), unit);
+        }
+        Ok(catalog)
+    }
+
+    /// Builds the catalog of a starting host: the functions directories'
+    /// units (which must all fit) and the deployed ones, each deployed one
+    /// left out, with an error, if its routes collide.
+    pub fn starting(
+        directory: Vec<Arc<Unit>>,
+        deployed: Vec<Arc<Unit>>,
+    ) -> Result<Self, RouteConflict> {
+        let all = directory.iter().chain(&deployed).cloned();
+        if let Ok(catalog) = Self::build(all) {
+            return Ok(catalog);
+        }
+        let mut catalog = Self::build(directory)?;
+        for unit in deployed {
+            match catalog.with(unit.clone()) {
+                Ok(next) => catalog = next,
+                Err(e) => {
+                    tracing::error!(tenant = %unit.function.tenant, function = %unit.function.name,
+                    error = %e, "deployed function collides with a functions directory; it is not served")
+                }
+            }
         }
         Ok(catalog)
     }

@@ -7,29 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::config::CacheConfig;
+use crate::config::names::is_valid_key;
 use moka::Expiry;
 use moka::ops::compute::Op;
-use serde::Deserialize;
-
-/// `[cache]`: the per-tenant cache.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CacheConfig {
-    /// Bytes of keys and values one tenant may keep; past it, moka's
-    /// TinyLFU policy evicts (rarely and least recently used entries first).
-    pub tenant_bytes: u64,
-    /// Largest value one entry may hold.
-    pub max_value_bytes: usize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            tenant_bytes: 16 * 1024 * 1024,
-            max_value_bytes: 1024 * 1024,
-        }
-    }
-}
 
 /// Why a cache call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,7 +129,7 @@ fn check_ttl(ttl: Option<Duration>) -> Result<(), CacheError> {
 }
 
 fn check_key(key: &str) -> Result<(), CacheError> {
-    if key.is_empty() || key.len() > 512 || key.chars().any(char::is_control) {
+    if !is_valid_key(key) {
         return Err(CacheError::InvalidKey);
     }
     Ok(())

@@ -1,26 +1,15 @@
-//! Operator keys and tenants: rare writes, made on their own short
-//! connection rather than through the committer, which is for invocations.
+//! Tenants and their settings (rate, token keys, quotas): rare writes, made
+//! on their own short connection rather than through the committer, each
+//! telling the other nodes that something changed. Also each tenant's
+//! storage quota as the committer checks it.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::{Any, Row};
 
 use super::{Store, StoreError, now_ms};
-use crate::config::AuthConfig;
-use crate::quota::Rate;
-
-/// An operator key as listed: never the key itself.
-#[derive(Debug, Clone, Serialize)]
-pub struct OperatorKey {
-    /// The key's public part (`sk_<id>_…`).
-    pub id: String,
-    /// What the operator called it.
-    pub name: String,
-    /// Unix ms.
-    pub created_at: i64,
-    /// Unix ms, when revoked.
-    pub revoked_at: Option<i64>,
-}
+use crate::config::{AuthConfig, Rate};
 
 /// A tenant.
 #[derive(Debug, Clone, Serialize)]
@@ -93,157 +82,29 @@ fn tenant(r: &sqlx::any::AnyRow) -> Tenant {
     }
 }
 
-/// One invocation record, as listed to operators.
-#[derive(Debug, Clone, Serialize)]
-pub struct Invocation {
-    /// The request id (for a message delivery, the delivery run's id).
-    pub request_id: String,
-    /// The tenant.
-    pub tenant: String,
-    /// The function.
-    pub function: String,
-    /// `METHOD /path` of the route, or `message <topic>`.
-    pub route: String,
-    /// The HTTP status answered (200/500 for messages).
-    pub status: i64,
-    /// `ok`, `guest-error`, `trap`, `timeout`, `conflict`, `retry`, …
-    pub outcome: String,
-    /// The limit it went over, for `limit` and `timeout` outcomes.
-    pub limit: Option<String>,
-    /// Runs of the function (more than one after write conflicts).
-    pub attempts: i64,
-    /// Wall time, in microseconds.
-    pub duration_us: i64,
-    /// Unix ms.
-    pub created_at: i64,
+/// Each tenant's `max_stored_bytes`, for the committer to check writes against.
+#[derive(Debug, Default)]
+pub struct StorageQuotas {
+    quotas: std::sync::RwLock<HashMap<String, u64>>,
 }
 
-/// Hex SHA-256 of `key`. Keys carry 256 random bits, so a fast hash is
-/// enough: there is nothing to brute-force.
-fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+impl StorageQuotas {
+    /// Sets (or, with `None`, lifts) `tenant`'s quota.
+    pub fn set(&self, tenant: &str, quota: Option<u64>) {
+        let mut quotas = self.quotas.write().unwrap_or_else(|e| e.into_inner());
+        match quota {
+            Some(q) => quotas.insert(tenant.to_owned(), q),
+            None => quotas.remove(tenant),
+        };
+    }
 
-fn random_hex(bytes: usize) -> Result<String, StoreError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| StoreError::Read(format!("no randomness: {e}")))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    pub(super) fn get(&self, tenant: &str) -> Option<u64> {
+        let quotas = self.quotas.read().unwrap_or_else(|e| e.into_inner());
+        quotas.get(tenant).copied()
+    }
 }
 
 impl Store {
-    pub(super) async fn admin_connection(
-        &self,
-    ) -> Result<sqlx::pool::PoolConnection<Any>, StoreError> {
-        Ok(self.writes.acquire().await?)
-    }
-
-    /// Creates an operator key named `name`; returns the key (shown once) and its listing.
-    pub async fn create_operator_key(
-        &self,
-        name: &str,
-    ) -> Result<(String, OperatorKey), StoreError> {
-        let id = random_hex(6)?;
-        let key = format!("sk_{id}_{}", random_hex(32)?);
-        let created_at = now_ms();
-        let mut conn = self.admin_connection().await?;
-        sqlx::query(
-            "INSERT INTO operator_keys (id, name, hash, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&id)
-        .bind(name)
-        .bind(hash(&key))
-        .bind(created_at)
-        .execute(&mut *conn)
-        .await?;
-        let listed = OperatorKey {
-            id,
-            name: name.to_owned(),
-            created_at,
-            revoked_at: None,
-        };
-        Ok((key, listed))
-    }
-
-    /// Revokes the key with public id `id`; false if there is none.
-    pub async fn revoke_operator_key(&self, id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.admin_connection().await?;
-        let done = sqlx::query(
-            "UPDATE operator_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Every operator key, newest first.
-    pub async fn operator_keys(&self) -> Result<Vec<OperatorKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, created_at, revoked_at FROM operator_keys ORDER BY created_at DESC",
-        )
-        .fetch_all(&self.reads)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OperatorKey {
-                id: r.get(0),
-                name: r.get(1),
-                created_at: r.get(2),
-                revoked_at: r.get(3),
-            })
-            .collect())
-    }
-
-    /// The id of the live operator key `key`, if it is one.
-    pub async fn check_operator_key(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM operator_keys WHERE hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(hash(key))
-        .fetch_optional(&self.reads)
-        .await?)
-    }
-
-    /// The most recent invocation records, newest first, optionally of one
-    /// tenant and function.
-    pub async fn invocations(
-        &self,
-        tenant: Option<&str>,
-        function: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Invocation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, \
-             exceeded_limit \
-             FROM invocations WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR function = $2) \
-             ORDER BY created_at DESC, request_id DESC LIMIT $3",
-        )
-        .bind(tenant)
-        .bind(function)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Invocation {
-                request_id: r.get(0),
-                tenant: r.get(1),
-                function: r.get(2),
-                route: r.get(3),
-                status: r.get(4),
-                outcome: r.get(5),
-                attempts: r.get(6),
-                duration_us: r.get(7),
-                created_at: r.get(8),
-                limit: r.get(9),
-            })
-            .collect())
-    }
-
     /// Runs `statement` on one tenant's row in a write transaction that tells
     /// other nodes when it changed the row; true if it did.
     async fn write_tenant(
@@ -254,7 +115,7 @@ impl Store {
         let mut tx = super::begin_write(&mut conn).await?;
         let done = statement.execute(&mut *tx).await?.rows_affected() == 1;
         if done {
-            super::cluster::changed(&mut tx).await?;
+            super::notices::changed(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(done)
@@ -366,7 +227,7 @@ impl Store {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }
         super::functions::forget_unused_components(&mut tx).await?;
-        super::cluster::changed(&mut tx).await?;
+        super::notices::changed(&mut tx).await?;
         tx.commit().await?;
         // The rows are gone, so the files are unreachable: a tenant made
         // again under this name starts with no blobs.

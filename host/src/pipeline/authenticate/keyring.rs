@@ -1,0 +1,171 @@
+//! Keyrings: the verification keys and claim rules of the host, or of a
+//! tenant with token settings of its own, with the JWKS they take keys from.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{decode, decode_header};
+use serde_json::{Map, Value};
+
+use super::jwks::Jwks;
+use super::key::{Key, KeyError};
+use super::{Error, Principal};
+use crate::config::AuthConfig;
+
+/// The verification keys and claim rules.
+pub struct Keyring {
+    keys: Vec<Key>,
+    jwks: Option<Arc<Jwks>>,
+    tenant_claim: String,
+    roles_claim: String,
+    /// The settings it was built from (JSON), so a node re-applying the
+    /// same settings keeps it and its fetched JWKS.
+    source: String,
+}
+
+impl Keyring {
+    /// Builds the keyring. Each key's `Validation` allows only that key's algorithm.
+    pub fn new(config: &AuthConfig) -> Result<Self, KeyError> {
+        let keys = config
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(index, k)| Key::new(index, k, config))
+            .collect::<Result<_, _>>()?;
+        let jwks = match &config.jwks_url {
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Some(Arc::new(Jwks::new(url, config)))
+            }
+            Some(url) => {
+                return Err(KeyError::Material {
+                    index: 0,
+                    message: format!("jwks_url {url:?} must be an https:// (or http://) URL"),
+                });
+            }
+            None => None,
+        };
+        Ok(Self {
+            keys,
+            jwks,
+            tenant_claim: config.tenant_claim.clone(),
+            roles_claim: config.roles_claim.clone(),
+            source: source(config),
+        })
+    }
+
+    /// Whether it was built from `config`.
+    pub fn built_from(&self, config: &AuthConfig) -> bool {
+        self.source == source(config)
+    }
+
+    /// A keyring that verifies nothing: every token is refused.
+    pub fn empty(config: &AuthConfig) -> Self {
+        Self {
+            keys: Vec::new(),
+            jwks: None,
+            tenant_claim: config.tenant_claim.clone(),
+            roles_claim: config.roles_claim.clone(),
+            source: source(config),
+        }
+    }
+
+    /// The JWKS this keyring takes keys from, if any.
+    pub fn jwks(&self) -> Option<&Jwks> {
+        self.jwks.as_deref()
+    }
+
+    /// Verifies `token` and returns its claims.
+    pub(super) fn verify(&self, token: &str) -> Result<Map<String, Value>, Error> {
+        let header = decode_header(token).map_err(|_| Error::InvalidToken("malformed"))?;
+        let kid_fits = |kid: &Option<String>| match (&header.kid, kid) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        };
+        let published = self.jwks.as_ref().map(|j| j.keys());
+        let mut candidates = self
+            .keys
+            .iter()
+            .chain(published.iter().flat_map(|keys| keys.iter()))
+            .filter(|k| kid_fits(&k.kid))
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(Error::UnknownKey);
+        }
+        let mut last = Error::InvalidToken("bad signature");
+        for key in candidates {
+            use jsonwebtoken::errors::ErrorKind;
+            match decode::<Map<String, Value>>(token, &key.key, &key.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => {
+                    last = match e.kind() {
+                        ErrorKind::ExpiredSignature => return Err(Error::Expired),
+                        ErrorKind::ImmatureSignature => return Err(Error::NotYetValid),
+                        ErrorKind::InvalidIssuer => Error::InvalidToken("wrong issuer"),
+                        ErrorKind::InvalidAudience => Error::InvalidToken("wrong audience"),
+                        ErrorKind::MissingRequiredClaim(_) => {
+                            Error::InvalidToken("a required claim is missing")
+                        }
+                        ErrorKind::InvalidAlgorithm => {
+                            Error::InvalidToken("algorithm does not match the key")
+                        }
+                        _ => Error::InvalidToken("bad signature"),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    pub(super) fn principal(&self, claims: Map<String, Value>) -> Result<Principal, Error> {
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or(Error::InvalidToken("`sub` must be a string"))?
+            .to_owned();
+        let tenant = claims
+            .get(&self.tenant_claim)
+            .and_then(Value::as_str)
+            .ok_or(Error::WrongTenant)?
+            .to_owned();
+        let roles = match claims.get(&self.roles_claim) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Principal {
+            subject,
+            tenant,
+            roles,
+            claims,
+        })
+    }
+}
+
+fn source(config: &AuthConfig) -> String {
+    serde_json::to_string(config).unwrap_or_default()
+}
+
+/// The keyrings of tenants with their own auth settings; the others use the host's.
+#[derive(Default)]
+pub struct TenantKeyrings {
+    tenants: std::sync::RwLock<std::collections::HashMap<String, Arc<Keyring>>>,
+}
+
+impl TenantKeyrings {
+    /// Sets (or, with `None`, removes) `tenant`'s own keyring.
+    pub fn set(&self, tenant: &str, keyring: Option<Keyring>) {
+        let mut map = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        match keyring {
+            Some(k) => map.insert(tenant.to_owned(), Arc::new(k)),
+            None => map.remove(tenant),
+        };
+    }
+
+    /// `tenant`'s own keyring, if it has one.
+    pub fn get(&self, tenant: &str) -> Option<Arc<Keyring>> {
+        let map = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        map.get(tenant).cloned()
+    }
+}

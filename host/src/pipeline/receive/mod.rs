@@ -1,0 +1,119 @@
+//! Receive: match method and path against the live catalog's routing
+//! table, then admit the request. Returns the route target, its path
+//! parameters and a place among the requests running; rejects unknown
+//! paths (404), unknown methods on known paths (405), requests over their
+//! tenant's rate (429) and requests past the function's or the tenant's
+//! concurrency (429).
+
+pub mod admission;
+
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use http::{HeaderValue, Method};
+
+pub use admission::{Admission, Busy, Permit};
+
+use crate::catalog::{Catalog, Matched, NoRoute, RouteTarget};
+use crate::problem::Problem;
+
+/// Why a request was not received.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No route has this path.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// Routes have this path, but not this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The method asked for.
+        method: Method,
+        /// The path asked for.
+        path: String,
+        /// The methods that are served there.
+        allowed: Vec<Method>,
+    },
+    /// The tenant is over its request rate.
+    #[error("tenant {tenant} is over its request rate; retry in {retry_after:?}")]
+    RateLimited {
+        /// The tenant.
+        tenant: String,
+        /// When a request will be admitted again.
+        retry_after: std::time::Duration,
+    },
+    /// The function or its tenant has as many requests running as it may.
+    #[error(transparent)]
+    Busy(#[from] Busy),
+}
+
+impl Error {
+    /// The problem the client gets.
+    pub fn problem(&self) -> Problem {
+        let detail = self.to_string();
+        match self {
+            Error::NotFound(_) => Problem::new(404, "not-found", "No such route", detail),
+            Error::MethodNotAllowed { allowed, .. } => {
+                let problem = Problem::new(405, "method-not-allowed", "Method not allowed", detail);
+                let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+                match HeaderValue::from_str(&list.join(", ")) {
+                    Ok(v) => problem.with_header(http::header::ALLOW, v),
+                    Err(_) => problem,
+                }
+            }
+            Error::RateLimited { retry_after, .. } => {
+                Problem::new(429, "rate-limited", "Too many requests", detail)
+                    .retry_after(*retry_after)
+            }
+            Error::Busy(busy) => Problem::new(
+                429,
+                &format!("limit:{}", busy.name()),
+                "Too many requests running",
+                detail,
+            )
+            .with_limit(busy.name(), busy.value() as u64)
+            .retry_after(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// A request admitted to its route: what the later stages serve.
+pub struct Routed<'a> {
+    /// The route's target. It holds its function: a deploy after this
+    /// point does not change the version this request runs.
+    pub target: Arc<RouteTarget>,
+    /// The path parameters, by name.
+    pub params: Vec<(String, String)>,
+    /// Counts the request as running until it is answered.
+    _running: Permit<'a>,
+}
+
+/// Finds the route for `method` `path` in `catalog`.
+pub fn route(catalog: &Catalog, method: &Method, path: &str) -> Result<Matched, Error> {
+    catalog.routes.route(method, path).map_err(|no| match no {
+        NoRoute::Path => Error::NotFound(path.to_owned()),
+        NoRoute::Method(allowed) => Error::MethodNotAllowed {
+            method: method.clone(),
+            path: path.to_owned(),
+            allowed,
+        },
+    })
+}
+
+/// Admits a matched request under its tenant's rate and its function's and
+/// tenant's concurrency.
+pub fn admit(admission: &Admission, (target, params): Matched) -> Result<Routed<'_>, Error> {
+    let tenant = &target.function.tenant;
+    admission
+        .admit(tenant)
+        .map_err(|retry_after| Error::RateLimited {
+            tenant: tenant.to_string(),
+            retry_after,
+        })?;
+    let running = admission.enter(&target.function)?;
+    Ok(Routed {
+        target,
+        params,
+        _running: running,
+    })
+}

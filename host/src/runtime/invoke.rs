@@ -1,0 +1,260 @@
+//! Running a function: a fresh instance per invocation, under its limits
+//! (memory, tables, fuel, stack, staging, logs, its deadline), its staging
+//! area handed back with its answer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::time::Instant;
+use wasmtime::component::Instance;
+use wasmtime::{Store as WasmStore, Trap};
+
+use super::bindings::exports::sluice::function::{handler, message_handler};
+use super::bindings::{GuestError, Message, MessageError, Request, Response};
+use super::limiter::Limiter;
+use super::state::{Capabilities, Sandbox};
+use super::{Function, InvokeError, Runtime};
+use crate::config::limits::{Exceeded, Limit};
+use crate::store::{StagedFile, Staging, Store};
+
+/// A run that finished: the export's answer and everything it staged.
+pub struct Finished<T = Result<Response, GuestError>> {
+    /// The handler's answer.
+    pub result: T,
+    /// What it read and staged.
+    pub staging: Staging,
+}
+
+/// An export of the component and its argument: what one invocation calls.
+trait Export: Sync {
+    /// What the export returns.
+    type Answer: Send;
+
+    /// Calls the export on `instance`.
+    fn call<'a>(
+        &'a self,
+        wasm: &'a mut WasmStore<Sandbox>,
+        instance: &'a Instance,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>>;
+}
+
+/// `handler.handle(request)`.
+struct HandleRequest<'r>(&'r handler::GuestIndices, &'r Request);
+
+impl Export for HandleRequest<'_> {
+    type Answer = Result<Response, GuestError>;
+
+    fn call<'a>(
+        &'a self,
+        wasm: &'a mut WasmStore<Sandbox>,
+        instance: &'a Instance,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
+        Box::pin(async move {
+            let guest = self.0.load(&mut *wasm, instance)?;
+            guest.call_handle(wasm, self.1).await
+        })
+    }
+}
+
+/// `message-handler.handle(message)`.
+struct HandleMessage<'m>(&'m message_handler::GuestIndices, &'m Message);
+
+impl Export for HandleMessage<'_> {
+    type Answer = Result<(), MessageError>;
+
+    fn call<'a>(
+        &'a self,
+        wasm: &'a mut WasmStore<Sandbox>,
+        instance: &'a Instance,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
+        Box::pin(async move {
+            let guest = self.0.load(&mut *wasm, instance)?;
+            guest.call_handle(wasm, self.1).await
+        })
+    }
+}
+
+impl Runtime {
+    /// Runs `request` through `function`'s `handler` on a fresh instance,
+    /// stopping it at `deadline`. `upload` is the request's raw body, staged.
+    pub async fn invoke(
+        &self,
+        function: &Function,
+        store: &Store,
+        request: &Request,
+        upload: Option<Arc<StagedFile>>,
+        deadline: Instant,
+    ) -> Result<Finished, InvokeError> {
+        let indices = function.http.as_deref().ok_or_else(|| {
+            InvokeError::Instantiate("the component exports no request handler".into())
+        })?;
+        let invocation = self
+            .call(
+                function,
+                store,
+                &HandleRequest(indices, request),
+                upload,
+                deadline,
+            )
+            .await?;
+        let max = function.limits.response_bytes;
+        if let Ok(response) = &invocation.result {
+            let size = response.body.len()
+                + (response.headers.iter())
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum::<usize>();
+            if size > max {
+                return Err(InvokeError::Limit(Exceeded::new(
+                    Limit::Response,
+                    max,
+                    format!("the function answered with {size} bytes, more than {max}"),
+                )));
+            }
+        }
+        Ok(invocation)
+    }
+
+    /// Delivers `message` to `function`'s `message-handler` on a fresh
+    /// instance, stopping it at `deadline`.
+    pub async fn deliver(
+        &self,
+        function: &Function,
+        store: &Store,
+        message: &Message,
+        deadline: Instant,
+    ) -> Result<Finished<Result<(), MessageError>>, InvokeError> {
+        let indices = function.messages.as_deref().ok_or_else(|| {
+            InvokeError::Instantiate("the component exports no message handler".into())
+        })?;
+        self.call(
+            function,
+            store,
+            &HandleMessage(indices, message),
+            None,
+            deadline,
+        )
+        .await
+    }
+
+    async fn call<E: Export>(
+        &self,
+        function: &Function,
+        store: &Store,
+        export: &E,
+        upload: Option<Arc<StagedFile>>,
+        deadline: Instant,
+    ) -> Result<Finished<E::Answer>, InvokeError> {
+        let limits = &function.limits;
+        let mut staging = Staging::new(*limits);
+        staging.set_upload(upload);
+        let caps = Capabilities {
+            tenant: function.tenant.clone(),
+            store: store.clone(),
+            staging,
+            cache: self.caches.tenant(&function.tenant),
+        };
+        let limiter = Limiter::new(limits.memory_bytes, limits.table_elements);
+        let state = Sandbox::new(caps, limiter, limits.log_bytes);
+        let mut wasm = WasmStore::new(&self.engine, state);
+        let _in_use = InUse::enter(&self.in_use);
+        wasm.limiter(|s| &mut s.limiter);
+        if self.fuel {
+            // Every function is metered once the engine is; no fuel set is unlimited.
+            let _ = wasm.set_fuel(limits.fuel.unwrap_or(u64::MAX));
+        }
+        // The guest yields to the scheduler at every epoch tick, so a busy
+        // guest never holds a worker thread; the deadline is a timer around
+        // the whole call, host calls included, and dropping the call on
+        // expiry cancels the guest wherever it is.
+        wasm.set_epoch_deadline(1);
+        wasm.epoch_deadline_async_yield_and_update(1);
+
+        let run = async {
+            let instance = function
+                .pre
+                .instantiate_async(&mut wasm)
+                .await
+                .map_err(|e| match e.downcast_ref::<Trap>() {
+                    Some(_) => InvokeError::Trap(format!("{e:#}")),
+                    None => InvokeError::Instantiate(format!("{e:#}")),
+                })?;
+            export
+                .call(&mut wasm, &instance)
+                .await
+                .map_err(|e| match e.downcast_ref::<Trap>() {
+                    Some(Trap::StackOverflow) => InvokeError::Limit(Exceeded::new(
+                        Limit::Stack,
+                        self.max_wasm_stack,
+                        "the function recursed deeper than its stack allows",
+                    )),
+                    Some(Trap::OutOfFuel) => InvokeError::Limit(Exceeded::new(
+                        Limit::Fuel,
+                        limits.fuel.unwrap_or(u64::MAX),
+                        "the function ran out of fuel",
+                    )),
+                    _ => InvokeError::Trap(format!("{e:#}")),
+                })
+        };
+        let result = tokio::time::timeout_at(deadline, run)
+            .await
+            .unwrap_or_else(|_| {
+                Err(InvokeError::Limit(Exceeded::new(
+                    Limit::Timeout,
+                    limits.timeout_ms,
+                    "the function did not finish before its deadline",
+                )))
+            });
+        let state = wasm.into_data();
+        log_output(&state.stdout.contents(), &state.stderr.contents());
+        // A limit reached through a host call or a refused growth fails the
+        // invocation even if the guest carried on and answered.
+        let overflowed = (state.stdout.overflowed() || state.stderr.overflowed()).then(|| {
+            Exceeded::new(
+                Limit::Log,
+                limits.log_bytes,
+                format!(
+                    "the function wrote more than {} bytes to stdout or stderr",
+                    limits.log_bytes
+                ),
+            )
+        });
+        let exceeded = (state.limiter.exceeded)
+            .or_else(|| state.caps.staging.exceeded().cloned())
+            .or(overflowed);
+        if let Some(exceeded) = exceeded {
+            return Err(InvokeError::Limit(exceeded));
+        }
+        Ok(Finished {
+            result: result?,
+            staging: state.caps.staging,
+        })
+    }
+}
+
+/// Counts an invocation as running until dropped, even if it is cancelled.
+struct InUse<'a>(&'a AtomicUsize);
+
+impl<'a> InUse<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Logs the guest's output line by line, inside the request's span.
+fn log_output(stdout: &[u8], stderr: &[u8]) {
+    for line in String::from_utf8_lossy(stdout).lines() {
+        tracing::info!(target: "sluice::guest", stream = "stdout", "{line}");
+    }
+    for line in String::from_utf8_lossy(stderr).lines() {
+        tracing::warn!(target: "sluice::guest", stream = "stderr", "{line}");
+    }
+}

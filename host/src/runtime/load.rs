@@ -1,0 +1,142 @@
+//! Loading a function: the bytes must be a component, its compilation is
+//! cached (or boxed in a child process), its imports must be what Sluice
+//! offers, and it must export a handler or a message handler.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::Component;
+
+use super::bindings::exports::sluice::function::{handler, message_handler};
+use super::{Function, LoadError, Runtime, compiler, sha256_hex};
+
+impl Runtime {
+    /// Compiles the component at `path` and links it against the host's imports.
+    pub fn load(&self, tenant: &str, name: &str, path: &Path) -> Result<Function, LoadError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Compile {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let component = self.compile(&shown, &bytes, &sha256_hex(&bytes))?;
+        self.link(tenant, name, None, &shown, &component)
+    }
+
+    /// Compiles `bytes` (whose SHA-256 is `sha`), or loads the compilation
+    /// cached by an earlier run. `shown` names the component in errors.
+    pub fn compile(&self, shown: &str, bytes: &[u8], sha: &str) -> Result<Component, LoadError> {
+        check_header(shown, bytes)?;
+        if let Some(component) = self
+            .artifacts
+            .as_ref()
+            .and_then(|a| a.get(&self.engine, sha))
+        {
+            return Ok(component);
+        }
+        let compile_err = |message: String| LoadError::Compile {
+            path: shown.to_owned(),
+            message,
+        };
+        if let (Some(boxed), Some(artifacts)) = (&self.compile_box, &self.artifacts) {
+            let artifact = compiler::compile_boxed(boxed, bytes).map_err(compile_err)?;
+            return (artifacts.put_compiled(&self.engine, sha, &artifact)).map_err(compile_err);
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| compile_err(format!("{e:#}")))?;
+        if let Some(artifacts) = &self.artifacts
+            && let Err(e) = artifacts.put(sha, &component)
+        {
+            tracing::warn!(component = %shown, error = %e, "could not cache the compiled component");
+        }
+        Ok(component)
+    }
+
+    /// Checks `component`'s imports against what Sluice offers, links it and
+    /// finds its exports.
+    pub fn link(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+        shown: &str,
+        component: &Component,
+    ) -> Result<Function, LoadError> {
+        let ty = component.component_type();
+        for (import, _) in ty.imports(&self.engine) {
+            if !is_allowed_import(import) {
+                return Err(LoadError::Import {
+                    path: shown.to_owned(),
+                    import: import.to_owned(),
+                    allowed: ALLOWED_IMPORTS,
+                });
+            }
+        }
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            path: shown.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(component).map_err(link_err)?;
+        let http = handler::GuestIndices::new(&pre).ok().map(Arc::new);
+        let messages = message_handler::GuestIndices::new(&pre).ok().map(Arc::new);
+        if http.is_none() && messages.is_none() {
+            return Err(link_err(wasmtime::format_err!(
+                "it exports neither sluice:function/handler nor sluice:function/message-handler"
+            )));
+        }
+        Ok(Function {
+            tenant: tenant.into(),
+            name: name.into(),
+            version,
+            limits: self.default_limits,
+            pre,
+            http,
+            messages,
+        })
+    }
+}
+
+/// What a component may import, for error messages.
+const ALLOWED_IMPORTS: &str = "a function may import sluice:function/* and wasi:cli, wasi:clocks, \
+    wasi:io, wasi:random and wasi:filesystem (which has no directories); \
+    no network (wasi:sockets, wasi:http) and nothing else";
+
+/// True for the interfaces a function may import. The linker holds more of
+/// WASI than this; the network stays out even though it would be refused at
+/// run time, so that a component that wants it is refused at deploy.
+fn is_allowed_import(name: &str) -> bool {
+    let interface = name.split('@').next().unwrap_or(name);
+    let Some((package, _)) = interface.split_once('/') else {
+        return false;
+    };
+    matches!(
+        package,
+        "sluice:function"
+            | "wasi:cli"
+            | "wasi:clocks"
+            | "wasi:io"
+            | "wasi:random"
+            | "wasi:filesystem"
+    )
+}
+
+/// Refuses anything but a component binary, saying what it is instead.
+fn check_header(shown: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    let refuse = |message: &str| {
+        Err(LoadError::NotComponent {
+            path: shown.to_owned(),
+            message: message.to_owned(),
+        })
+    };
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => refuse(
+            "it is a core WebAssembly module; build for wasm32-wasip2, \
+             or wrap it with `wasm-tools component new`",
+        ),
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => Ok(()),
+        Some([0, b'a', b's', b'm', ..]) => refuse("unknown WebAssembly binary version"),
+        _ if bytes.starts_with(b"(") => {
+            refuse("it looks like WebAssembly text; upload the binary component")
+        }
+        _ => refuse("it does not start with the WebAssembly magic number"),
+    }
+}

@@ -1,0 +1,330 @@
+//! Group commit: one task, one connection, many invocations per transaction.
+//!
+//! An fsync costs the same for one row or a thousand, so the committer takes
+//! every request that queued up while the previous transaction was being
+//! written and commits them together. Each request's reads are checked
+//! against the current versions (as updated by the requests before it in the
+//! same batch): a request whose reads are stale is answered `Conflict` and
+//! contributes nothing, without failing the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{AnyConnection, Connection};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+mod batch;
+mod ops;
+mod publish;
+mod rows;
+
+pub(super) use ops::Op;
+use ops::{OpReply, Settle};
+
+use super::files::Files;
+use super::invocations::InvocationRecord;
+use super::queue::{self, DeliveryEnd, Depth, Subscriptions};
+use super::staging::{DocKey, Staging};
+use super::tenants::StorageQuotas;
+
+/// What an invocation asks to commit. Every key and topic is inside the
+/// record's tenant.
+#[derive(Debug)]
+pub struct CommitRequest {
+    /// What it read and staged.
+    pub staging: Staging,
+    /// Its invocation record.
+    pub record: InvocationRecord,
+    /// For a consumer: how the delivery it handled ends.
+    pub delivery: Option<DeliveryEnd>,
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Everything is durable.
+    Committed,
+    /// A document it read changed since; nothing was written.
+    Conflict(DocKey),
+    /// The delivery's lease ran out and someone else holds it now; nothing
+    /// was written, so the message's effects happen once, on the new holder.
+    LeaseLost,
+    /// Its writes would take the tenant past `max_stored_bytes`; nothing was written.
+    OverQuota {
+        /// Bytes the tenant stores now.
+        used: u64,
+        /// What the writes would add.
+        adding: u64,
+        /// The tenant's quota.
+        quota: u64,
+    },
+}
+
+/// Why a commit failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// The transaction failed; nothing of the batch was written.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The committer task is gone (shutting down).
+    #[error("the committer has stopped")]
+    Closed,
+}
+
+enum Job {
+    Commit {
+        request: Box<CommitRequest>,
+        reply: Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>,
+    },
+    Op(Op),
+    Flush(oneshot::Sender<()>),
+}
+
+/// What the committer needs beyond its connection.
+pub(super) struct Context {
+    /// Who receives which topic.
+    pub subscriptions: Arc<Subscriptions>,
+    /// Woken after a transaction that created deliveries.
+    pub ready: Arc<Notify>,
+    /// How long an idempotency key counts, in milliseconds.
+    pub window_ms: i64,
+    /// Deliveries waiting per tenant, updated after each transaction.
+    pub depth: Arc<Depth>,
+    /// Tenants' `max_stored_bytes`.
+    pub storage_quotas: Arc<StorageQuotas>,
+    /// Blob directories, for renaming staged files and deleting replaced ones.
+    pub files: Arc<Files>,
+    /// How to connect again when the connection is lost.
+    pub writer: super::Writer,
+}
+
+/// What a batch changes about the queue, applied once it commits.
+#[derive(Default)]
+struct Effects {
+    /// Deliveries added (or removed, negative) per tenant.
+    deltas: HashMap<Arc<str>, i64>,
+    /// Deliveries were added in a way that is counted afresh (replays).
+    recount: bool,
+    /// A delivery was given a new due time (a retry).
+    rescheduled: bool,
+}
+
+/// A handle to the committer task.
+#[derive(Clone)]
+pub struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// Starts the task that owns `conn`.
+    pub(super) fn start(conn: AnyConnection, max_batch: usize, ctx: Context) -> Self {
+        let (jobs, rx) = mpsc::channel(max_batch * 8);
+        tokio::spawn(run(conn, rx, max_batch, ctx));
+        Self { jobs }
+    }
+
+    /// Runs a queue or schedule operation in the next transaction.
+    pub(super) async fn op<T>(
+        &self,
+        make: impl FnOnce(OpReply<T>) -> Op,
+    ) -> Result<T, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Op(make(reply)))
+            .await
+            .map_err(|_| CommitError::Closed)?;
+        rx.await.map_err(|_| CommitError::Closed)?
+    }
+
+    /// Commits `request` and waits until it is durable or refused.
+    ///
+    /// The commit runs on the committer's task: dropping this future (a
+    /// client that went away) does not stop a commit already queued.
+    pub async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome, CommitError> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Commit {
+                request: Box::new(request),
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| CommitError::Closed)?;
+        rx.await.map_err(|_| CommitError::Closed)?
+    }
+
+    /// Queues `request` without waiting: for invocations that staged nothing,
+    /// whose record need not hold up the response. It is committed with the
+    /// next commit someone waits for, and at most 100 ms later.
+    pub async fn submit(&self, request: CommitRequest) {
+        let sent = self.jobs.send(Job::Commit {
+            request: Box::new(request),
+            reply: None,
+        });
+        if sent.await.is_err() {
+            tracing::warn!("committer stopped; invocation record dropped");
+        }
+    }
+
+    /// Waits until every job queued before this call is done.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Pauses between attempts to reconnect to a database that went away.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long a record that nobody waits for may be held back.
+const RECORD_DELAY: Duration = Duration::from_millis(100);
+
+async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Context) {
+    let mut batch: Vec<(CommitRequest, Reply)> = Vec::with_capacity(max_batch);
+    let mut ops = Vec::new();
+    let mut flushes = Vec::new();
+    // Records of invocations that staged nothing wait (up to RECORD_DELAY)
+    // to ride along with the next commit someone waits for, rather than
+    // paying a transaction and an fsync of their own.
+    let mut held_since: Option<Instant> = None;
+    let mut backoff = MIN_BACKOFF;
+    let mut open = true;
+    while open {
+        let due = held_since.map(|t| t + RECORD_DELAY);
+        let first = match due {
+            None => rx.recv().await,
+            Some(due) => tokio::select! {
+                job = rx.recv() => job,
+                () = tokio::time::sleep_until(due) => None,
+            },
+        };
+        let timed_out = first.is_none() && due.is_some_and(|d| Instant::now() >= d);
+        open = first.is_some() || timed_out;
+        let mut next = first;
+        while let Some(job) = next.take() {
+            match job {
+                Job::Commit { request, reply } => batch.push((*request, reply)),
+                Job::Op(op) => ops.push(op),
+                Job::Flush(done) => flushes.push(done),
+            }
+            if batch.len() + ops.len() < max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        let urgent = !open
+            || timed_out
+            || !flushes.is_empty()
+            || !ops.is_empty()
+            || batch.len() >= max_batch
+            || batch.iter().any(|(_, reply)| reply.is_some());
+        if !urgent {
+            held_since.get_or_insert_with(Instant::now);
+            continue;
+        }
+        if (!batch.is_empty() || !ops.is_empty())
+            && !commit_batch(&mut conn, &mut batch, &mut ops, &ctx).await
+            && conn.ping().await.is_err()
+        {
+            // The connection is gone (the database restarted, the network
+            // dropped): connect again, pausing between failed attempts so a
+            // database that stays down gets 503s, not a busy loop.
+            match super::connect_writer(&ctx.writer).await {
+                Ok(fresh) => {
+                    tracing::info!("committer reconnected to the database");
+                    conn = fresh;
+                    backoff = MIN_BACKOFF;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?backoff, "committer cannot reach the database");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        held_since = None;
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+type Reply = Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>;
+
+/// Commits one batch; false if it failed (and nothing of it was written).
+async fn commit_batch(
+    conn: &mut AnyConnection,
+    batch: &mut Vec<(CommitRequest, Reply)>,
+    ops: &mut Vec<Op>,
+    ctx: &Context,
+) -> bool {
+    let size = batch.len() + ops.len();
+    let mut settles = Vec::with_capacity(ops.len());
+    let mut effects = Effects::default();
+    let result = batch::write(
+        conn,
+        batch.iter_mut().map(|(r, _)| r),
+        ops,
+        &mut settles,
+        ctx,
+        &mut effects,
+    )
+    .await;
+    let result = match result {
+        Ok(outcomes) if effects.recount => match queue::count_pending(&mut *conn).await {
+            Ok(counts) => {
+                ctx.depth.replace(counts);
+                Ok(outcomes)
+            }
+            // Committed all the same; the counts catch up at the next recount.
+            Err(e) => {
+                tracing::warn!(error = %e, "counting pending deliveries failed");
+                Ok(outcomes)
+            }
+        },
+        other => other,
+    };
+    match result {
+        Ok(outcomes) => {
+            tracing::trace!(size, "batch committed");
+            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            for settle in settles {
+                settle(None);
+            }
+            let enqueued =
+                effects.recount || effects.rescheduled || effects.deltas.values().any(|&d| d > 0);
+            ctx.depth.apply(&effects.deltas);
+            if enqueued {
+                ctx.ready.notify_one();
+                // Other nodes' dispatchers learn of them at once, not at their next poll.
+                if let Err(e) = crate::store::notices::deliveries_added(conn).await {
+                    tracing::warn!(error = %e, "could not tell other nodes of new deliveries");
+                }
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(size, error = %e, "batch commit failed; nothing of it was written");
+            let err = CommitError::Database(e.to_string());
+            for (_, reply) in batch.drain(..) {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+            for settle in settles {
+                settle(Some(&err));
+            }
+            for op in ops.drain(..) {
+                op.fail(&err);
+            }
+            false
+        }
+    }
+}

@@ -1,32 +1,23 @@
 #!/usr/bin/env bash
-# Builds every guest component, the examples and the test guests (those in
-# tests/scheduled/ and
-# tests/hostile/ too), for wasm32-wasip2 with the `guest` profile: one cargo
-# invocation into the shared target/, so each guest compiles once per run.
-# Installs the target if needed.
+# Builds every guest component, the examples and the test guests, for
+# wasm32-wasip2 with the `guest` profile: one cargo invocation into the
+# shared target/, so each guest compiles once per run. The guests are the
+# workspace members that are not default members (Cargo.toml lists them,
+# and nothing else does). Installs the target if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
-guests=(
-    todo
-    channels
-    janitor
-    files
-    stage-then-fail
-    stage-then-trap
-    counter
-    echo
-    probe
-    consumer
-    outsider
-    blobs-probe
-    cache-probe
-    ticker
-    hostile
-    socket
-)
+mapfile -t guests < <(cargo metadata --format-version 1 --no-deps | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+default = set(meta["workspace_default_members"])
+for package in meta["packages"]:
+    if package["id"] in meta["workspace_members"] and package["id"] not in default:
+        print(package["name"])
+')
+[ "${#guests[@]}" -gt 0 ] || { echo "build-guests.sh: no guests among the workspace members" >&2; exit 1; }
 
 packages=()
 for guest in "${guests[@]}"; do

@@ -265,13 +265,10 @@ where
         return Err(Error::UnsupportedMediaType("application/json".to_owned()));
     }
     let limit = target.max_body_bytes;
-    let mut body = std::pin::pin!(body);
-    if let Some(declared) = declared_length(headers).filter(|n| *n > limit as u64) {
-        if declared <= LINGER_BYTES {
-            linger(body.as_mut()).await;
-        }
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(Error::TooLarge(limit));
     }
+    let mut body = std::pin::pin!(body);
     let read = async {
         let mut bytes = BytesMut::new();
         while let Some(frame) = body.frame().await {

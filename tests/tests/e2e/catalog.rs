@@ -1,4 +1,4 @@
-//! Deploys through the admin API: every malformed upload refused with its
+//! The catalog: deploys through the admin API: every malformed upload refused with its
 //! own message and nothing changed; deploys and rollbacks under steady load
 //! without a failed request; versions, tenants and keys kept across a
 //! restart without recompiling; a deployed component kept inside its tenant.

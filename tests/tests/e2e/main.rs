@@ -1,0 +1,10 @@
+//! End-to-end tests of real hosts over real HTTP, one module per part of
+//! the host they test. One binary, so the host is linked once.
+
+mod admin;
+mod catalog;
+mod delivery;
+mod examples;
+mod pipeline;
+mod runtime;
+mod store;

@@ -1,0 +1,4 @@
+//! The sandbox: what a function can reach, and hostile functions stopped.
+
+mod capabilities;
+mod hostile;

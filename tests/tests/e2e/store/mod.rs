@@ -1,0 +1,4 @@
+//! What functions keep: blobs and the cache.
+
+mod blobs;
+mod cache;

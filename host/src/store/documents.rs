@@ -7,7 +7,7 @@ use sqlx::AnyPool;
 use sqlx::Row;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Store, StoreError, select_documents};
+use super::{Backend, Store, StoreError, select_documents};
 
 /// A document row as committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +46,27 @@ pub(super) struct PointReads {
     jobs: mpsc::Sender<PointRead>,
 }
 
+/// The pool a lane reads on, and its database.
+#[derive(Clone)]
+struct Lane {
+    pool: AnyPool,
+    backend: Backend,
+}
+
 impl PointReads {
     /// Starts `lanes` tasks, each running one batch at a time on `pool`.
-    pub(super) fn start(pool: AnyPool, lanes: u32) -> Self {
+    pub(super) fn start(pool: AnyPool, backend: Backend, lanes: u32) -> Self {
         let (jobs, rx) = mpsc::channel(MAX_READ_BATCH * 4);
         let rx = Arc::new(Mutex::new(rx));
+        let on = Lane { pool, backend };
         for _ in 0..lanes.max(1) {
-            tokio::spawn(lane(pool.clone(), rx.clone()));
+            tokio::spawn(lane(on.clone(), rx.clone()));
         }
         Self { jobs }
     }
 }
 
-async fn lane(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<PointRead>>>) {
+async fn lane(on: Lane, rx: Arc<Mutex<mpsc::Receiver<PointRead>>>) {
     let mut batch = Vec::with_capacity(MAX_READ_BATCH);
     loop {
         {
@@ -67,11 +75,11 @@ async fn lane(pool: AnyPool, rx: Arc<Mutex<mpsc::Receiver<PointRead>>>) {
                 return;
             }
         }
-        answer(&pool, &mut batch).await;
+        answer(&on, &mut batch).await;
     }
 }
 
-async fn answer(pool: &AnyPool, batch: &mut Vec<PointRead>) {
+async fn answer(on: &Lane, batch: &mut Vec<PointRead>) {
     let mut keys: Vec<&FullKey> = batch.iter().map(|r| &r.key).collect();
     keys.sort();
     keys.dedup();
@@ -80,8 +88,8 @@ async fn answer(pool: &AnyPool, batch: &mut Vec<PointRead>) {
         keys.into_iter()
             .map(|(t, c, k)| (t.as_str(), c.as_str(), k.as_str())),
     );
-    let rows = match super::build(&mut q) {
-        Ok(query) => query.fetch_all(pool).await,
+    let rows = match super::build(&mut q, on.backend) {
+        Ok(query) => query.fetch_all(&on.pool).await,
         Err(e) => Err(e),
     };
     match rows {

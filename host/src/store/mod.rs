@@ -103,11 +103,25 @@ async fn begin_write(conn: &mut AnyConnection) -> Result<sqlx::Transaction<'_, A
     }
 }
 
-/// Builds `q` with `$N` placeholders, which both SQLite and PostgreSQL
-/// accept (the `Any` driver's builder writes `?`, which PostgreSQL refuses).
-fn build(q: &mut QueryBuilder<Any>) -> Result<Query<'static, Any, AnyArguments>, sqlx::Error> {
+/// Builds `q` for `backend`: with `$N` placeholders for PostgreSQL, which
+/// refuses the `?` the `Any` driver's builder writes; SQLite keeps the `?`.
+/// (sqlx's SQLite driver looks every named parameter up by a linear scan
+/// when it binds, so `$N` makes a multi-row statement quadratic in its
+/// rows: a batch of 1,000 records took most of a core.)
+fn build(
+    q: &mut QueryBuilder<Any>,
+    backend: Backend,
+) -> Result<Query<'static, Any, AnyArguments>, sqlx::Error> {
     use sqlx::Execute;
     let built = q.sql();
+    if backend == Backend::Sqlite {
+        let sql = built.as_str().to_owned();
+        let arguments = q.build().take_arguments().map_err(sqlx::Error::Encode)?;
+        return Ok(sqlx::query_with(
+            sqlx::AssertSqlSafe(sql),
+            arguments.unwrap_or_default(),
+        ));
+    }
     let mut sql = String::with_capacity(built.as_str().len() + 16);
     // Our SQL has no `?` in literals or identifiers: every one is a bind.
     for (n, part) in built.as_str().split('?').enumerate() {
@@ -268,7 +282,11 @@ impl Store {
             writer: writer_options,
         };
         Ok(Self {
-            point_reads: documents::PointReads::start(reads.clone(), config.read_connections),
+            point_reads: documents::PointReads::start(
+                reads.clone(),
+                backend,
+                config.read_connections,
+            ),
             reads,
             writes,
             locks,

@@ -9,7 +9,7 @@ use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
 use crate::store::tenants::StorageQuotas;
-use crate::store::{CHUNK, build, select_documents};
+use crate::store::{Backend, CHUNK, build, select_documents};
 
 /// A document's address across tenants: (tenant, collection, key).
 pub(super) type FullKey = (Arc<str>, String, String);
@@ -61,7 +61,10 @@ pub(super) async fn current_blobs(
                 .push_unseparated(")");
         }
         q.push(")");
-        for row in build(&mut q)?.fetch_all(&mut *conn).await? {
+        for row in build(&mut q, Backend::of_connection(conn))?
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let tenant: String = row.get(0);
             let blob = BlobCurrent {
                 file: row.get(2),
@@ -123,7 +126,10 @@ pub(super) async fn current_versions(
              COALESCE(octet_length(key) + octet_length(value), 0)",
             chunk.iter().map(|(t, c, k)| (&**t, c.as_str(), k.as_str())),
         );
-        for row in build(&mut q)?.fetch_all(&mut *conn).await? {
+        for row in build(&mut q, Backend::of_connection(conn))?
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let tenant: String = row.get(0);
             let current = Current {
                 version: row.get(3),
@@ -180,7 +186,9 @@ pub(super) async fn insert_records(
                 .push_bind(r.exceeded);
         });
         q.push(" ON CONFLICT (request_id) DO NOTHING");
-        build(&mut q)?.execute(&mut *conn).await?;
+        build(&mut q, Backend::of_connection(conn))?
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -207,7 +215,9 @@ pub(super) async fn upsert_documents(
             " ON CONFLICT (tenant, collection, key) DO UPDATE SET \
              value = excluded.value, version = excluded.version, updated_at = excluded.updated_at",
         );
-        build(&mut q)?.execute(&mut *conn).await?;
+        build(&mut q, Backend::of_connection(conn))?
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

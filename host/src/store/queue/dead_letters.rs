@@ -3,7 +3,7 @@
 
 use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// Which dead letters to replay.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +45,7 @@ pub(in crate::store) async fn replay(
     q.push_bind(now).push(" FROM dead_letters d");
     filter.push_where(&mut q);
     q.push(" ON CONFLICT DO NOTHING");
-    let moved = crate::store::build(&mut q)?
+    let moved = crate::store::build(&mut q, Backend::of_connection(conn))?
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -54,7 +54,9 @@ pub(in crate::store) async fn replay(
     );
     filter.push_where(&mut q);
     q.push(")");
-    crate::store::build(&mut q)?.execute(&mut *conn).await?;
+    crate::store::build(&mut q, Backend::of_connection(conn))?
+        .execute(&mut *conn)
+        .await?;
     Ok(moved)
 }
 
@@ -105,7 +107,9 @@ impl Store {
         filter.push_where(&mut q);
         q.push(" ORDER BY d.failed_at DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows = crate::store::build(&mut q)?.fetch_all(&self.reads).await?;
+        let rows = crate::store::build(&mut q, self.backend)?
+            .fetch_all(&self.reads)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|row| {

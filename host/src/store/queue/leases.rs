@@ -71,7 +71,10 @@ pub(in crate::store) async fn current_leases(
             // rather than re-leasing one while its end is being written.
             q.push(" FOR UPDATE");
         }
-        for row in crate::store::build(&mut q)?.fetch_all(&mut *conn).await? {
+        for row in crate::store::build(&mut q, Backend::of_connection(conn))?
+            .fetch_all(&mut *conn)
+            .await?
+        {
             leases.insert(row.get(0), row.get(1));
         }
     }
@@ -99,7 +102,9 @@ pub(in crate::store) async fn end_deliveries(
             list.push_bind(id.to_string());
         }
         q.push(")");
-        crate::store::build(&mut q)?.execute(&mut *conn).await?;
+        crate::store::build(&mut q, Backend::of_connection(conn))?
+            .execute(&mut *conn)
+            .await?;
     }
     for end in ends {
         match end {
@@ -174,7 +179,10 @@ pub(in crate::store) async fn claim(
             q.push(" FOR UPDATE SKIP LOCKED");
         }
         q.push(") RETURNING id, attempts");
-        for row in crate::store::build(&mut q)?.fetch_all(&mut *conn).await? {
+        for row in crate::store::build(&mut q, Backend::of_connection(conn))?
+            .fetch_all(&mut *conn)
+            .await?
+        {
             let id: String = row.get(0);
             let attempts: i64 = row.get(1);
             let lease = Lease {

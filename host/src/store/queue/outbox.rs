@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 
 use super::Subscriptions;
-use crate::store::CHUNK;
+use crate::store::{Backend, CHUNK};
 
 /// A message about to enter the outbox.
 #[derive(Debug, Clone)]
@@ -66,7 +66,10 @@ pub(in crate::store) async fn enqueue(
                 .push_bind(m.request_id.clone());
         });
         q.push(" ON CONFLICT DO NOTHING RETURNING id");
-        for row in crate::store::build(&mut q)?.fetch_all(&mut *conn).await? {
+        for row in crate::store::build(&mut q, Backend::of_connection(conn))?
+            .fetch_all(&mut *conn)
+            .await?
+        {
             inserted.insert(row.get::<String, _>(0));
         }
     }
@@ -93,7 +96,9 @@ pub(in crate::store) async fn enqueue(
                 .push_bind(function.to_string())
                 .push_bind(m.available_at);
         });
-        crate::store::build(&mut q)?.execute(&mut *conn).await?;
+        crate::store::build(&mut q, Backend::of_connection(conn))?
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -2,8 +2,9 @@
 //! tenant with token settings of its own, with the JWKS they take keys from.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use jsonwebtoken::{decode, decode_header};
+use jsonwebtoken::{decode, decode_header, get_current_timestamp};
 use serde_json::{Map, Value};
 
 use super::jwks::Jwks;
@@ -20,6 +21,35 @@ pub struct Keyring {
     /// The settings it was built from (JSON), so a node re-applying the
     /// same settings keeps it and its fetched JWKS.
     source: String,
+    /// Clock skew allowed on `exp`.
+    leeway: u64,
+    /// Tokens it verified, until they expire: a client sends the same token
+    /// with every request, and checking its signature each time was most of
+    /// what authentication cost.
+    verified: moka::sync::Cache<String, Arc<Verified>>,
+}
+
+/// A token this keyring verified.
+struct Verified {
+    principal: Principal,
+    /// Its `exp` (Unix seconds): accepted while now ≤ exp + leeway.
+    exp: u64,
+    /// The JWKS keys at the time: a refetch may have dropped the key that
+    /// signed it, so a new key set verifies again.
+    keyset: Option<Arc<Vec<Key>>>,
+}
+
+/// Most verified tokens a keyring remembers.
+const VERIFIED: u64 = 10_000;
+
+/// Longest a verified token is remembered, whatever its `exp`.
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+fn verified_cache() -> moka::sync::Cache<String, Arc<Verified>> {
+    moka::sync::Cache::builder()
+        .max_capacity(VERIFIED)
+        .time_to_live(VERIFIED_FOR)
+        .build()
 }
 
 impl Keyring {
@@ -49,6 +79,8 @@ impl Keyring {
             tenant_claim: config.tenant_claim.clone(),
             roles_claim: config.roles_claim.clone(),
             source: source(config),
+            leeway: config.leeway_seconds,
+            verified: verified_cache(),
         })
     }
 
@@ -65,6 +97,8 @@ impl Keyring {
             tenant_claim: config.tenant_claim.clone(),
             roles_claim: config.roles_claim.clone(),
             source: source(config),
+            leeway: config.leeway_seconds,
+            verified: verified_cache(),
         }
     }
 
@@ -73,8 +107,38 @@ impl Keyring {
         self.jwks.as_deref()
     }
 
+    /// Who `token` says the caller is, once its signature and claims are
+    /// checked; a token checked before is taken from the cache until it
+    /// expires.
+    pub(super) fn caller(&self, token: &str) -> Result<Principal, Error> {
+        let keyset = self.jwks.as_ref().map(|j| j.keys());
+        let same_keys = |v: &Verified| match (&v.keyset, &keyset) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if let Some(v) = self.verified.get(token)
+            && same_keys(&v)
+            && get_current_timestamp() <= v.exp.saturating_add(self.leeway)
+        {
+            return Ok(v.principal.clone());
+        }
+        let claims = self.verify(token)?;
+        let exp = claims.get("exp").and_then(Value::as_u64);
+        let principal = self.principal(claims)?;
+        if let Some(exp) = exp {
+            let verified = Verified {
+                principal: principal.clone(),
+                exp,
+                keyset,
+            };
+            self.verified.insert(token.to_owned(), Arc::new(verified));
+        }
+        Ok(principal)
+    }
+
     /// Verifies `token` and returns its claims.
-    pub(super) fn verify(&self, token: &str) -> Result<Map<String, Value>, Error> {
+    fn verify(&self, token: &str) -> Result<Map<String, Value>, Error> {
         let header = decode_header(token).map_err(|_| Error::InvalidToken("malformed"))?;
         let kid_fits = |kid: &Option<String>| match (&header.kid, kid) {
             (Some(want), Some(have)) => want == have,
@@ -115,7 +179,7 @@ impl Keyring {
         Err(last)
     }
 
-    pub(super) fn principal(&self, claims: Map<String, Value>) -> Result<Principal, Error> {
+    fn principal(&self, claims: Map<String, Value>) -> Result<Principal, Error> {
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)

@@ -185,7 +185,7 @@ pub fn check(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(Error::NotBearer)?;
-    let principal = keyring.principal(keyring.verify(token)?)?;
+    let principal = keyring.caller(token)?;
     if principal.tenant != tenant {
         return Err(Error::WrongTenant);
     }
@@ -261,6 +261,36 @@ mod tests {
         assert!(matches!(
             check(&keyring(), &rule, "t", &h),
             Err(Error::InvalidToken(_))
+        ));
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let keyring = Keyring::new(&AuthConfig {
+            keys: vec![KeyConfig {
+                kid: None,
+                algorithm: "HS256".into(),
+                secret: Some(SECRET.into()),
+                public_key_file: None,
+                public_key_pem: None,
+            }],
+            leeway_seconds: 0,
+            ..AuthConfig::default()
+        })
+        .expect("keyring");
+        let soon = jsonwebtoken::get_current_timestamp() + 1;
+        let h = headers(json!({"sub": "a", "tenant": "t", "exp": soon}));
+        let rule = AuthRule::default();
+        for _ in 0..2 {
+            assert!(
+                check(&keyring, &rule, "t", &h).is_ok(),
+                "checked, then remembered"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert!(matches!(
+            check(&keyring, &rule, "t", &h),
+            Err(Error::Expired)
         ));
     }
 

@@ -185,6 +185,9 @@ pub enum StoreError {
     /// A batched read failed.
     #[error("read failed: {0}")]
     Read(String),
+    /// The database file could not be opened for writing.
+    #[error("cannot open the database for writing: {0}")]
+    Open(String),
     /// The blob directory could not be read or written.
     #[error("blob storage: {0}")]
     Files(String),
@@ -272,7 +275,7 @@ impl Store {
         depth.replace(queue::count_pending(&mut writer).await?);
         let storage_quotas = Arc::new(StorageQuotas::default());
         let files = Arc::new(Files::new(blobs));
-        let context = commit::Context {
+        let context = Arc::new(commit::Context {
             files: files.clone(),
             subscriptions: subscriptions.clone(),
             ready: ready.clone(),
@@ -280,6 +283,15 @@ impl Store {
             depth: depth.clone(),
             storage_quotas: storage_quotas.clone(),
             writer: writer_options,
+        });
+        let db = match backend {
+            Backend::Postgres => commit::Db::Pg(writer),
+            // sqlx's connection made the file and ran the migrations; the
+            // committer writes on a connection of its own thread.
+            Backend::Sqlite => {
+                writer.close().await?;
+                commit::Db::sqlite(&writer_url, synchronous, &context).map_err(StoreError::Open)?
+            }
         };
         Ok(Self {
             point_reads: documents::PointReads::start(
@@ -292,7 +304,7 @@ impl Store {
             locks,
             backend,
             url: url.to_owned(),
-            committer: Committer::start(writer, config.max_batch.max(1), context),
+            committer: Committer::start(db, config.max_batch.max(1), context),
             subscriptions,
             ready,
             depth,

@@ -11,18 +11,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use sqlx::AnyConnection;
-
-use super::publish::{publish_files, remove_files};
-use super::rows::{self, BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey};
+use super::publish::remove_files;
+use super::tx::{BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey, Tx, TxError};
 use super::{CommitOutcome, CommitRequest, Context, Effects, Op, Settle};
 use crate::config::faults;
 use crate::config::names::event_topic;
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
-use crate::store::queue::{self, DeliveryEnd, NewMessage};
+use crate::store::now_ms;
+use crate::store::queue::{DeliveryEnd, NewMessage};
 use crate::store::staging::{DocKey, Parts, StagedBlob, StagedMessage, StagedWrite};
-use crate::store::{begin_write, now_ms};
 
 /// One request's staging, taken apart.
 struct Staged<'a> {
@@ -33,17 +31,16 @@ struct Staged<'a> {
     blobs: BTreeMap<String, StagedBlob>,
 }
 
-/// Commits `requests` and runs `ops` in one transaction; the outcomes are
-/// in request order. Nothing is written if it fails.
-pub(super) async fn write<'a>(
-    conn: &mut AnyConnection,
+/// Commits `requests` and runs `ops` in `tx`, then commits it; the
+/// outcomes are in request order. Nothing is written if it fails.
+pub(super) async fn write<'a, T: Tx>(
+    mut tx: T,
     requests: impl Iterator<Item = &'a mut CommitRequest>,
     ops: &mut Vec<Op>,
     settles: &mut Vec<Settle>,
     ctx: &Context,
     effects: &mut Effects,
-) -> Result<Vec<CommitOutcome>, sqlx::Error> {
-    let mut tx = begin_write(conn).await?;
+) -> Result<Vec<CommitOutcome>, TxError> {
     let staged: Vec<Staged<'a>> = requests.map(take_apart).collect();
     let mut batch = Batch::read(&mut tx, &staged, ctx, now_ms()).await?;
     let outcomes = staged
@@ -57,7 +54,7 @@ pub(super) async fn write<'a>(
     // Staged blob files become visible under the names the rows above
     // give them; until the commit below, no row refers to them, so nothing
     // serves them, and start-up repair deletes them after a crash.
-    publish_files(&batch.publish).await?;
+    tx.publish(&batch.publish).await?;
     if !batch.publish.is_empty() && faults::active("blob-commit") {
         tracing::error!(fault = "blob-commit", "SLUICE_FAULT: aborting");
         std::process::abort();
@@ -117,12 +114,12 @@ struct Batch {
 
 impl Batch {
     /// Reads, in the write transaction, what `staged` depends on.
-    async fn read(
-        tx: &mut AnyConnection,
+    async fn read<T: Tx>(
+        tx: &mut T,
         staged: &[Staged<'_>],
         ctx: &Context,
         now: i64,
-    ) -> Result<Self, sqlx::Error> {
+    ) -> Result<Self, TxError> {
         let mut keys: Vec<FullKey> = Vec::new();
         let mut blob_keys: Vec<BlobKey> = Vec::new();
         for s in staged {
@@ -139,13 +136,19 @@ impl Batch {
             .filter_map(|s| s.request.delivery.as_ref())
             .map(|d| d.lease().delivery_id.as_str())
             .collect();
-        let tenants = staged.iter().map(|s| &s.request.record.tenant);
+        let mut tenants: Vec<Arc<str>> = staged
+            .iter()
+            .map(|s| s.request.record.tenant.clone())
+            .filter(|t| ctx.storage_quotas.get(t).is_some())
+            .collect();
+        tenants.sort();
+        tenants.dedup();
         Ok(Self {
             now,
-            current: rows::current_versions(tx, &keys).await?,
-            blobs_now: rows::current_blobs(tx, &blob_keys).await?,
-            leases: queue::current_leases(tx, &lease_ids).await?,
-            usage: rows::stored_bytes(tx, tenants, &ctx.storage_quotas).await?,
+            current: tx.current_versions(&keys).await?,
+            blobs_now: tx.current_blobs(&blob_keys).await?,
+            leases: tx.current_leases(&lease_ids).await?,
+            usage: tx.stored_bytes(&tenants).await?,
             grown: HashMap::new(),
             docs: BTreeMap::new(),
             outbox: Vec::new(),
@@ -354,23 +357,24 @@ impl Batch {
     }
 
     /// Writes every row the applied requests staged.
-    async fn write_rows(
+    async fn write_rows<T: Tx>(
         &mut self,
-        tx: &mut AnyConnection,
+        tx: &mut T,
         ctx: &Context,
         effects: &mut Effects,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), TxError> {
         let docs: Vec<_> = std::mem::take(&mut self.docs).into_iter().collect();
-        rows::upsert_documents(tx, &docs, self.now).await?;
+        tx.upsert_documents(&docs, self.now).await?;
         let outbox = std::mem::take(&mut self.outbox);
         if !outbox.is_empty() {
-            let (subscriptions, deltas) = (&ctx.subscriptions, &mut effects.deltas);
-            queue::enqueue(tx, outbox, subscriptions, deltas, ctx.window_ms, self.now).await?;
+            let (subscriptions, deltas) = (&*ctx.subscriptions, &mut effects.deltas);
+            tx.enqueue(outbox, subscriptions, deltas, ctx.window_ms, self.now)
+                .await?;
         }
-        queue::end_deliveries(tx, &self.ends, self.now).await?;
-        rows::add_usage(tx, &self.grown).await?;
-        rows::insert_records(tx, &self.records, self.now).await?;
-        rows::write_blob_rows(tx, &self.blob_rows, self.now).await
+        tx.end_deliveries(&self.ends, self.now).await?;
+        tx.add_usage(&self.grown).await?;
+        tx.insert_records(&self.records, self.now).await?;
+        tx.write_blob_rows(&self.blob_rows, self.now).await
     }
 
     fn version(&self, key: &FullKey) -> i64 {

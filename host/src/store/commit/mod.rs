@@ -16,9 +16,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 mod batch;
+mod lite;
 mod ops;
+mod pg;
 mod publish;
-mod rows;
+mod tx;
 
 pub(super) use ops::Op;
 use ops::{OpReply, Settle};
@@ -83,6 +85,7 @@ enum Job {
 }
 
 /// What the committer needs beyond its connection.
+#[derive(Clone)]
 pub(super) struct Context {
     /// Who receives which topic.
     pub subscriptions: Arc<Subscriptions>,
@@ -98,6 +101,66 @@ pub(super) struct Context {
     pub files: Arc<Files>,
     /// How to connect again when the connection is lost.
     pub writer: super::Writer,
+}
+
+/// Where the committer writes.
+pub(super) enum Db {
+    /// A PostgreSQL connection of sqlx's, on the committer's task.
+    Pg(AnyConnection),
+    /// An SQLite connection on the committer's own thread.
+    Lite(lite::Thread),
+}
+
+impl Db {
+    /// The committer's SQLite thread on the database file of `url`.
+    pub(super) fn sqlite(
+        url: &str,
+        synchronous: crate::config::Synchronous,
+        ctx: &Arc<Context>,
+    ) -> Result<Self, String> {
+        lite::Thread::start(lite::path_of(url), synchronous, ctx.clone())
+            .map(Db::Lite)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The jobs one transaction carries: commits, with whoever waits for each,
+/// and queue operations.
+#[derive(Default)]
+pub(super) struct Batch {
+    requests: Vec<(CommitRequest, Reply)>,
+    ops: Vec<Op>,
+}
+
+/// What running a batch gave.
+pub(super) struct Ran {
+    /// Each request's outcome, or why the transaction failed.
+    outcomes: Result<Vec<CommitOutcome>, tx::TxError>,
+    /// The queue operations' answers, sent once the transaction is settled.
+    settles: Vec<Settle>,
+    effects: Effects,
+    /// Pending deliveries counted afresh, when the batch asked for it.
+    counts: Option<Result<HashMap<String, i64>, tx::TxError>>,
+}
+
+impl Default for Ran {
+    fn default() -> Self {
+        Self {
+            outcomes: Ok(Vec::new()),
+            settles: Vec::new(),
+            effects: Effects::default(),
+            counts: None,
+        }
+    }
+}
+
+impl Ran {
+    fn failed(error: tx::TxError) -> Self {
+        Self {
+            outcomes: Err(error),
+            ..Self::default()
+        }
+    }
 }
 
 /// What a batch changes about the queue, applied once it commits.
@@ -118,10 +181,10 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the task that owns `conn`.
-    pub(super) fn start(conn: AnyConnection, max_batch: usize, ctx: Context) -> Self {
+    /// Starts the task that commits through `db`.
+    pub(super) fn start(db: Db, max_batch: usize, ctx: Arc<Context>) -> Self {
         let (jobs, rx) = mpsc::channel(max_batch * 8);
-        tokio::spawn(run(conn, rx, max_batch, ctx));
+        tokio::spawn(run(db, rx, max_batch, ctx));
         Self { jobs }
     }
 
@@ -183,9 +246,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a record that nobody waits for may be held back.
 const RECORD_DELAY: Duration = Duration::from_millis(100);
 
-async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Context) {
-    let mut batch: Vec<(CommitRequest, Reply)> = Vec::with_capacity(max_batch);
-    let mut ops = Vec::new();
+async fn run(mut db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Arc<Context>) {
+    let mut pending = Batch::default();
     let mut flushes = Vec::new();
     // Records of invocations that staged nothing wait (up to RECORD_DELAY)
     // to ride along with the next commit someone waits for, rather than
@@ -207,26 +269,28 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: us
         let mut next = first;
         while let Some(job) = next.take() {
             match job {
-                Job::Commit { request, reply } => batch.push((*request, reply)),
-                Job::Op(op) => ops.push(op),
+                Job::Commit { request, reply } => pending.requests.push((*request, reply)),
+                Job::Op(op) => pending.ops.push(op),
                 Job::Flush(done) => flushes.push(done),
             }
-            if batch.len() + ops.len() < max_batch {
+            if pending.requests.len() + pending.ops.len() < max_batch {
                 next = rx.try_recv().ok();
             }
         }
         let urgent = !open
             || timed_out
             || !flushes.is_empty()
-            || !ops.is_empty()
-            || batch.len() >= max_batch
-            || batch.iter().any(|(_, reply)| reply.is_some());
+            || !pending.ops.is_empty()
+            || pending.requests.len() >= max_batch
+            || pending.requests.iter().any(|(_, reply)| reply.is_some());
         if !urgent {
             held_since.get_or_insert_with(Instant::now);
             continue;
         }
-        if (!batch.is_empty() || !ops.is_empty())
-            && !commit_batch(&mut conn, &mut batch, &mut ops, &ctx).await
+        let work = !pending.requests.is_empty() || !pending.ops.is_empty();
+        if work
+            && !commit_batch(&mut db, &mut pending, &ctx).await
+            && let Db::Pg(conn) = &mut db
             && conn.ping().await.is_err()
         {
             // The connection is gone (the database restarted, the network
@@ -235,7 +299,7 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: us
             match super::connect_writer(&ctx.writer).await {
                 Ok(fresh) => {
                     tracing::info!("committer reconnected to the database");
-                    conn = fresh;
+                    *conn = fresh;
                     backoff = MIN_BACKOFF;
                 }
                 Err(e) => {
@@ -254,43 +318,50 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>, max_batch: us
 
 type Reply = Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>;
 
-/// Commits one batch; false if it failed (and nothing of it was written).
-async fn commit_batch(
-    conn: &mut AnyConnection,
-    batch: &mut Vec<(CommitRequest, Reply)>,
-    ops: &mut Vec<Op>,
-    ctx: &Context,
-) -> bool {
-    let size = batch.len() + ops.len();
-    let mut settles = Vec::with_capacity(ops.len());
-    let mut effects = Effects::default();
-    let result = batch::write(
-        conn,
-        batch.iter_mut().map(|(r, _)| r),
-        ops,
-        &mut settles,
-        ctx,
-        &mut effects,
-    )
-    .await;
-    let result = match result {
-        Ok(outcomes) if effects.recount => match queue::count_pending(&mut *conn).await {
-            Ok(counts) => {
-                ctx.depth.replace(counts);
-                Ok(outcomes)
-            }
-            // Committed all the same; the counts catch up at the next recount.
-            Err(e) => {
-                tracing::warn!(error = %e, "counting pending deliveries failed");
-                Ok(outcomes)
-            }
-        },
-        other => other,
+/// Runs one batch in a PostgreSQL transaction.
+async fn run_pg(conn: &mut AnyConnection, pending: &mut Batch, ctx: &Context) -> Ran {
+    let mut ran = Ran::default();
+    ran.outcomes = match crate::store::begin_write(conn).await {
+        Ok(tx) => {
+            let requests = pending.requests.iter_mut().map(|(r, _)| r);
+            let (ops, settles, effects) = (&mut pending.ops, &mut ran.settles, &mut ran.effects);
+            batch::write(pg::PgTx(tx), requests, ops, settles, ctx, effects).await
+        }
+        Err(e) => Err(e.into()),
     };
-    match result {
+    if ran.outcomes.is_ok() && ran.effects.recount {
+        ran.counts = Some(queue::count_pending(&mut *conn).await.map_err(Into::into));
+    }
+    ran
+}
+
+/// Commits one batch; false if it failed (and nothing of it was written).
+async fn commit_batch(db: &mut Db, pending: &mut Batch, ctx: &Context) -> bool {
+    let size = pending.requests.len() + pending.ops.len();
+    let ran = match db {
+        Db::Pg(conn) => run_pg(conn, pending, ctx).await,
+        Db::Lite(thread) => {
+            let (back, ran) = thread.run(std::mem::take(pending)).await;
+            *pending = back;
+            ran
+        }
+    };
+    let Ran {
+        outcomes,
+        settles,
+        effects,
+        counts,
+    } = ran;
+    match counts {
+        Some(Ok(counts)) => ctx.depth.replace(counts),
+        // Committed all the same; the counts catch up at the next recount.
+        Some(Err(e)) => tracing::warn!(error = %e, "counting pending deliveries failed"),
+        None => {}
+    }
+    match outcomes {
         Ok(outcomes) => {
             tracing::trace!(size, "batch committed");
-            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+            for ((_, reply), outcome) in pending.requests.drain(..).zip(outcomes) {
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(outcome));
                 }
@@ -304,7 +375,9 @@ async fn commit_batch(
             if enqueued {
                 ctx.ready.notify_one();
                 // Other nodes' dispatchers learn of them at once, not at their next poll.
-                if let Err(e) = crate::store::notices::deliveries_added(conn).await {
+                if let Db::Pg(conn) = db
+                    && let Err(e) = crate::store::notices::deliveries_added(conn).await
+                {
                     tracing::warn!(error = %e, "could not tell other nodes of new deliveries");
                 }
             }
@@ -313,7 +386,7 @@ async fn commit_batch(
         Err(e) => {
             tracing::error!(size, error = %e, "batch commit failed; nothing of it was written");
             let err = CommitError::Database(e.to_string());
-            for (_, reply) in batch.drain(..) {
+            for (_, reply) in pending.requests.drain(..) {
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(err.clone()));
                 }
@@ -321,7 +394,7 @@ async fn commit_batch(
             for settle in settles {
                 settle(Some(&err));
             }
-            for op in ops.drain(..) {
+            for op in pending.ops.drain(..) {
                 op.fail(&err);
             }
             false

@@ -3,9 +3,10 @@
 //! replays, garbage collection. A caller waits for its answer, which comes
 //! once the transaction is settled.
 
-use sqlx::{AnyConnection, Connection};
+use sqlx::Connection;
 use tokio::sync::oneshot;
 
+use super::tx::{Tx, TxError};
 use super::{CommitError, Context, Effects};
 use crate::store::queue::{self, Claim, DeadLetterFilter, Lease, ScheduleRow, Tick};
 use crate::store::{Backend, Store, now_ms};
@@ -52,36 +53,33 @@ impl Op {
 
     /// Runs in the batch's transaction; the result reaches the waiter once
     /// the transaction is settled.
-    pub(super) async fn apply(
+    pub(super) async fn apply<T: Tx>(
         self,
-        conn: &mut AnyConnection,
+        tx: &mut T,
         ctx: &Context,
         effects: &mut Effects,
         now: i64,
-    ) -> Result<Settle, sqlx::Error> {
+    ) -> Result<Settle, TxError> {
         match self {
-            Op::Claim(claim, reply) => finish(reply, queue::claim(conn, &claim, now).await),
+            Op::Claim(claim, reply) => finish(reply, tx.claim(&claim, now).await),
             Op::Tick(tick, reply) => {
-                let moved =
-                    queue::tick(conn, &tick, &ctx.subscriptions, &mut effects.deltas, now).await;
+                let subscriptions = &*ctx.subscriptions;
+                let moved = tx
+                    .tick(&tick, subscriptions, &mut effects.deltas, now)
+                    .await;
                 finish(reply, moved)
             }
-            Op::Register(rows, reply) => {
-                finish(reply, queue::register_schedules(conn, &rows).await)
-            }
+            Op::Register(rows, reply) => finish(reply, tx.register_schedules(&rows).await),
             Op::Replay(filter, reply) => {
-                let replayed = queue::replay(conn, &filter, now).await;
+                let replayed = tx.replay(&filter, now).await;
                 if matches!(replayed, Ok(n) if n > 0) {
                     effects.recount = true;
                 }
                 finish(reply, replayed)
             }
-            Op::Collect(reply) => finish(
-                reply,
-                queue::collect_garbage(conn, ctx.window_ms, now).await,
-            ),
-            Op::ReleaseLeases(reply) => finish(reply, queue::release_leases(conn).await),
-            Op::Release(leases, reply) => finish(reply, queue::release(conn, &leases).await),
+            Op::Collect(reply) => finish(reply, tx.collect_garbage(ctx.window_ms, now).await),
+            Op::ReleaseLeases(reply) => finish(reply, tx.release_leases().await),
+            Op::Release(leases, reply) => finish(reply, tx.release(&leases).await),
         }
     }
 }
@@ -90,8 +88,8 @@ impl Op {
 /// whole batch then rolls back).
 fn finish<T: Send + 'static>(
     reply: OpReply<T>,
-    result: Result<T, sqlx::Error>,
-) -> Result<Settle, sqlx::Error> {
+    result: Result<T, TxError>,
+) -> Result<Settle, TxError> {
     match result {
         Ok(value) => Ok(settle(reply, value)),
         Err(e) => {

@@ -6,7 +6,7 @@
 mod dead_letters;
 mod leases;
 mod outbox;
-mod schedules;
+pub(in crate::store) mod schedules;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,8 +19,8 @@ pub use schedules::{ScheduleRow, Tick};
 
 pub(super) use dead_letters::replay;
 pub(super) use leases::{claim, current_leases, end_deliveries, release, release_leases};
-pub(super) use outbox::{NewMessage, collect_garbage, enqueue};
-pub(super) use schedules::{register_schedules, tick};
+pub(super) use outbox::{NewMessage, collect_garbage, enqueue, targets};
+pub(super) use schedules::{register_schedules, tick, tick_message};
 
 use super::{Store, StoreError, now_ms};
 use crate::config::names::{EVENT_KINDS, event_topic};

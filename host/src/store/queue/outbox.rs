@@ -76,10 +76,7 @@ pub(in crate::store) async fn enqueue(
     rows.retain(|(id, _)| inserted.contains(id));
     let mut deliveries = Vec::new();
     for (id, m) in &rows {
-        let targets = match &m.to {
-            Some(function) => vec![function.clone()],
-            None => subscriptions.subscribers(&m.tenant, &m.topic),
-        };
+        let targets = targets(m, subscriptions);
         *deltas.entry(m.tenant.clone()).or_default() += targets.len() as i64;
         for function in targets {
             deliveries.push((id, m, function));
@@ -101,6 +98,15 @@ pub(in crate::store) async fn enqueue(
             .await?;
     }
     Ok(())
+}
+
+/// The functions a message goes to: its own one (a schedule tick), or its
+/// topic's subscribers in its tenant.
+pub(in crate::store) fn targets(m: &NewMessage, subscriptions: &Subscriptions) -> Vec<Arc<str>> {
+    match &m.to {
+        Some(function) => vec![function.clone()],
+        None => subscriptions.subscribers(&m.tenant, &m.topic),
+    }
 }
 
 /// Drops what no one needs any more: idempotency keys and delivered

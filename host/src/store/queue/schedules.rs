@@ -51,19 +51,25 @@ pub(in crate::store) async fn tick(
     .await?
     .rows_affected()
         == 1;
-    if let (true, Some((at, payload))) = (moved, &tick.fired) {
-        let message = NewMessage {
-            tenant: tick.tenant.clone(),
-            topic: schedule_topic(&tick.name),
-            payload: payload.clone(),
-            idempotency_key: Some(format!("{}:{}:{at}", tick.function, tick.name)),
-            available_at: now,
-            request_id: uuid::Uuid::now_v7().to_string(),
-            to: Some(tick.function.clone()),
-        };
+    if moved && let Some(message) = tick_message(tick, now) {
         enqueue(conn, vec![message], subscriptions, deltas, i64::MAX, now).await?;
     }
     Ok(moved)
+}
+
+/// The message a fired tick sends to its function, deduped by the tick's
+/// time; `None` for a tick that is skipped.
+pub(in crate::store) fn tick_message(tick: &Tick, now: i64) -> Option<NewMessage> {
+    let (at, payload) = tick.fired.as_ref()?;
+    Some(NewMessage {
+        tenant: tick.tenant.clone(),
+        topic: schedule_topic(&tick.name),
+        payload: payload.clone(),
+        idempotency_key: Some(format!("{}:{}:{at}", tick.function, tick.name)),
+        available_at: now,
+        request_id: uuid::Uuid::now_v7().to_string(),
+        to: Some(tick.function.clone()),
+    })
 }
 
 /// A schedule as declared in a manifest, with its first tick from now.
@@ -85,30 +91,33 @@ pub struct ScheduleRow {
 
 /// Records `rows`, keeping the stored next tick of schedules that did not
 /// change, and returns every schedule's next tick.
+/// Registers one schedule, keeping its next tick unless its cron or time
+/// zone changed. `$N` parameters appear in order, so SQLite binds them by
+/// position too.
+pub(in crate::store) const REGISTER: &str = "INSERT INTO schedules (tenant, function, name, cron, timezone, next_tick) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (tenant, function, name) DO UPDATE SET \
+       next_tick = CASE WHEN schedules.cron = excluded.cron \
+                         AND schedules.timezone = excluded.timezone \
+                   THEN schedules.next_tick ELSE excluded.next_tick END, \
+       cron = excluded.cron, timezone = excluded.timezone \
+     RETURNING next_tick";
+
 pub(in crate::store) async fn register_schedules(
     conn: &mut AnyConnection,
     rows: &[ScheduleRow],
 ) -> Result<Vec<i64>, sqlx::Error> {
     let mut next = Vec::with_capacity(rows.len());
     for row in rows {
-        let tick: i64 = sqlx::query_scalar(
-            "INSERT INTO schedules (tenant, function, name, cron, timezone, next_tick) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (tenant, function, name) DO UPDATE SET \
-               next_tick = CASE WHEN schedules.cron = excluded.cron \
-                                 AND schedules.timezone = excluded.timezone \
-                           THEN schedules.next_tick ELSE excluded.next_tick END, \
-               cron = excluded.cron, timezone = excluded.timezone \
-             RETURNING next_tick",
-        )
-        .bind(&*row.tenant)
-        .bind(&*row.function)
-        .bind(&row.name)
-        .bind(&row.cron)
-        .bind(&row.timezone)
-        .bind(row.first_tick)
-        .fetch_one(&mut *conn)
-        .await?;
+        let tick: i64 = sqlx::query_scalar(REGISTER)
+            .bind(&*row.tenant)
+            .bind(&*row.function)
+            .bind(&row.name)
+            .bind(&row.cron)
+            .bind(&row.timezone)
+            .bind(row.first_tick)
+            .fetch_one(&mut *conn)
+            .await?;
         next.push(tick);
     }
     Ok(next)

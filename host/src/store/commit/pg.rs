@@ -1,49 +1,144 @@
-//! The batch's SQL: reading the committed state it checks against, and
-//! writing its rows, a few statements for the whole batch.
+//! The committer's transaction on PostgreSQL, through sqlx: the batch's
+//! reads and row writes as a few multi-row statements for the whole batch
+//! (a round trip to the server is the cost to save), and the queue's SQL
+//! from [`crate::store::queue`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 
+use super::publish::publish_files;
+use super::tx::{BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey, Tx, TxError};
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
-use crate::store::tenants::StorageQuotas;
+use crate::store::queue::{
+    self, Claim, DeadLetterFilter, DeliveryEnd, Lease, NewMessage, ScheduleRow, Subscriptions, Tick,
+};
 use crate::store::{Backend, CHUNK, build, select_documents};
 
-/// A document's address across tenants: (tenant, collection, key).
-pub(super) type FullKey = (Arc<str>, String, String);
+/// The committer's open transaction on a sqlx connection.
+pub(super) struct PgTx<'c>(pub sqlx::Transaction<'c, Any>);
 
-/// A document row to write: `None` is a tombstone.
-pub(super) struct DocRow {
-    pub value: Option<String>,
-    pub version: i64,
+impl Tx for PgTx<'_> {
+    async fn current_versions(
+        &mut self,
+        keys: &[FullKey],
+    ) -> Result<HashMap<FullKey, Current>, TxError> {
+        Ok(current_versions(&mut self.0, keys).await?)
+    }
+
+    async fn current_blobs(
+        &mut self,
+        keys: &[BlobKey],
+    ) -> Result<HashMap<BlobKey, BlobCurrent>, TxError> {
+        Ok(current_blobs(&mut self.0, keys).await?)
+    }
+
+    async fn current_leases(&mut self, ids: &[&str]) -> Result<HashMap<String, String>, TxError> {
+        Ok(queue::current_leases(&mut self.0, ids).await?)
+    }
+
+    async fn stored_bytes(
+        &mut self,
+        tenants: &[Arc<str>],
+    ) -> Result<HashMap<Arc<str>, i64>, TxError> {
+        Ok(stored_bytes(&mut self.0, tenants).await?)
+    }
+
+    async fn upsert_documents(
+        &mut self,
+        docs: &[(FullKey, DocRow)],
+        now: i64,
+    ) -> Result<(), TxError> {
+        Ok(upsert_documents(&mut self.0, docs, now).await?)
+    }
+
+    async fn enqueue(
+        &mut self,
+        messages: Vec<NewMessage>,
+        subscriptions: &Subscriptions,
+        deltas: &mut HashMap<Arc<str>, i64>,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<(), TxError> {
+        let conn = &mut self.0;
+        Ok(queue::enqueue(conn, messages, subscriptions, deltas, window_ms, now).await?)
+    }
+
+    async fn end_deliveries(&mut self, ends: &[DeliveryEnd], now: i64) -> Result<(), TxError> {
+        Ok(queue::end_deliveries(&mut self.0, ends, now).await?)
+    }
+
+    async fn add_usage(&mut self, grown: &HashMap<Arc<str>, i64>) -> Result<(), TxError> {
+        Ok(add_usage(&mut self.0, grown).await?)
+    }
+
+    async fn insert_records(
+        &mut self,
+        records: &[InvocationRecord],
+        now: i64,
+    ) -> Result<(), TxError> {
+        Ok(insert_records(&mut self.0, records, now).await?)
+    }
+
+    async fn write_blob_rows(
+        &mut self,
+        rows: &BTreeMap<BlobKey, BlobRow>,
+        now: i64,
+    ) -> Result<(), TxError> {
+        Ok(write_blob_rows(&mut self.0, rows, now).await?)
+    }
+
+    async fn publish(&mut self, files: &[(Arc<StagedFile>, String)]) -> Result<(), TxError> {
+        Ok(publish_files(files).await?)
+    }
+
+    async fn claim(
+        &mut self,
+        claim: &Claim,
+        now: i64,
+    ) -> Result<Vec<(String, Lease, u32)>, TxError> {
+        Ok(queue::claim(&mut self.0, claim, now).await?)
+    }
+
+    async fn tick(
+        &mut self,
+        tick: &Tick,
+        subscriptions: &Subscriptions,
+        deltas: &mut HashMap<Arc<str>, i64>,
+        now: i64,
+    ) -> Result<bool, TxError> {
+        Ok(queue::tick(&mut self.0, tick, subscriptions, deltas, now).await?)
+    }
+
+    async fn register_schedules(&mut self, rows: &[ScheduleRow]) -> Result<Vec<i64>, TxError> {
+        Ok(queue::register_schedules(&mut self.0, rows).await?)
+    }
+
+    async fn replay(&mut self, filter: &DeadLetterFilter, now: i64) -> Result<u64, TxError> {
+        Ok(queue::replay(&mut self.0, filter, now).await?)
+    }
+
+    async fn collect_garbage(&mut self, window_ms: i64, now: i64) -> Result<u64, TxError> {
+        Ok(queue::collect_garbage(&mut self.0, window_ms, now).await?)
+    }
+
+    async fn release(&mut self, leases: &[Lease]) -> Result<u64, TxError> {
+        Ok(queue::release(&mut self.0, leases).await?)
+    }
+
+    async fn release_leases(&mut self) -> Result<u64, TxError> {
+        Ok(queue::release_leases(&mut self.0).await?)
+    }
+
+    async fn commit(self) -> Result<(), TxError> {
+        Ok(self.0.commit().await?)
+    }
 }
-
-/// A document's committed state: its version, whether it is live (not a
-/// tombstone) and the bytes it counts against its tenant's storage.
-#[derive(Clone, Copy)]
-pub(super) struct Current {
-    pub version: i64,
-    pub live: bool,
-    pub size: i64,
-}
-
-/// A blob's committed file and size.
-#[derive(Clone)]
-pub(super) struct BlobCurrent {
-    pub file: String,
-    pub size: i64,
-}
-
-/// A blob row to write: `None` deletes it.
-pub(super) type BlobRow = Option<(BlobCurrent, Arc<StagedFile>)>;
-
-/// A blob's address across tenants: (tenant, name).
-pub(super) type BlobKey = (Arc<str>, String);
 
 /// The committed file and size of each blob at `keys` that exists.
-pub(super) async fn current_blobs(
+async fn current_blobs(
     conn: &mut AnyConnection,
     keys: &[BlobKey],
 ) -> Result<HashMap<BlobKey, BlobCurrent>, sqlx::Error> {
@@ -77,7 +172,7 @@ pub(super) async fn current_blobs(
 }
 
 /// Writes (or, for `None`, deletes) each blob row.
-pub(super) async fn write_blob_rows(
+async fn write_blob_rows(
     conn: &mut AnyConnection,
     rows: &BTreeMap<BlobKey, BlobRow>,
     now: i64,
@@ -115,7 +210,7 @@ pub(super) async fn write_blob_rows(
 }
 
 /// The committed state of each document at `keys` that has a row.
-pub(super) async fn current_versions(
+async fn current_versions(
     conn: &mut AnyConnection,
     keys: &[FullKey],
 ) -> Result<HashMap<FullKey, Current>, sqlx::Error> {
@@ -142,17 +237,13 @@ pub(super) async fn current_versions(
     Ok(versions)
 }
 
-/// Bytes stored now by those of `tenants` that have a storage quota.
-pub(super) async fn stored_bytes<'a>(
+/// Bytes stored now by each of `tenants`.
+async fn stored_bytes(
     conn: &mut AnyConnection,
-    tenants: impl Iterator<Item = &'a Arc<str>>,
-    quotas: &StorageQuotas,
+    tenants: &[Arc<str>],
 ) -> Result<HashMap<Arc<str>, i64>, sqlx::Error> {
     let mut usage = HashMap::new();
     for tenant in tenants {
-        if usage.contains_key(tenant) || quotas.get(tenant).is_none() {
-            continue;
-        }
         let bytes: Option<i64> =
             sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = $1")
                 .bind(&**tenant)
@@ -164,7 +255,7 @@ pub(super) async fn stored_bytes<'a>(
 }
 
 /// Inserts the batch's invocation records.
-pub(super) async fn insert_records(
+async fn insert_records(
     conn: &mut AnyConnection,
     records: &[InvocationRecord],
     now: i64,
@@ -194,7 +285,7 @@ pub(super) async fn insert_records(
 }
 
 /// Writes the batch's document rows at their new versions.
-pub(super) async fn upsert_documents(
+async fn upsert_documents(
     conn: &mut AnyConnection,
     docs: &[(FullKey, DocRow)],
     now: i64,
@@ -223,7 +314,7 @@ pub(super) async fn upsert_documents(
 }
 
 /// Adds what each tenant's stored bytes grew (or shrank) by.
-pub(super) async fn add_usage(
+async fn add_usage(
     conn: &mut AnyConnection,
     grown: &HashMap<Arc<str>, i64>,
 ) -> Result<(), sqlx::Error> {

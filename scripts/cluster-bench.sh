@@ -7,7 +7,7 @@
 #                 scripts/postgres.sh)
 #   postgres x2   two nodes (own data_dir, listen and admin port) sharing one
 #                 PostgreSQL database; the load is split over both
-# The measurements (as in scripts/load.sh):
+# The measurements (as in scripts/bench.sh):
 #   write     POST /demo/channels/bench/posts  JWT + schema + read + one document
 #                                              and one queue message committed
 #   messages  POST /acme/consumer/send         one message per request (topic bench,
@@ -217,7 +217,7 @@ PY
 }
 
 # messages DATABASE_URL: messages consumed/s from the first send to the last
-# consumer commit (as scripts/load.sh); sets msgs.
+# consumer commit (as scripts/bench.sh); sets msgs.
 messages() {
     local sent first last_sent done last failed
     IFS='|' read -r sent first last_sent < <(query "$1" \

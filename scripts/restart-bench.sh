@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # How long a host with N deployed functions (default 1,000) takes from start
 # until it serves its first request, with the compiled-artifact cache warm
-# (a normal restart) and cold (a new engine: everything recompiled).
+# (a normal restart) and cold (a new engine: everything recompiled), and how
+# much memory those idle functions hold.
 #
-#   bash scripts/restart-bench.sh [N]
+#   bash scripts/restart-bench.sh [N] [DISTINCT]
 #
-# Each function is the echo guest with a unique custom section appended, so
-# every one is a distinct component with its own compiled artifact. Runs a
-# release build on loopback ports 18480/18481.
+# Function i runs component i % DISTINCT (DISTINCT defaults to N): the echo
+# guest with a unique custom section appended, so each is a distinct
+# component with its own compiled artifact. Compiling one takes about a
+# quarter of a second, so `restart-bench.sh 10000 1000` deploys 10,000
+# functions in a few minutes: each of the 1,000 components under 10 names.
+# COLD=0 skips the cold restart. Runs a release build on loopback ports
+# 18480/18481.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 n="${1:-1000}"
+distinct="${2:-$n}"
+cold_too="${COLD:-1}"
 per_tenant=10
 
 bash "$root/scripts/build-guests.sh" >/dev/null
-cargo build --release -p sluice-host --bin sluice
+# The same targets as scripts/bench.sh, so the two share one release build.
+cargo build --locked --release -p sluice-host --bin sluice --example hyper-hello
 bin="$root/target/release/sluice"
 echo_wasm="$root/target/wasm32-wasip2/guest/echo.wasm"
 
@@ -52,20 +60,23 @@ first_request_ms() {
     until curl -fs -o /dev/null "$url"; do sleep 0.005; done
     echo $(( ($(date +%s%N) - t0) / 1000000 ))
 }
+rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
 
 start
 until curl -fs -o /dev/null http://127.0.0.1:18480/_sluice/health; do sleep 0.05; done
+sleep 1
+empty_rss=$(rss_mib)
 key="$(sluice key create --name restart-bench)"
 export SLUICE_ADMIN_URL=http://127.0.0.1:18481 SLUICE_ADMIN_KEY="$key"
 
-echo "deploying $n distinct components (each compiled once)..."
+echo "deploying $n functions, $distinct distinct components (each compiled once)..."
 t0=$(date +%s)
 for ((i = 0; i < n; i++)); do
     tenant="t$((i / per_tenant))"
     name="f$((i % per_tenant))"
     if ((i % per_tenant == 0)); then sluice tenant create "$tenant" >/dev/null; fi
     # A custom section (id 0) makes the bytes, and so the artifact, unique.
-    python3 - "$echo_wasm" "$work/c.wasm" "$i" <<'PY'
+    python3 - "$echo_wasm" "$work/c.wasm" "$((i % distinct))" <<'PY'
 import sys
 src, dst, i = sys.argv[1], sys.argv[2], sys.argv[3]
 def leb(n):
@@ -86,17 +97,27 @@ PY
 done
 last="http://127.0.0.1:18480/t$(((n - 1) / per_tenant))/f$(((n - 1) % per_tenant))/x"
 
+deployed_rss=$(rss_mib)
 stop
 start
 warm=$(first_request_ms "$last")
+sleep 1
+idle_rss=$(rss_mib)
 stop
-rm -rf "$work/data/cache"
-start
-cold=$(first_request_ms "$last")
-stop
+if [[ "$cold_too" != 0 ]]; then
+    rm -rf "$work/data/cache"
+    start
+    cold=$(first_request_ms "$last")
+    stop
+fi
 
 echo
 echo "restart with $n deployed functions, $(nproc) cores, release build:"
 echo "  warm artifact cache: ${warm} ms until the first request is served"
-echo "  cold (recompile all): ${cold} ms"
+if [[ -n "${cold:-}" ]]; then echo "  cold (recompile all): ${cold} ms"; fi
+echo "resident memory (VmRSS):"
+echo "  no functions: ${empty_rss} MiB"
+echo "  after the deploys: ${deployed_rss} MiB"
+echo "  restarted, idle with $n functions: ${idle_rss} MiB" \
+    "($(( (idle_rss - empty_rss) * 1024 / n )) KiB a function)"
 grep "deployed functions loaded" "$work/log" | sed 's/^/  log: /'

@@ -25,7 +25,9 @@
 #                          wasmtime floor for the same component (MICRO=0 skips)
 #   rss                    the host's resident memory idle with the examples, and
 #                          after the load
-# Environment: DURATION (10s), CONNECTIONS (64), PORT (18080), MICRO (1).
+# Environment: DURATION (10s), CONNECTIONS (64), PORT (18080), MICRO (1),
+# SLUICE (a `sluice` binary to measure instead of this tree's release build:
+# an older commit's, to compare before and after in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -53,6 +55,7 @@ fi
 
 bash scripts/build-guests.sh >/dev/null
 cargo build --locked --release -p sluice-host --bin sluice --example hyper-hello
+bin=${SLUICE:-$root/target/release/sluice}
 hello_dir=host/benches/peers/wasi-http-hello
 CARGO_TARGET_DIR="$root/target/peers" cargo build --quiet --release \
     --target wasm32-wasip2 --manifest-path "$hello_dir/Cargo.toml"
@@ -127,8 +130,8 @@ listen = "127.0.0.1:0"
 [runtime]
 cache_dir = "$root/target/sluice-bench-cache"
 TOML
-sluice() { "$root/target/release/sluice" --config "$data/sluice.toml" "$@"; }
-RUST_LOG=error "$root/target/release/sluice" --config "$data/sluice.toml" serve &
+sluice() { "$bin" --config "$data/sluice.toml" "$@"; }
+RUST_LOG=error "$bin" --config "$data/sluice.toml" serve &
 server=$!
 wait_for "$base/_sluice/health"
 sleep 1
@@ -307,7 +310,8 @@ try:
 except OSError:
     commit = ""
 now = datetime.datetime.now(datetime.timezone.utc)
-report = {"when": now.isoformat(timespec="seconds"), "commit": commit, "cores": os.cpu_count(),
+report = {"when": now.isoformat(timespec="seconds"), "commit": commit,
+          "sluice": os.environ.get("SLUICE") or "target/release/sluice", "cores": os.cpu_count(),
           "wrk": {"threads": 1, "connections": int(connections), "duration": duration},
           "rows": table, "targets": targets}
 path = os.path.join(out_dir, f"bench-{now.strftime('%Y%m%dT%H%M%SZ')}.json")

@@ -155,16 +155,21 @@ async fn connect_writer(writer: &Writer) -> Result<AnyConnection, sqlx::Error> {
 /// Connection settings the URL cannot carry, run on every new connection.
 async fn prepare(conn: &mut AnyConnection, synchronous: Synchronous) -> Result<(), sqlx::Error> {
     if Backend::of_connection(conn) == Backend::Sqlite {
-        let synchronous = match synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        };
-        conn.execute(sqlx::AssertSqlSafe(format!(
-            "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON"
-        )))
-        .await?;
+        conn.execute(sqlx::AssertSqlSafe(sqlite_pragmas(synchronous)))
+            .await?;
     }
     Ok(())
+}
+
+/// The settings every SQLite connection of the host runs with.
+fn sqlite_pragmas(synchronous: Synchronous) -> String {
+    let synchronous = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    format!(
+        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON"
+    )
 }
 
 /// Rows per multi-row statement; keeps well under SQLite's 32766 bound variables.

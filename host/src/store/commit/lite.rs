@@ -88,14 +88,8 @@ fn open(path: &std::path::Path, synchronous: Synchronous) -> Result<Connection, 
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    let synchronous = match synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA busy_timeout = 10000; PRAGMA synchronous = {synchronous}; \
-         PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL"
-    ))?;
+    // Store::open set WAL, which the file keeps.
+    conn.execute_batch(&crate::store::sqlite_pragmas(synchronous))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -133,8 +127,7 @@ fn now_or_never<T>(future: impl Future<Output = Result<T, TxError>>) -> Result<T
 }
 
 fn count_pending(conn: &Connection) -> Result<HashMap<String, i64>, TxError> {
-    let mut statement =
-        conn.prepare_cached("SELECT tenant, count(*) FROM deliveries GROUP BY tenant")?;
+    let mut statement = conn.prepare_cached(queue::COUNT_PENDING)?;
     let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -151,62 +144,6 @@ impl<'c> LiteTx<'c> {
     fn begin(conn: &'c mut Connection) -> Result<Self, TxError> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(Self { conn, open: true })
-    }
-
-    fn enqueue_now(
-        &mut self,
-        messages: Vec<NewMessage>,
-        subscriptions: &Subscriptions,
-        deltas: &mut HashMap<Arc<str>, i64>,
-        window_ms: i64,
-        now: i64,
-    ) -> Result<(), TxError> {
-        // Keys older than the window no longer count: forget them first.
-        let mut forget = self.conn.prepare_cached(
-            "UPDATE outbox SET idempotency_key = NULL \
-             WHERE tenant = ?1 AND topic = ?2 AND idempotency_key = ?3 AND created_at < ?4",
-        )?;
-        for m in messages.iter().filter(|m| m.idempotency_key.is_some()) {
-            let before = now.saturating_sub(window_ms);
-            forget.execute(params![&*m.tenant, m.topic, m.idempotency_key, before])?;
-        }
-        let mut insert = self.conn.prepare_cached(
-            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-        )?;
-        let mut deliver = self.conn.prepare_cached(
-            "INSERT INTO deliveries (id, message_id, tenant, function, available_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for m in &messages {
-            let id = uuid::Uuid::now_v7().to_string();
-            let inserted = insert.execute(params![
-                id,
-                &*m.tenant,
-                m.topic,
-                m.payload,
-                m.idempotency_key,
-                m.available_at,
-                now,
-                m.request_id
-            ])? == 1;
-            if !inserted {
-                continue;
-            }
-            let targets = queue::targets(m, subscriptions);
-            *deltas.entry(m.tenant.clone()).or_default() += targets.len() as i64;
-            for function in targets {
-                let delivery = uuid::Uuid::now_v7().to_string();
-                deliver.execute(params![
-                    delivery,
-                    id,
-                    &*m.tenant,
-                    &*function,
-                    m.available_at
-                ])?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -334,7 +271,52 @@ impl Tx for LiteTx<'_> {
         window_ms: i64,
         now: i64,
     ) -> Result<(), TxError> {
-        self.enqueue_now(messages, subscriptions, deltas, window_ms, now)
+        // Keys older than the window no longer count: forget them first.
+        let mut forget = self.conn.prepare_cached(
+            "UPDATE outbox SET idempotency_key = NULL \
+             WHERE tenant = ?1 AND topic = ?2 AND idempotency_key = ?3 AND created_at < ?4",
+        )?;
+        for m in messages.iter().filter(|m| m.idempotency_key.is_some()) {
+            let before = now.saturating_sub(window_ms);
+            forget.execute(params![&*m.tenant, m.topic, m.idempotency_key, before])?;
+        }
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        )?;
+        let mut deliver = self.conn.prepare_cached(
+            "INSERT INTO deliveries (id, message_id, tenant, function, available_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for m in &messages {
+            let id = uuid::Uuid::now_v7().to_string();
+            let inserted = insert.execute(params![
+                id,
+                &*m.tenant,
+                m.topic,
+                m.payload,
+                m.idempotency_key,
+                m.available_at,
+                now,
+                m.request_id
+            ])? == 1;
+            if !inserted {
+                continue;
+            }
+            let targets = queue::targets(m, subscriptions);
+            *deltas.entry(m.tenant.clone()).or_default() += targets.len() as i64;
+            for function in targets {
+                let delivery = uuid::Uuid::now_v7().to_string();
+                deliver.execute(params![
+                    delivery,
+                    id,
+                    &*m.tenant,
+                    &*function,
+                    m.available_at
+                ])?;
+            }
+        }
+        Ok(())
     }
 
     async fn end_deliveries(&mut self, ends: &[DeliveryEnd], now: i64) -> Result<(), TxError> {
@@ -499,7 +481,8 @@ impl Tx for LiteTx<'_> {
             ])?
             == 1;
         if moved && let Some(message) = queue::tick_message(tick, now) {
-            self.enqueue_now(vec![message], subscriptions, deltas, i64::MAX, now)?;
+            self.enqueue(vec![message], subscriptions, deltas, i64::MAX, now)
+                .await?;
         }
         Ok(moved)
     }
@@ -586,12 +569,10 @@ impl Tx for LiteTx<'_> {
 
 /// The path of an SQLite database URL (`sqlite://PATH`, `sqlite:PATH`),
 /// without its query string.
-pub(super) fn path_of(url: &str) -> PathBuf {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    PathBuf::from(rest.split('?').next().unwrap_or(rest))
+pub(super) fn path_of(url: &str) -> Result<PathBuf, sqlx::Error> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    Ok(options.get_filename().to_path_buf())
 }
 
 #[cfg(test)]
@@ -601,11 +582,14 @@ mod tests {
     #[test]
     fn sqlite_urls_give_their_paths() {
         assert_eq!(
-            path_of("sqlite:///tmp/a.db?mode=rwc"),
+            path_of("sqlite:///tmp/a.db?mode=rwc").expect("url"),
             PathBuf::from("/tmp/a.db")
         );
-        assert_eq!(path_of("sqlite://rel/b.db"), PathBuf::from("rel/b.db"));
-        assert_eq!(path_of("sqlite:c.db"), PathBuf::from("c.db"));
+        assert_eq!(
+            path_of("sqlite://rel/b.db").expect("url"),
+            PathBuf::from("rel/b.db")
+        );
+        assert_eq!(path_of("sqlite:c.db").expect("url"), PathBuf::from("c.db"));
     }
 
     #[test]

@@ -85,7 +85,6 @@ enum Job {
 }
 
 /// What the committer needs beyond its connection.
-#[derive(Clone)]
 pub(super) struct Context {
     /// Who receives which topic.
     pub subscriptions: Arc<Subscriptions>,
@@ -118,7 +117,8 @@ impl Db {
         synchronous: crate::config::Synchronous,
         ctx: &Arc<Context>,
     ) -> Result<Self, String> {
-        lite::Thread::start(lite::path_of(url), synchronous, ctx.clone())
+        let path = lite::path_of(url).map_err(|e| e.to_string())?;
+        lite::Thread::start(path, synchronous, ctx.clone())
             .map(Db::Lite)
             .map_err(|e| e.to_string())
     }

@@ -98,13 +98,15 @@ impl Depth {
     }
 }
 
+/// Pending deliveries per tenant.
+pub(in crate::store) const COUNT_PENDING: &str =
+    "SELECT tenant, count(*) FROM deliveries GROUP BY tenant";
+
 /// Deliveries per tenant, counted.
 pub(super) async fn count_pending<'e>(
     conn: impl sqlx::Executor<'e, Database = Any>,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
-    let rows = sqlx::query("SELECT tenant, count(*) FROM deliveries GROUP BY tenant")
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(COUNT_PENDING).fetch_all(conn).await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 

@@ -16,11 +16,18 @@ export SLUICE_TEST_POSTGRES
 
 cargo test --locked "$@"
 
-# The end-to-end test binaries (tests/tests/<name>/main.rs) again, on
-# PostgreSQL. Chosen by target, not with `-p sluice-tests`: the same package
-# selection resolves the same dependency features, so nothing recompiles.
-e2e=()
-for main in tests/tests/*/main.rs; do
-    e2e+=(--test "$(basename "$(dirname "$main")")")
+# The end-to-end tests again, on PostgreSQL. Chosen by target, not with
+# `-p sluice-tests`: the same package selection resolves the same dependency
+# features, so nothing recompiles. The cluster binary always runs on
+# PostgreSQL, so it ran above. Tests of what only a host that owns its
+# SQLite database does are left out by name (the runner counts them as
+# filtered out); run on PostgreSQL they would fail saying so.
+sqlite_only=(
+    store::blobs::recovery::a_crash_between_rename_and_commit_leaves_no_blob
+    store::blobs::recovery::a_row_whose_file_is_gone_is_dropped_at_start
+)
+skips=()
+for name in "${sqlite_only[@]}"; do
+    skips+=(--skip "$name")
 done
-SLUICE_TEST_BACKEND=postgres cargo test --locked "${e2e[@]}" "$@"
+SLUICE_TEST_BACKEND=postgres cargo test --locked --test e2e "$@" -- "${skips[@]}"

@@ -9,7 +9,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::json;
 use sluice_tests::{HANG_GUARD, root};
 
-use crate::node::{Cluster, guests, skipped};
+use crate::node::{Cluster, guests};
 
 /// The echo guest behind a public GET route.
 const WHO: &str = "[[routes]]\nmethod = \"GET\"\npath = \"/who/{a}\"\nauth = \"public\"\n";
@@ -18,9 +18,6 @@ const WHO: &str = "[[routes]]\nmethod = \"GET\"\npath = \"/who/{a}\"\nauth = \"p
 /// serves the new route within one second (the promise).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_on_one_node_serves_on_the_other_within_a_second() -> Result<()> {
-    if skipped() {
-        return Ok(());
-    }
     let cluster = Cluster::start(&[guests()], "").await?;
     let (a, b) = (&cluster.a, &cluster.b);
     let key = cluster.operator_key()?;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use reqwest::Method;
 use sluice_tests::{Reply, token};
 
-use crate::node::{Cluster, Node, guests, skipped};
+use crate::node::{Cluster, Node, guests};
 
 /// Increments counter `name` through `node` (the route reads no body).
 async fn increment(node: &Node, token: &str, name: &str) -> Result<Reply> {
@@ -18,9 +18,6 @@ async fn increment(node: &Node, token: &str, name: &str) -> Result<Reply> {
 /// each counts once (a conflict across nodes re-runs the loser).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_node_is_read_on_the_other() -> Result<()> {
-    if skipped() {
-        return Ok(());
-    }
     // Re-runs after a conflict are serialized per node, not across nodes,
     // so one document hammered from two nodes needs more of them than the
     // default 8 (docs/cluster.md). The line lands in the harness's

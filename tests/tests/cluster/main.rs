@@ -2,9 +2,9 @@
 //! directory and ports, on one fresh PostgreSQL database.
 //!
 //! They always run on PostgreSQL (the test server from
-//! `sluice_tests::postgres`), whatever `SLUICE_TEST_BACKEND` says, and are
-//! skipped on the suite's PostgreSQL pass so that they run once per
-//! `scripts/test.sh`. One binary, so the harness is linked once.
+//! `sluice_tests::postgres`), whatever `SLUICE_TEST_BACKEND` says, so
+//! `scripts/test.sh` runs this binary once, not again on its PostgreSQL
+//! pass. One binary, so the harness is linked once.
 
 mod deploys;
 mod documents;

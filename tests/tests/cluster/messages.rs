@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sluice_tests::token;
 
-use crate::node::{Cluster, Node, guests, sample, skipped};
+use crate::node::{Cluster, Node, guests, sample};
 
 /// Messages per send: one invocation, one commit (the default `messages`
 /// limit is 1,000).
@@ -116,9 +116,6 @@ async fn assert_each_once(
 /// effect commits exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_messages_are_shared_and_each_handled_once() -> Result<()> {
-    if skipped() {
-        return Ok(());
-    }
     let n = 10_000;
     let cluster = Cluster::start(&[guests()], "").await?;
     let key = cluster.operator_key()?;
@@ -145,9 +142,6 @@ async fn ten_thousand_messages_are_shared_and_each_handled_once() -> Result<()> 
 /// it held, and every effect still commits exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_under_load_loses_no_message() -> Result<()> {
-    if skipped() {
-        return Ok(());
-    }
     let n = 4_000;
     let cluster = Cluster::start(&[guests()], "[queue]\nlease_ms = 2000\n").await?;
     let key = cluster.operator_key()?;

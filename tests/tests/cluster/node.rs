@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use sluice_tests::postgres::{Backend, backend, fresh_database};
+use sluice_tests::postgres::fresh_database;
 use sluice_tests::{HANG_GUARD, Process, Reply, root, sluice_binary};
 use tempfile::TempDir;
 use tokio::sync::{Mutex, MutexGuard};
@@ -15,15 +15,6 @@ use tokio::sync::{Mutex, MutexGuard};
 /// One cluster at a time: two nodes and PostgreSQL already fill two cores,
 /// and the deploy and schedule tests measure time.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-/// True on the suite's PostgreSQL pass, which would only run these again.
-pub fn skipped() -> bool {
-    let skip = backend() == Backend::Postgres;
-    if skip {
-        eprintln!("cluster tests run once, on the SQLite pass: skipped");
-    }
-    skip
-}
 
 /// The test guests: `consumer`, `counter`, `echo`, `probe`, ….
 pub fn guests() -> PathBuf {

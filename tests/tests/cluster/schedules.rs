@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sluice_tests::{eventually, root, token};
 
-use crate::node::{Cluster, Node, guests, skipped};
+use crate::node::{Cluster, Node, guests};
 
 fn now_ms() -> Result<i64> {
     Ok(i64::try_from(
@@ -55,9 +55,6 @@ async fn ticks(node: &Node) -> Result<Vec<(i64, i64)>> {
 /// and the ticks in the window match the seconds elapsed, within one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_per_second_schedule_fires_once_per_tick_across_both_nodes() -> Result<()> {
-    if skipped() {
-        return Ok(());
-    }
     let dirs = [guests(), root().join("tests/scheduled")];
     let cluster = Cluster::start(&dirs, "").await?;
     eventually("a first tick", || async {

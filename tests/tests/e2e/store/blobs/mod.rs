@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sluice_tests::postgres::skip_on_postgres;
+use sluice_tests::postgres::sqlite_only;
 use sluice_tests::{
     HANG_GUARD, Process, Reply, TestHost, admin, entries_under, eventually, files_under,
     operator_key, root, send, token,

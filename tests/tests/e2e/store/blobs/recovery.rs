@@ -11,9 +11,7 @@ const BLOB_REPAIR_IS_SINGLE_NODE: &str = "nodes on one PostgreSQL database may s
 /// file with no row; the next start removes it, and uploads work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_rename_and_commit_leaves_no_blob() -> Result<()> {
-    if skip_on_postgres(BLOB_REPAIR_IS_SINGLE_NODE) {
-        return Ok(());
-    }
+    sqlite_only(BLOB_REPAIR_IS_SINGLE_NODE).map_err(anyhow::Error::msg)?;
     let data = TempDir::new()?;
     let examples = [root().join("guest-examples")];
     let mut crashing = Process::start_with_env(
@@ -77,9 +75,7 @@ async fn a_crash_between_rename_and_commit_leaves_no_blob() -> Result<()> {
 /// back to what its remaining blobs account for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_whose_file_is_gone_is_dropped_at_start() -> Result<()> {
-    if skip_on_postgres(BLOB_REPAIR_IS_SINGLE_NODE) {
-        return Ok(());
-    }
+    sqlite_only(BLOB_REPAIR_IS_SINGLE_NODE).map_err(anyhow::Error::msg)?;
     let host = TestHost::start().await?;
     let empty = stored_bytes(&host, "acme").await?;
     let keep = noise(61, 3000);

@@ -141,6 +141,7 @@ impl App {
                 persist: persist.clone(),
                 metrics: metrics.clone(),
                 body_timeout: Duration::from_millis(config.http.body_timeout_ms),
+                framing: (&config.http).into(),
             }),
             dispatcher: Arc::new(Dispatcher {
                 live: live.clone(),

@@ -325,7 +325,7 @@ pub struct Response {
 }
 
 impl Response {
-    /// A response with `status` (`100..=599`), no headers and an empty body.
+    /// A response with `status` (`200..=599`; the host answers 502 for any other), no headers and an empty body.
     ///
     /// ```no_run
     /// # use sluice_sdk::Response;

@@ -138,7 +138,7 @@ impl Unit {
             let schema = route
                 .schema
                 .as_ref()
-                .map(Schema::compile)
+                .map(|schema| Schema::compile(schema, m.formats))
                 .transpose()
                 .map_err(|message| UnitError::Schema {
                     route: name.clone(),

@@ -2,7 +2,11 @@
 
 use serde_json::Value;
 
+use crate::config::manifest::Formats;
 use crate::problem::FieldError;
+
+/// The vocabulary that makes `format` an assertion (JSON Schema 2020-12, §7.2.2).
+const FORMAT_ASSERTION: &str = "https://json-schema.org/draft/2020-12/vocab/format-assertion";
 
 /// A route's compiled JSON Schema.
 pub struct Schema(jsonschema::Validator);
@@ -21,12 +25,19 @@ impl jsonschema::Retrieve for NoRetrieval {
 }
 
 impl Schema {
-    /// Compiles `schema` once, with a linear-time regex engine and no external references.
-    pub fn compile(schema: &Value) -> Result<Self, String> {
+    /// Compiles `schema` once, with a linear-time regex engine and no
+    /// external references. `format` is an annotation, as the draft says,
+    /// unless the route asks for assertion or the schema's `$vocabulary`
+    /// lists the format-assertion vocabulary.
+    pub fn compile(schema: &Value, formats: Formats) -> Result<Self, String> {
+        let asserted = schema
+            .get("$vocabulary")
+            .and_then(Value::as_object)
+            .is_some_and(|v| v.contains_key(FORMAT_ASSERTION));
         jsonschema::options()
             .with_retriever(NoRetrieval)
             .with_pattern_options(jsonschema::PatternOptions::regex())
-            .should_validate_formats(true)
+            .should_validate_formats(asserted || formats == Formats::Assert)
             .build(schema)
             .map(Schema)
             .map_err(|e| e.to_string())
@@ -51,11 +62,14 @@ mod tests {
 
     #[test]
     fn every_failing_pointer_is_named() {
-        let schema = Schema::compile(&json!({
+        let schema = Schema::compile(
+            &json!({
             "type": "object",
             "properties": {"title": {"type": "string", "maxLength": 3}, "n": {"type": "integer"}},
             "required": ["title"]
-        }))
+            }),
+            Formats::Annotate,
+        )
         .expect("compile");
         let mut pointers: Vec<_> = schema
             .errors(&json!({"title": "long", "n": "x"}))
@@ -68,9 +82,31 @@ mod tests {
 
     #[test]
     fn external_refs_are_refused_at_compile_time() {
-        let err = Schema::compile(&json!({"$ref": "https://example.com/s.json"}));
+        let err = Schema::compile(
+            &json!({"$ref": "https://example.com/s.json"}),
+            Formats::Annotate,
+        );
         assert!(err.is_err());
-        let err = Schema::compile(&json!({"$ref": "file:///etc/passwd"}));
+        let err = Schema::compile(&json!({"$ref": "file:///etc/passwd"}), Formats::Annotate);
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn formats_are_annotations_unless_asked_for() {
+        let email = json!({"type": "string", "format": "email"});
+        let fails = |schema: &Value, formats| {
+            !Schema::compile(schema, formats)
+                .expect("compile")
+                .errors(&json!("not an address"))
+                .is_empty()
+        };
+        assert!(!fails(&email, Formats::Annotate));
+        assert!(fails(&email, Formats::Assert));
+        let mut vocabulary = email.clone();
+        vocabulary["$vocabulary"] = json!({
+            "https://json-schema.org/draft/2020-12/vocab/core": true,
+            FORMAT_ASSERTION: true,
+        });
+        assert!(fails(&vocabulary, Formats::Annotate));
     }
 }

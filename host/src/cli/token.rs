@@ -35,12 +35,23 @@ pub fn run(config: &Config, args: Args) -> Result<()> {
     let Some(secret) = &key.secret else {
         bail!("the HS key has no secret");
     };
+    let mut extra = args.claims.into_iter().collect::<Map<_, _>>();
+    // A host that requires `iss` and `aud` accepts the first of each;
+    // a --claim names others.
+    let configured = [("iss", &auth.issuer), ("aud", &auth.audience)];
+    for (claim, values) in configured {
+        if let Some(first) = values.as_ref().and_then(|v| v.first()) {
+            extra
+                .entry(claim)
+                .or_insert_with(|| Value::String(first.clone()));
+        }
+    }
     let request = dev::TokenRequest {
         subject: args.sub,
         tenant: args.tenant,
         roles: args.roles,
         ttl_seconds: args.ttl,
-        extra: args.claims.into_iter().collect::<Map<_, _>>(),
+        extra,
     };
     let token = dev::mint(
         secret,

@@ -158,6 +158,8 @@ pub struct AuthConfig {
     pub tenant_claim: String,
     /// The claim that lists the caller's roles (an array, or a space-separated string).
     pub roles_claim: String,
+    /// Longest bearer token looked at; longer ones are refused (401) unread.
+    pub max_token_bytes: usize,
 }
 
 impl Default for AuthConfig {
@@ -170,6 +172,7 @@ impl Default for AuthConfig {
             leeway_seconds: 30,
             tenant_claim: "tenant".into(),
             roles_claim: "roles".into(),
+            max_token_bytes: 8 * 1024,
         }
     }
 }
@@ -203,6 +206,12 @@ pub struct HttpConfig {
     pub body_timeout_ms: u64,
     /// Open connections beyond this wait to be accepted.
     pub max_connections: usize,
+    /// Longest path and query (414 past it).
+    pub max_uri_bytes: usize,
+    /// Largest header section, every `name: value` line counted (431 past it).
+    pub max_header_bytes: usize,
+    /// Largest single header line (431 past it).
+    pub max_header_line_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -212,6 +221,9 @@ impl Default for HttpConfig {
             header_read_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             max_connections: 10_000,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_header_line_bytes: 16 * 1024,
         }
     }
 }
@@ -330,6 +342,10 @@ pub struct QueueConfig {
     /// Deliveries a tenant may have waiting; past it, its sends fail with
     /// `limit-exceeded` until its consumers catch up.
     pub max_pending_per_tenant: u64,
+    /// Consumer runs a chain of messages may take (a consumer's sends and
+    /// document events count one more than its message); a message past it
+    /// is dead-lettered as `loop-detected`.
+    pub max_hops: u32,
 }
 
 impl Default for QueueConfig {
@@ -344,6 +360,7 @@ impl Default for QueueConfig {
             idempotency_window_secs: 24 * 60 * 60,
             poll_ms: 1_000,
             max_pending_per_tenant: 1_000_000,
+            max_hops: 16,
         }
     }
 }

@@ -21,6 +21,8 @@ struct Delivery<'a> {
     lease: Lease,
     /// This delivery's attempt number, counted by its claims.
     attempt: u32,
+    /// Consumer runs that led to the message.
+    hops: u32,
     invoked: Invoked,
 }
 
@@ -52,6 +54,7 @@ pub(super) async fn consume(
         route: Arc::from(format!("message {}", due.topic)),
         started: Instant::now(),
         timeout: Duration::from_millis(function.limits.timeout_ms),
+        hops: due.hops.saturating_add(1),
     };
     let delivery = Delivery {
         dispatcher,
@@ -66,6 +69,7 @@ pub(super) async fn consume(
         },
         lease,
         attempt,
+        hops: due.hops,
         invoked,
     };
     match dispatcher.persist.run(delivery).instrument(span).await {
@@ -88,6 +92,32 @@ impl Invocation for Delivery<'_> {
     async fn attempt(&mut self, n: u32, deadline: tokio::time::Instant) -> Attempt<()> {
         let d = self.dispatcher;
         let function = &self.consumer.function;
+        if self.hops >= d.queue.max_hops {
+            // Consumers feeding each other (or themselves) without end:
+            // stop the chain here, where an operator can inspect and replay it.
+            let error = format!(
+                "loop-detected: the message is {} consumer runs from the request or \
+                 schedule that began it; [queue] max_hops is {}",
+                self.hops, d.queue.max_hops
+            );
+            tracing::warn!(hops = self.hops, "message dead-lettered: loop detected");
+            d.metrics.message(
+                &function.tenant,
+                &function.name,
+                Outcome::LoopDetected.as_str(),
+            );
+            return Attempt {
+                staging: Staging::default(),
+                outcome: Outcome::LoopDetected,
+                status: 508,
+                exceeded: None,
+                delivery: Some(DeliveryEnd::Dead {
+                    lease: self.lease.clone(),
+                    error,
+                }),
+                answer: (),
+            };
+        }
         let ran = (d.runtime)
             .deliver(function, &d.store, &self.message, deadline)
             .instrument(info_span!("process", run = n))

@@ -47,6 +47,8 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     /// Time allowed for a request body (validate).
     pub body_timeout: Duration,
+    /// URI and header limits (receive).
+    pub framing: receive::Framing,
 }
 
 /// Everything that can end a request early: one variant per stage, each
@@ -115,8 +117,10 @@ where
     );
     async {
         let (parts, body) = req.into_parts();
-        let matched = info_span!("receive")
-            .in_scope(|| receive::route(&p.live.load(), &parts.method, parts.uri.path()));
+        let matched = info_span!("receive").in_scope(|| {
+            p.framing.check(&parts)?;
+            receive::route(&p.live.load(), &parts.method, parts.uri.path())
+        });
         let function = matched
             .as_ref()
             .ok()

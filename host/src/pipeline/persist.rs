@@ -113,6 +113,8 @@ pub struct Invoked {
     pub started: Instant,
     /// The time all its runs together may take.
     pub timeout: Duration,
+    /// Consumer runs that led to what it sends and writes (see `CommitRequest::hops`).
+    pub hops: u32,
 }
 
 impl Invoked {
@@ -126,6 +128,7 @@ impl Invoked {
             route: target.name.clone(),
             started,
             timeout: Duration::from_millis(function.limits.timeout_ms),
+            hops: 0,
         }
     }
 }
@@ -232,6 +235,7 @@ impl Persist {
                     staging,
                     record,
                     delivery: attempt.delivery,
+                    hops: invocation.invoked().hops,
                 })
                 .instrument(info_span!("persist"))
                 .await;
@@ -284,6 +288,7 @@ impl Persist {
             staging: Staging::default(),
             record,
             delivery: Some(end),
+            hops: 0,
         };
         if let Err(e) = self.store.committer().commit(request).await {
             tracing::error!(error = %e, "commit failed");
@@ -297,6 +302,7 @@ impl Persist {
             staging: Staging::default(),
             record,
             delivery: None,
+            hops: 0,
         };
         self.store.committer().submit(request).await;
     }

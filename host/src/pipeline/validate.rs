@@ -61,12 +61,22 @@ fn is_json(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    let json = essence.eq_ignore_ascii_case("application/json")
         || essence.rsplit_once('+').is_some_and(|(ty, suffix)| {
             ty.to_ascii_lowercase().starts_with("application/")
                 && suffix.eq_ignore_ascii_case("json")
-        })
+        });
+    // JSON is UTF-8 (RFC 8259 §8.1): a body labelled otherwise is refused
+    // rather than read as something it says it is not.
+    json && parts.all(|parameter| match parameter.split_once('=') {
+        Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => charset
+            .trim()
+            .trim_matches('"')
+            .eq_ignore_ascii_case("utf-8"),
+        _ => true,
+    })
 }
 
 impl Error {
@@ -262,7 +272,9 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     if !is_json(headers) {
-        return Err(Error::UnsupportedMediaType("application/json".to_owned()));
+        return Err(Error::UnsupportedMediaType(
+            "application/json, in UTF-8 (no charset, or charset=utf-8)".to_owned(),
+        ));
     }
     let limit = target.max_body_bytes;
     if declared_length(headers).is_some_and(|n| n > limit as u64) {
@@ -307,6 +319,10 @@ mod tests {
         for (ct, ok) in [
             ("application/json", true),
             ("Application/JSON; charset=utf-8", true),
+            ("application/json; Charset=\"UTF-8\"", true),
+            ("application/json;charset=latin1", false),
+            ("application/json; charset=utf-16", false),
+            ("application/json; charset=iso-8859-1", false),
             ("application/merge-patch+json", true),
             ("text/plain", false),
             ("text/x+json", false),

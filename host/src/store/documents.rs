@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rusqlite::OptionalExtension;
 use sqlx::AnyPool;
 use sqlx::Row;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::{Backend, Store, StoreError, select_documents};
+use super::{Backend, HotReads, Store, StoreError, select_documents};
 
 /// A document row as committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +36,8 @@ struct PointRead {
     reply: oneshot::Sender<Result<Option<StoredDocument>, String>>,
 }
 
-/// Groups concurrent point reads into one statement.
-///
-/// sqlx runs SQLite on worker threads and pays a cross-thread handoff per
-/// statement (tens of microseconds on this hardware, more than the query).
-/// Readers that arrive while a statement is in flight wait for the next one
-/// and share it, so under load the handoff is paid per batch, not per read.
+/// Groups concurrent point reads into one statement on sqlx's pool
+/// (PostgreSQL), so under load a round trip is paid per batch, not per read.
 #[derive(Clone)]
 pub(super) struct PointReads {
     jobs: mpsc::Sender<PointRead>,
@@ -128,12 +125,31 @@ impl Store {
         collection: &str,
         key: &str,
     ) -> Result<Option<StoredDocument>, StoreError> {
+        let point_reads = match &self.hot {
+            HotReads::Lite(lite) => {
+                return lite.with(|conn| {
+                    conn.prepare_cached(
+                        "SELECT value, version FROM documents \
+                         WHERE tenant = ?1 AND collection = ?2 AND key = ?3",
+                    )?
+                    .query_row([tenant, collection, key], |row| {
+                        Ok(StoredDocument {
+                            key: key.to_owned(),
+                            value: row.get(0)?,
+                            version: version(row.get(1)?),
+                        })
+                    })
+                    .optional()
+                });
+            }
+            HotReads::Pool(point_reads) => point_reads,
+        };
         let (reply, rx) = oneshot::channel();
         let read = PointRead {
             key: (tenant.to_owned(), collection.to_owned(), key.to_owned()),
             reply,
         };
-        self.point_reads
+        point_reads
             .jobs
             .send(read)
             .await
@@ -152,28 +168,48 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StoredDocument>, StoreError> {
-        // Keys compare bytewise in SQLite and in Rust, so the keys with a
-        // given prefix are one contiguous run starting at the prefix.
-        let rows = sqlx::query(
-            "SELECT key, value, version FROM documents \
-             WHERE tenant = $1 AND collection = $2 AND key >= $3 AND key > $4 AND value IS NOT NULL \
-             ORDER BY key LIMIT $5",
-        )
-        .bind(tenant)
-        .bind(collection)
-        .bind(prefix)
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?;
-        Ok(rows
+        let after = after.unwrap_or("");
+        let documents: Vec<StoredDocument> = match &self.hot {
+            HotReads::Lite(lite) => lite.with(|conn| {
+                conn.prepare_cached(LIST_DOCUMENTS)?
+                    .query_map(
+                        rusqlite::params![tenant, collection, prefix, after, i64::from(limit)],
+                        |row| {
+                            Ok(StoredDocument {
+                                key: row.get(0)?,
+                                value: row.get(1)?,
+                                version: version(row.get(2)?),
+                            })
+                        },
+                    )?
+                    .collect()
+            })?,
+            HotReads::Pool(_) => sqlx::query(LIST_DOCUMENTS)
+                .bind(tenant)
+                .bind(collection)
+                .bind(prefix)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reads)
+                .await?
+                .into_iter()
+                .map(|row| StoredDocument {
+                    key: row.get(0),
+                    value: row.get(1),
+                    version: version(row.get(2)),
+                })
+                .collect(),
+        };
+        Ok(documents
             .into_iter()
-            .map(|row| StoredDocument {
-                key: row.get(0),
-                value: row.get(1),
-                version: version(row.get(2)),
-            })
             .take_while(|d| d.key.starts_with(prefix))
             .collect())
     }
 }
+
+/// Live documents of a collection from a key on, in key order. Keys
+/// compare bytewise in both databases and in Rust, so the keys with a given
+/// prefix are one contiguous run starting at the prefix.
+const LIST_DOCUMENTS: &str = "SELECT key, value, version FROM documents \
+     WHERE tenant = $1 AND collection = $2 AND key >= $3 AND key > $4 AND value IS NOT NULL \
+     ORDER BY key LIMIT $5";

@@ -34,6 +34,8 @@ pub enum Outcome {
     Retry,
     /// A consumer gave up on its message.
     GiveUp,
+    /// A message was too many consumer runs from its origin; dead-lettered unhandled.
+    LoopDetected,
 }
 
 impl Outcome {
@@ -51,6 +53,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Retry => "retry",
             Outcome::GiveUp => "give-up",
+            Outcome::LoopDetected => "loop-detected",
         }
     }
 }

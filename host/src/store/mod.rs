@@ -15,6 +15,7 @@ mod documents;
 mod files;
 mod functions;
 mod invocations;
+mod lite_reads;
 mod notices;
 mod operator_keys;
 mod queue;
@@ -198,6 +199,15 @@ pub enum StoreError {
     Files(String),
 }
 
+/// Where the reads on the request and delivery paths run.
+#[derive(Clone)]
+enum HotReads {
+    /// SQLite: on the calling thread, no handoff.
+    Lite(Arc<lite_reads::LiteReads>),
+    /// PostgreSQL: concurrent point reads share one statement on the pool.
+    Pool(documents::PointReads),
+}
+
 /// The database: a read pool and the committer.
 #[derive(Clone)]
 pub struct Store {
@@ -209,7 +219,7 @@ pub struct Store {
     locks: Option<AnyPool>,
     backend: Backend,
     url: String,
-    point_reads: documents::PointReads,
+    hot: HotReads,
     committer: Committer,
     subscriptions: Arc<Subscriptions>,
     ready: Arc<Notify>,
@@ -295,15 +305,24 @@ impl Store {
             // committer writes on a connection of its own thread.
             Backend::Sqlite => {
                 writer.close().await?;
-                commit::Db::sqlite(&writer_url, synchronous, &context).map_err(StoreError::Open)?
+                commit::Db::sqlite(sqlite_path(url)?, synchronous, &context)
+                    .map_err(StoreError::Open)?
             }
         };
-        Ok(Self {
-            point_reads: documents::PointReads::start(
+        let keep = usize::try_from(config.read_connections).unwrap_or(1);
+        let hot = match backend {
+            Backend::Sqlite => HotReads::Lite(Arc::new(lite_reads::LiteReads::open(
+                &sqlite_path(url)?,
+                keep,
+            )?)),
+            Backend::Postgres => HotReads::Pool(documents::PointReads::start(
                 reads.clone(),
                 backend,
                 config.read_connections,
-            ),
+            )),
+        };
+        Ok(Self {
+            hot,
             reads,
             writes,
             locks,
@@ -414,9 +433,33 @@ fn with_param(url: &str, param: &str) -> String {
     }
 }
 
+/// The path of an SQLite database URL (`sqlite://PATH`, `sqlite:PATH`),
+/// without its query string.
+fn sqlite_path(url: &str) -> Result<std::path::PathBuf, StoreError> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    Ok(options.get_filename().to_path_buf())
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn sqlite_urls_give_their_paths() {
+        let path = |url| sqlite_path(url).expect("url");
+        assert_eq!(
+            path("sqlite:///tmp/a.db?mode=rwc"),
+            PathBuf::from("/tmp/a.db")
+        );
+        assert_eq!(path("sqlite://rel/b.db"), PathBuf::from("rel/b.db"));
+        assert_eq!(path("sqlite:c.db"), PathBuf::from("c.db"));
+    }
 }

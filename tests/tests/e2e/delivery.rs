@@ -461,3 +461,31 @@ async fn a_full_queue_refuses_sends_until_consumers_catch_up() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// A consumer that sends to its own topic runs `[queue] max_hops` times
+/// and no more: the next message in the chain goes to the dead letters as
+/// `loop-detected`, unhandled, and its run is recorded as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_feeding_itself_stops_at_max_hops() -> Result<()> {
+    let host = TestHost::start_with(TempDir::new()?, |config| config.queue.max_hops = 4).await?;
+    send(&host, json!({"op": "loop", "key": "looping"}), json!({})).await?;
+    let (_, attempts, error) = dead_letter(&host, "looping").await?;
+    assert_eq!(attempts, 1);
+    assert!(error.starts_with("loop-detected"), "error: {error}");
+    let effect = effect(host.data(), "looping").await?;
+    // Hops 0 to 3 ran; the message of hop 4 did not.
+    assert_eq!(effect["count"], 4, "{effect}");
+    let loops = count(
+        host.data(),
+        "SELECT count(*) FROM invocations WHERE function = 'consumer' AND outcome = 'loop-detected'",
+        &[],
+    )
+    .await?;
+    assert_eq!(loops, 1);
+    // Nothing more runs after the chain is cut.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let effect = document(host.data(), "acme", "effects", "looping").await?;
+    assert_eq!(effect.map(|e| e["count"].clone()), Some(json!(4)));
+    host.stop().await?;
+    Ok(())
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use messages::{MessagesManifest, Missed, Schedule, ScheduleManifest};
-pub use routes::{AuthRule, BodyKind, NamedRule, Route, RouteManifest, accepts};
+pub use routes::{AuthRule, BodyKind, Formats, NamedRule, Route, RouteManifest, accepts};
 
 use crate::config::limits::LimitsManifest;
 use crate::config::names::is_valid_name;

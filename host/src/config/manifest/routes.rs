@@ -48,6 +48,18 @@ pub enum BodyKind {
     Raw,
 }
 
+/// What the route's schema does with `format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Formats {
+    /// As JSON Schema 2020-12 says by default: `format` is an annotation,
+    /// not checked (unless the schema's `$vocabulary` asks for assertion).
+    #[default]
+    Annotate,
+    /// Every `format` the validator knows is checked (422 when it fails).
+    Assert,
+}
+
 /// One route of a function.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +80,9 @@ pub struct RouteManifest {
     /// Media types a raw body may have (`image/png`, `image/*`, `*/*`).
     #[serde(default)]
     pub accept: Vec<String>,
+    /// Whether the schema's `format` keywords are checked.
+    #[serde(default)]
+    pub formats: Formats,
 }
 
 impl RouteManifest {

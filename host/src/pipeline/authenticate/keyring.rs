@@ -23,6 +23,8 @@ pub struct Keyring {
     source: String,
     /// Clock skew allowed on `exp`.
     leeway: u64,
+    /// Longest bearer token looked at.
+    max_token_bytes: usize,
     /// Tokens it verified, until they expire: a client sends the same token
     /// with every request, and checking its signature each time was most of
     /// what authentication cost.
@@ -80,6 +82,7 @@ impl Keyring {
             roles_claim: config.roles_claim.clone(),
             source: source(config),
             leeway: config.leeway_seconds,
+            max_token_bytes: config.max_token_bytes,
             verified: verified_cache(),
         })
     }
@@ -98,6 +101,7 @@ impl Keyring {
             roles_claim: config.roles_claim.clone(),
             source: source(config),
             leeway: config.leeway_seconds,
+            max_token_bytes: config.max_token_bytes,
             verified: verified_cache(),
         }
     }
@@ -111,6 +115,10 @@ impl Keyring {
     /// checked; a token checked before is taken from the cache until it
     /// expires.
     pub(super) fn caller(&self, token: &str) -> Result<Principal, Error> {
+        // Before any decoding: a huge token costs base64 and crypto work.
+        if token.len() > self.max_token_bytes {
+            return Err(Error::TokenTooLarge(self.max_token_bytes));
+        }
         let keyset = self.jwks.as_ref().map(|j| j.keys());
         let same_keys = |v: &Verified| match (&v.keyset, &keyset) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -138,21 +146,36 @@ impl Keyring {
     }
 
     /// Verifies `token` and returns its claims.
+    ///
+    /// Only keys that fit the token's header are tried: with a `kid`, the
+    /// keys with that `kid` and no other (a token never falls back to a key
+    /// it did not name); without one, every key. Of those, only keys of the
+    /// token's `alg`, so the refusal names the check that failed rather
+    /// than the last key's algorithm.
     fn verify(&self, token: &str) -> Result<Map<String, Value>, Error> {
         let header = decode_header(token).map_err(|_| Error::InvalidToken("malformed"))?;
-        let kid_fits = |kid: &Option<String>| match (&header.kid, kid) {
-            (Some(want), Some(have)) => want == have,
-            _ => true,
-        };
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: this host understands no header extension.
+            return Err(Error::InvalidToken(
+                "it names critical header parameters the host does not support",
+            ));
+        }
         let published = self.jwks.as_ref().map(|j| j.keys());
-        let mut candidates = self
+        let named: Vec<&Key> = self
             .keys
             .iter()
             .chain(published.iter().flat_map(|keys| keys.iter()))
-            .filter(|k| kid_fits(&k.kid))
+            .filter(|k| header.kid.is_none() || k.kid == header.kid)
+            .collect();
+        if named.is_empty() {
+            return Err(Error::UnknownKey);
+        }
+        let mut candidates = named
+            .into_iter()
+            .filter(|k| k.validation.algorithms.contains(&header.alg))
             .peekable();
         if candidates.peek().is_none() {
-            return Err(Error::UnknownKey);
+            return Err(Error::InvalidToken("algorithm does not match the key"));
         }
         let mut last = Error::InvalidToken("bad signature");
         for key in candidates {
@@ -168,10 +191,8 @@ impl Keyring {
                         ErrorKind::MissingRequiredClaim(_) => {
                             Error::InvalidToken("a required claim is missing")
                         }
-                        ErrorKind::InvalidAlgorithm => {
-                            Error::InvalidToken("algorithm does not match the key")
-                        }
-                        _ => Error::InvalidToken("bad signature"),
+                        ErrorKind::InvalidSignature => Error::InvalidToken("bad signature"),
+                        _ => Error::InvalidToken("malformed"),
                     }
                 }
             }
@@ -183,8 +204,13 @@ impl Keyring {
         let subject = claims
             .get("sub")
             .and_then(Value::as_str)
-            .ok_or(Error::InvalidToken("`sub` must be a string"))?
+            .filter(|sub| !sub.is_empty())
+            .ok_or(Error::InvalidToken("`sub` must be a non-empty string"))?
             .to_owned();
+        // RFC 7519 §4.1.1: `iss` is one StringOrURI, never a list.
+        if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
+            return Err(Error::InvalidToken("`iss` must be a string"));
+        }
         let tenant = claims
             .get(&self.tenant_claim)
             .and_then(Value::as_str)

@@ -35,9 +35,12 @@ pub enum Error {
     /// 401: the token could not be verified.
     #[error("the token is not valid: {0}")]
     InvalidToken(&'static str),
-    /// 401: no key has the token's `kid`.
+    /// 401: no key has the token's `kid` (which is never echoed back).
     #[error("the token is not valid: unknown key id")]
     UnknownKey,
+    /// 401: the token is longer than `max_token_bytes`.
+    #[error("the token is larger than {0} bytes")]
+    TokenTooLarge(usize),
     /// 401: past `exp`.
     #[error("the token has expired")]
     Expired,
@@ -207,8 +210,9 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
-    fn keyring() -> Keyring {
-        Keyring::new(&AuthConfig {
+    /// A keyring of one HS256 key, with `adjust` applied to its settings.
+    fn keyring_with(adjust: impl FnOnce(&mut AuthConfig)) -> Keyring {
+        let mut config = AuthConfig {
             keys: vec![KeyConfig {
                 kid: None,
                 algorithm: "HS256".into(),
@@ -217,8 +221,13 @@ mod tests {
                 public_key_pem: None,
             }],
             ..AuthConfig::default()
-        })
-        .expect("keyring")
+        };
+        adjust(&mut config);
+        Keyring::new(&config).expect("keyring")
+    }
+
+    fn keyring() -> Keyring {
+        keyring_with(|_| {})
     }
 
     fn headers(claims: Value) -> HeaderMap {
@@ -266,18 +275,7 @@ mod tests {
 
     #[test]
     fn a_remembered_token_is_refused_once_it_expires() {
-        let keyring = Keyring::new(&AuthConfig {
-            keys: vec![KeyConfig {
-                kid: None,
-                algorithm: "HS256".into(),
-                secret: Some(SECRET.into()),
-                public_key_file: None,
-                public_key_pem: None,
-            }],
-            leeway_seconds: 0,
-            ..AuthConfig::default()
-        })
-        .expect("keyring");
+        let keyring = keyring_with(|c| c.leeway_seconds = 0);
         let soon = jsonwebtoken::get_current_timestamp() + 1;
         let h = headers(json!({"sub": "a", "tenant": "t", "exp": soon}));
         let rule = AuthRule::default();
@@ -307,5 +305,34 @@ mod tests {
             ..AuthConfig::default()
         };
         assert!(Keyring::new(&config).is_err());
+    }
+
+    /// The refusal's detail for `claims` under a keyring that requires an
+    /// issuer and an audience.
+    fn detail_with_iss_aud(claims: Value) -> String {
+        let keyring = keyring_with(|c| {
+            c.issuer = Some(vec!["https://issuer.example".into()]);
+            c.audience = Some(vec!["sluice".into()]);
+        });
+        match check(&keyring, &AuthRule::default(), "t", &headers(claims)) {
+            Ok(_) => "accepted".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn issuer_and_audience_refusals_say_which() {
+        let ok = json!({"sub": "a", "tenant": "t", "exp": exp(),
+                        "iss": "https://issuer.example", "aud": "sluice"});
+        assert_eq!(detail_with_iss_aud(ok.clone()), "accepted");
+        let mut wrong_iss = ok.clone();
+        wrong_iss["iss"] = json!("https://other.example");
+        assert!(detail_with_iss_aud(wrong_iss).contains("issuer"));
+        let mut wrong_aud = ok.clone();
+        wrong_aud["aud"] = json!("others");
+        assert!(detail_with_iss_aud(wrong_aud).contains("audience"));
+        let mut no_iss = ok;
+        no_iss.as_object_mut().map(|c| c.remove("iss"));
+        assert!(detail_with_iss_aud(no_iss).contains("required claim"));
     }
 }

@@ -1,11 +1,12 @@
-//! Receive: match method and path against the live catalog's routing
-//! table, then admit the request. Returns the route target, its path
+//! Receive: check the request's framing ([`framing`]), match method and
+//! path against the live catalog's routing table, then admit the request. Returns the route target, its path
 //! parameters and a place among the requests running; rejects unknown
 //! paths (404), unknown methods on known paths (405), requests over their
 //! tenant's rate (429) and requests past the function's or the tenant's
-//! concurrency (429).
+//! concurrency (429); and requests framed past the limits (400, 414, 431).
 
 pub mod admission;
+pub mod framing;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use http::{HeaderValue, Method};
 
 pub use admission::{Admission, Busy, Permit};
+pub use framing::Framing;
 
 use crate::catalog::{Catalog, Matched, NoRoute, RouteTarget};
 use crate::problem::Problem;
@@ -21,6 +23,20 @@ use crate::problem::Problem;
 /// Why a request was not received.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The path and query are longer than `max_uri_bytes`.
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
+    /// A header line, or all of them, over its limit.
+    #[error("{what} is larger than {max} bytes")]
+    HeadersTooLarge {
+        /// Which limit.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// A `transfer-encoding` other than exactly one `chunked`.
+    #[error("transfer-encoding must be exactly `chunked`")]
+    TransferCoding,
     /// No route has this path.
     #[error("no route for {0}")]
     NotFound(String),
@@ -52,6 +68,20 @@ impl Error {
     pub fn problem(&self) -> Problem {
         let detail = self.to_string();
         match self {
+            Error::UriTooLong(_) => Problem::new(414, "uri-too-long", "URI too long", detail),
+            Error::HeadersTooLarge { .. } => Problem::new(
+                431,
+                "headers-too-large",
+                "Request header fields too large",
+                detail,
+            ),
+            Error::TransferCoding => Problem::new(
+                400,
+                "bad-transfer-encoding",
+                "Unsupported transfer coding",
+                detail,
+            )
+            .with_header(http::header::CONNECTION, HeaderValue::from_static("close")),
             Error::NotFound(_) => Problem::new(404, "not-found", "No such route", detail),
             Error::MethodNotAllowed { allowed, .. } => {
                 let problem = Problem::new(405, "method-not-allowed", "Method not allowed", detail);

@@ -114,14 +114,42 @@ pub struct Answer {
     pub blob: Option<String>,
 }
 
+/// Most headers a function's response may carry.
+const MAX_RESPONSE_HEADERS: usize = 100;
+
+/// Largest header section a function's response may carry (every `name: value` line).
+const MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
+
 /// Converts the function's response; `Err` names what makes it unusable.
+/// Every field is checked here, before the commit, so an answer the host
+/// would not send leaves nothing behind.
 pub fn success(request_id: &str, response: Response) -> Result<Answer, Error> {
-    let status = StatusCode::from_u16(response.status).map_err(|_| {
-        invalid(format!(
-            "status {} is not a valid HTTP status",
-            response.status
-        ))
-    })?;
+    // 1xx are interim answers (101 would switch protocols), and the WIT
+    // contract's range stops at 599: neither is a function's final answer.
+    let status = (200..=599)
+        .contains(&response.status)
+        .then(|| StatusCode::from_u16(response.status).ok())
+        .flatten()
+        .ok_or_else(|| {
+            invalid(format!(
+                "status {} is not a final HTTP status (200-599)",
+                response.status
+            ))
+        })?;
+    if response.headers.len() > MAX_RESPONSE_HEADERS {
+        return Err(invalid(format!(
+            "{} headers; a response may have at most {MAX_RESPONSE_HEADERS}",
+            response.headers.len()
+        )));
+    }
+    let header_bytes: usize = (response.headers.iter())
+        .map(|(name, value)| name.len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Err(invalid(format!(
+            "{header_bytes} bytes of headers; a response may have at most {MAX_RESPONSE_HEADER_BYTES}"
+        )));
+    }
     let mut headers = HeaderMap::with_capacity(response.headers.len() + 1);
     let mut blob = None;
     for (name, value) in response.headers {

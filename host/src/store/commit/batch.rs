@@ -178,9 +178,10 @@ impl Batch {
         if let Some(end) = &s.request.delivery {
             self.end_delivery(&tenant, end, effects);
         }
-        self.write_documents(&tenant, s.writes, &s.request.record.request_id, ctx);
+        let (request_id, hops) = (&s.request.record.request_id, s.request.hops);
+        self.write_documents(&tenant, s.writes, request_id, hops, ctx);
         self.write_blobs(&tenant, s.blobs);
-        self.send(&tenant, s.messages, &s.request.record.request_id);
+        self.send(&tenant, s.messages, request_id, hops);
         self.records.push(s.request.record.clone());
         CommitOutcome::Committed
     }
@@ -269,6 +270,7 @@ impl Batch {
         tenant: &Arc<str>,
         writes: BTreeMap<DocKey, StagedWrite>,
         request_id: &str,
+        hops: u32,
         ctx: &Context,
     ) {
         for (k, write) in writes {
@@ -308,6 +310,7 @@ impl Batch {
                     available_at: self.now,
                     request_id: request_id.to_owned(),
                     to: None,
+                    hops,
                 });
             }
             self.docs.insert(key, DocRow { value, version });
@@ -341,7 +344,13 @@ impl Batch {
         }
     }
 
-    fn send(&mut self, tenant: &Arc<str>, messages: Vec<StagedMessage>, request_id: &str) {
+    fn send(
+        &mut self,
+        tenant: &Arc<str>,
+        messages: Vec<StagedMessage>,
+        request_id: &str,
+        hops: u32,
+    ) {
         let now = self.now;
         self.outbox
             .extend(messages.into_iter().map(|message| NewMessage {
@@ -353,6 +362,7 @@ impl Batch {
                     now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX)),
                 request_id: request_id.to_owned(),
                 to: None,
+                hops,
             }));
     }
 

@@ -281,8 +281,8 @@ impl Tx for LiteTx<'_> {
             forget.execute(params![&*m.tenant, m.topic, m.idempotency_key, before])?;
         }
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id, hops) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
         )?;
         let mut deliver = self.conn.prepare_cached(
             "INSERT INTO deliveries (id, message_id, tenant, function, available_at) \
@@ -298,7 +298,8 @@ impl Tx for LiteTx<'_> {
                 m.idempotency_key,
                 m.available_at,
                 now,
-                m.request_id
+                m.request_id,
+                m.hops
             ])? == 1;
             if !inserted {
                 continue;
@@ -567,30 +568,9 @@ impl Tx for LiteTx<'_> {
     }
 }
 
-/// The path of an SQLite database URL (`sqlite://PATH`, `sqlite:PATH`),
-/// without its query string.
-pub(super) fn path_of(url: &str) -> Result<PathBuf, sqlx::Error> {
-    use std::str::FromStr;
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
-    Ok(options.get_filename().to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sqlite_urls_give_their_paths() {
-        assert_eq!(
-            path_of("sqlite:///tmp/a.db?mode=rwc").expect("url"),
-            PathBuf::from("/tmp/a.db")
-        );
-        assert_eq!(
-            path_of("sqlite://rel/b.db").expect("url"),
-            PathBuf::from("rel/b.db")
-        );
-        assert_eq!(path_of("sqlite:c.db").expect("url"), PathBuf::from("c.db"));
-    }
 
     #[test]
     fn a_failed_commit_rolls_back() {

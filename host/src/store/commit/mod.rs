@@ -41,6 +41,10 @@ pub struct CommitRequest {
     pub record: InvocationRecord,
     /// For a consumer: how the delivery it handled ends.
     pub delivery: Option<DeliveryEnd>,
+    /// Consumer runs that led to the messages and events it makes: 0 for a
+    /// request, one more than its message's for a consumer. Bounds loops
+    /// (a consumer writing what it subscribes to).
+    pub hops: u32,
 }
 
 /// How a commit ended.
@@ -111,13 +115,12 @@ pub(super) enum Db {
 }
 
 impl Db {
-    /// The committer's SQLite thread on the database file of `url`.
+    /// The committer's SQLite thread on the database file at `path`.
     pub(super) fn sqlite(
-        url: &str,
+        path: std::path::PathBuf,
         synchronous: crate::config::Synchronous,
         ctx: &Arc<Context>,
     ) -> Result<Self, String> {
-        let path = lite::path_of(url).map_err(|e| e.to_string())?;
         lite::Thread::start(path, synchronous, ctx.clone())
             .map(Db::Lite)
             .map_err(|e| e.to_string())

@@ -22,7 +22,7 @@ pub(super) use leases::{claim, current_leases, end_deliveries, release, release_
 pub(super) use outbox::{NewMessage, collect_garbage, enqueue, targets};
 pub(super) use schedules::{register_schedules, tick, tick_message};
 
-use super::{Store, StoreError, now_ms};
+use super::{HotReads, Store, StoreError, now_ms};
 use crate::config::names::{EVENT_KINDS, event_topic};
 
 /// (tenant, topic) → the tenant's functions subscribed to it.
@@ -129,7 +129,23 @@ pub struct Due {
     pub idempotency_key: Option<String>,
     /// When it was committed (Unix ms).
     pub enqueued_at: i64,
+    /// Consumer runs that led to it.
+    pub hops: u32,
 }
+
+/// Deliveries of one function due at `$3` (Unix ms), oldest first, up to `$4`.
+const DUE_DELIVERIES: &str = "SELECT d.id, d.tenant, d.function, o.id, o.topic, o.payload, \
+     o.idempotency_key, o.created_at, o.hops \
+     FROM deliveries d JOIN outbox o ON o.id = d.message_id \
+     WHERE d.tenant = $1 AND d.function = $2 AND d.available_at <= $3 \
+       AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+     ORDER BY d.available_at LIMIT $4";
+
+/// The first time after `$1` when a delivery becomes due or a lease runs out.
+const NEXT_DUE: &str = "SELECT min(t) FROM ( \
+     SELECT min(available_at) AS t FROM deliveries WHERE available_at > $1 \
+     UNION ALL \
+     SELECT min(lease_until) FROM deliveries WHERE lease_until > $1) AS due";
 
 impl Store {
     /// Deliveries due now, of the functions in `eligible` (tenant, function,
@@ -143,30 +159,52 @@ impl Store {
         // One query per function: each gets its own share, so a function
         // with a long backlog cannot crowd the others out.
         for (tenant, function, limit) in eligible {
-            let rows = sqlx::query(
-                "SELECT d.id, d.tenant, d.function, o.id, o.topic, o.payload, o.idempotency_key, o.created_at \
-                 FROM deliveries d JOIN outbox o ON o.id = d.message_id \
-                 WHERE d.tenant = $1 AND d.function = $2 AND d.available_at <= $3 \
-                   AND (d.lease_until IS NULL OR d.lease_until <= $4) \
-                 ORDER BY d.available_at LIMIT $5",
-            )
-            .bind(&**tenant)
-            .bind(&**function)
-            .bind(now)
-            .bind(now)
-            .bind(i64::try_from(*limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.reads)
-            .await?;
-            due.extend(rows.into_iter().map(|row| Due {
-                id: row.get(0),
-                tenant: row.get(1),
-                function: row.get(2),
-                message_id: row.get(3),
-                topic: row.get(4),
-                payload: row.get(5),
-                idempotency_key: row.get(6),
-                enqueued_at: row.get(7),
-            }));
+            let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
+            match &self.hot {
+                HotReads::Lite(lite) => lite.with(|conn| {
+                    let mut statement = conn.prepare_cached(DUE_DELIVERIES)?;
+                    let rows = statement.query_map(
+                        rusqlite::params![&**tenant, &**function, now, limit],
+                        |row| {
+                            Ok(Due {
+                                id: row.get(0)?,
+                                tenant: row.get(1)?,
+                                function: row.get(2)?,
+                                message_id: row.get(3)?,
+                                topic: row.get(4)?,
+                                payload: row.get(5)?,
+                                idempotency_key: row.get(6)?,
+                                enqueued_at: row.get(7)?,
+                                hops: row.get(8)?,
+                            })
+                        },
+                    )?;
+                    for row in rows {
+                        due.push(row?);
+                    }
+                    Ok(())
+                })?,
+                HotReads::Pool(_) => {
+                    let rows = sqlx::query(DUE_DELIVERIES)
+                        .bind(&**tenant)
+                        .bind(&**function)
+                        .bind(now)
+                        .bind(limit)
+                        .fetch_all(&self.reads)
+                        .await?;
+                    due.extend(rows.into_iter().map(|row| Due {
+                        id: row.get(0),
+                        tenant: row.get(1),
+                        function: row.get(2),
+                        message_id: row.get(3),
+                        topic: row.get(4),
+                        payload: row.get(5),
+                        idempotency_key: row.get(6),
+                        enqueued_at: row.get(7),
+                        hops: u32::try_from(row.get::<i32, _>(8)).unwrap_or(u32::MAX),
+                    }));
+                }
+            }
         }
         Ok(due)
     }
@@ -175,16 +213,16 @@ impl Store {
     /// out, if any. Two index lookups: cheap enough for every dispatcher round.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let now = now_ms();
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT min(t) FROM ( \
-               SELECT min(available_at) AS t FROM deliveries WHERE available_at > $1 \
-               UNION ALL \
-               SELECT min(lease_until) FROM deliveries WHERE lease_until > $1) AS due",
-        )
-        .bind(now)
-        .fetch_one(&self.reads)
-        .await?;
-        Ok(next)
+        match &self.hot {
+            HotReads::Lite(lite) => lite.with(|conn| {
+                conn.prepare_cached(NEXT_DUE)?
+                    .query_row([now], |r| r.get(0))
+            }),
+            HotReads::Pool(_) => Ok(sqlx::query_scalar(NEXT_DUE)
+                .bind(now)
+                .fetch_one(&self.reads)
+                .await?),
+        }
     }
 
     /// Deliveries waiting or running, per (tenant, function).

@@ -20,6 +20,8 @@ pub(in crate::store) struct NewMessage {
     pub request_id: String,
     /// Deliver to this function only (schedule ticks), not to the topic's subscribers.
     pub to: Option<Arc<str>>,
+    /// Consumer runs that led to it (see `CommitRequest::hops`).
+    pub hops: u32,
 }
 
 /// Inserts `messages` and one delivery per subscriber. A message whose
@@ -53,7 +55,7 @@ pub(in crate::store) async fn enqueue(
     let mut inserted = std::collections::HashSet::new();
     for chunk in rows.chunks(CHUNK) {
         let mut q = QueryBuilder::<Any>::new(
-            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id) ",
+            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id, hops) ",
         );
         q.push_values(chunk, |mut b, (id, m)| {
             b.push_bind(id.clone())
@@ -63,7 +65,8 @@ pub(in crate::store) async fn enqueue(
                 .push_bind(m.idempotency_key.clone())
                 .push_bind(m.available_at)
                 .push_bind(now)
-                .push_bind(m.request_id.clone());
+                .push_bind(m.request_id.clone())
+                .push_bind(i64::from(m.hops));
         });
         q.push(" ON CONFLICT DO NOTHING RETURNING id");
         for row in crate::store::build(&mut q, Backend::of_connection(conn))?

@@ -43,6 +43,9 @@ enum Job {
     Slow { key: String, ms: u64 },
     /// Stage a write, then retry: nothing may commit.
     StageThenFail { key: String },
+    /// Record, then send the same job to `jobs` again: a loop without end
+    /// but for the host's hop limit.
+    Loop { key: String },
 }
 
 /// What `record` keeps at `effects/<key>`: a delivery that committed twice
@@ -139,6 +142,11 @@ fn run(msg: &Message, job: Job) -> Result<(), MessageError> {
             while Instant::now() < until {
                 std::hint::spin_loop();
             }
+            Ok(())
+        }
+        Job::Loop { key } => {
+            record(msg, &key)?;
+            queue::send("jobs", &json!({ "op": "loop", "key": key }))?;
             Ok(())
         }
         Job::StageThenFail { key } => {

@@ -25,11 +25,19 @@ struct Documents {
     limit: u32,
 }
 
-/// `POST /probe/respond`: answer with this status and header after staging a write.
+/// `POST /probe/respond`: answer with this status and headers (and a
+/// body of `body_bytes` bytes) after staging a write.
 #[derive(Deserialize)]
 struct Respond {
     status: u16,
     header: Option<(String, String)>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body_bytes: usize,
+    /// Adds an `x-pad` header with a value of this many bytes.
+    #[serde(default)]
+    pad_header_bytes: usize,
 }
 
 /// `POST /probe/send`.
@@ -100,8 +108,14 @@ fn send(send: Send) -> Result<Response, Error> {
 fn respond(req: &Request, respond: Respond) -> Result<Response, Error> {
     Collection::<Value>::open("probe").put(req.request_id(), &json!({ "responded": true }))?;
     let mut response = Response::new(respond.status);
-    if let Some((name, value)) = respond.header {
+    for (name, value) in respond.header.into_iter().chain(respond.headers) {
         response = response.with_header(name, value);
+    }
+    if respond.pad_header_bytes > 0 {
+        response = response.with_header("x-pad", "v".repeat(respond.pad_header_bytes));
+    }
+    if respond.body_bytes > 0 {
+        response = response.with_body(vec![b'x'; respond.body_bytes]);
     }
     Ok(response)
 }

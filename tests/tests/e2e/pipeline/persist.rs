@@ -143,6 +143,63 @@ async fn unusable_response_commits_nothing() -> Result<()> {
     Ok(())
 }
 
+/// Every field of a function's answer is checked before the commit, as a
+/// class: a status outside 200-599 (1xx interim answers, 101 included, and
+/// 600-999), too many headers, too many header bytes, a body over
+/// `response_bytes` — each a 502 problem with the request id, recorded as
+/// an invalid response or a limit, and nothing staged is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_field_of_an_answer_is_checked_before_the_commit() -> Result<()> {
+    let host = TestHost::start().await?;
+    let t = token("ed", "acme", &[]);
+    let many: Vec<(String, String)> = (0..101).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let cases = [
+        (json!({"status": 100}), "invalid-response"),
+        (json!({"status": 101}), "invalid-response"),
+        (json!({"status": 103}), "invalid-response"),
+        (json!({"status": 199}), "invalid-response"),
+        (json!({"status": 600}), "invalid-response"),
+        (json!({"status": 999}), "invalid-response"),
+        (json!({"status": 200, "headers": many}), "invalid-response"),
+        (
+            json!({"status": 200, "pad_header_bytes": 65 * 1024}),
+            "invalid-response",
+        ),
+        (
+            json!({"status": 200, "header": ["bad name", "v"]}),
+            "invalid-response",
+        ),
+        (
+            json!({"status": 200, "body_bytes": 9 * 1024 * 1024}),
+            "limit",
+        ),
+    ];
+    let mut refused = Vec::new();
+    for (body, outcome) in cases {
+        let reply = host.post("/acme/probe/respond", Some(&t), &body).await?;
+        reply.assert_problem(502);
+        refused.push((reply.request_id().to_owned(), outcome, body));
+    }
+    for status in [200, 299, 404, 599] {
+        let reply = host
+            .post("/acme/probe/respond", Some(&t), &json!({"status": status}))
+            .await?;
+        assert_eq!(reply.status.as_u16(), status);
+    }
+    let data = host.stop().await?;
+    let docs = "SELECT count(*) FROM documents WHERE collection = 'probe' AND key = $1";
+    let records = "SELECT count(*) FROM invocations WHERE request_id = $1 AND outcome = $2";
+    for (id, outcome, body) in &refused {
+        assert_eq!(count(data.path(), docs, &[id]).await?, 0, "{body}");
+        assert_eq!(
+            count(data.path(), records, &[id, outcome]).await?,
+            1,
+            "{body}"
+        );
+    }
+    Ok(())
+}
+
 /// The record of an invocation that staged nothing is held back to share a
 /// later transaction, but is committed while the host runs, with no flush.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,34 @@ async fn bad_bodies_are_refused_before_the_function() -> Result<()> {
     wrong_type.assert_problem(415);
     refused.push(wrong_type);
 
+    // JSON is UTF-8: any other charset is refused, utf-8 in any case is not.
+    for charset in ["latin1", "utf-16", "ISO-8859-1"] {
+        let labelled = host
+            .send(
+                host.client
+                    .post(&url)
+                    .bearer_auth(&t)
+                    .header(
+                        "content-type",
+                        format!("application/json; charset={charset}"),
+                    )
+                    .body("{\"name\": \"x\", \"age\": 1}"),
+            )
+            .await?;
+        labelled.assert_problem(415);
+        refused.push(labelled);
+    }
+    let utf8 = host
+        .send(
+            host.client
+                .post(&url)
+                .bearer_auth(&t)
+                .header("content-type", "application/json; charset=UTF-8")
+                .body("{\"name\": \"x\", \"age\": 1}"),
+        )
+        .await?;
+    assert_eq!(utf8.status.as_u16(), 200, "body: {}", utf8.body);
+
     // The test host allows 64 KiB.
     let big = json!({"name": "x", "age": 1, "pad": "x".repeat(70 * 1024)});
     let too_large = host.post("/acme/echo/v", Some(&t), &big).await?;

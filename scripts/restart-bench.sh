@@ -11,8 +11,8 @@
 # component with its own compiled artifact. Compiling one takes about a
 # quarter of a second, so `restart-bench.sh 10000 1000` deploys 10,000
 # functions in a few minutes: each of the 1,000 components under 10 names.
-# COLD=0 skips the cold restart. Runs a release build on loopback ports
-# 18480/18481.
+# COLD=0 skips the cold restart; SLUICE=path measures another build. Runs a
+# release build on loopback ports 18480/18481.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 n="${1:-1000}"
@@ -23,7 +23,7 @@ per_tenant=10
 bash "$root/scripts/build-guests.sh" >/dev/null
 # The same targets as scripts/bench.sh, so the two share one release build.
 cargo build --locked --release -p sluice-host --bin sluice --example hyper-hello
-bin="$root/target/release/sluice"
+bin="${SLUICE:-$root/target/release/sluice}"
 echo_wasm="$root/target/wasm32-wasip2/guest/echo.wasm"
 
 work="$(mktemp -d)"

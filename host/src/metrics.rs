@@ -52,6 +52,7 @@ pub struct Metrics {
     dead_letters: Family<FunctionLabels, Gauge>,
     instances_in_use: Gauge,
     instances_max: Gauge,
+    components_loaded: Gauge,
 }
 
 fn stage_histogram() -> Histogram {
@@ -104,6 +105,12 @@ impl Default for Metrics {
             "Size of the instance pool",
             instances_max.clone(),
         );
+        let components_loaded = Gauge::default();
+        registry.register(
+            "components_loaded",
+            "Compiled components in memory; functions that deploy the same bytes share one",
+            components_loaded.clone(),
+        );
         Self {
             registry,
             requests,
@@ -113,6 +120,7 @@ impl Default for Metrics {
             dead_letters,
             instances_in_use,
             instances_max,
+            components_loaded,
         }
     }
 }
@@ -161,6 +169,7 @@ impl Metrics {
         depth: &[(String, String, i64)],
         dead: &[(String, String, i64)],
         instances: (usize, usize),
+        components: usize,
     ) -> String {
         for (family, rows) in [(&self.queue_depth, depth), (&self.dead_letters, dead)] {
             family.clear();
@@ -176,6 +185,8 @@ impl Metrics {
             .set(i64::try_from(instances.0).unwrap_or(i64::MAX));
         self.instances_max
             .set(i64::try_from(instances.1).unwrap_or(i64::MAX));
+        self.components_loaded
+            .set(i64::try_from(components).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

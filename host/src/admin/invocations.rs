@@ -35,8 +35,11 @@ pub(super) async fn metrics(admin: &Admin) -> Result<Answer, Problem> {
         .dead_letter_counts()
         .await
         .map_err(unavailable)?;
-    let text = admin
-        .metrics
-        .render(&depth, &dead, admin.runtime.instances());
+    let text = admin.metrics.render(
+        &depth,
+        &dead,
+        admin.runtime.instances(),
+        admin.runtime.components_loaded(),
+    );
     Ok(Answer::Text(text))
 }

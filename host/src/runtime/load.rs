@@ -2,13 +2,55 @@
 //! cached (or boxed in a child process), its imports must be what Sluice
 //! offers, and it must export a handler or a message handler.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::Component;
 
 use super::bindings::exports::sluice::function::{handler, message_handler};
 use super::{Function, LoadError, Runtime, compiler, sha256_hex};
+
+/// A compiled component: its code is in memory once however many functions
+/// (of one tenant or many) deploy the same bytes.
+pub struct Compiled(Component);
+
+/// The components loaded now, by the SHA-256 of their bytes. Entries are
+/// weak: the code goes when the last function using it does.
+#[derive(Default)]
+pub(super) struct Shared {
+    by_sha: Mutex<HashMap<String, Weak<Compiled>>>,
+}
+
+impl Shared {
+    /// The loaded component of `sha`, if a live function holds it.
+    fn get(&self, sha: &str) -> Option<Arc<Compiled>> {
+        let map = self.by_sha.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(sha).and_then(Weak::upgrade)
+    }
+
+    /// How many components live functions hold.
+    pub(super) fn live(&self) -> usize {
+        let map = self.by_sha.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|weak| weak.strong_count() > 0).count()
+    }
+
+    /// Shares `component` as `sha`'s, or the one another thread shared first.
+    fn insert(&self, sha: &str, component: Component) -> Arc<Compiled> {
+        let mut map = self.by_sha.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(first) = map.get(sha).and_then(Weak::upgrade) {
+            return first;
+        }
+        // Forget the components no function holds any more, now and then:
+        // the map stays within twice the live ones.
+        if map.len() >= 64 && map.len().is_power_of_two() {
+            map.retain(|_, weak| weak.strong_count() > 0);
+        }
+        let compiled = Arc::new(Compiled(component));
+        map.insert(sha.to_owned(), Arc::downgrade(&compiled));
+        compiled
+    }
+}
 
 impl Runtime {
     /// Compiles the component at `path` and links it against the host's imports.
@@ -22,9 +64,23 @@ impl Runtime {
         self.link(tenant, name, None, &shown, &component)
     }
 
-    /// Compiles `bytes` (whose SHA-256 is `sha`), or loads the compilation
-    /// cached by an earlier run. `shown` names the component in errors.
-    pub fn compile(&self, shown: &str, bytes: &[u8], sha: &str) -> Result<Component, LoadError> {
+    /// Compiles `bytes` (whose SHA-256 is `sha`), or takes the copy a live
+    /// function already holds, or loads the compilation cached by an
+    /// earlier run. `shown` names the component in errors.
+    pub fn compile(
+        &self,
+        shown: &str,
+        bytes: &[u8],
+        sha: &str,
+    ) -> Result<Arc<Compiled>, LoadError> {
+        if let Some(loaded) = self.compiled.get(sha) {
+            return Ok(loaded);
+        }
+        let component = self.compile_new(shown, bytes, sha)?;
+        Ok(self.compiled.insert(sha, component))
+    }
+
+    fn compile_new(&self, shown: &str, bytes: &[u8], sha: &str) -> Result<Component, LoadError> {
         check_header(shown, bytes)?;
         if let Some(component) = self
             .artifacts
@@ -59,8 +115,9 @@ impl Runtime {
         name: &str,
         version: Option<u32>,
         shown: &str,
-        component: &Component,
+        compiled: &Arc<Compiled>,
     ) -> Result<Function, LoadError> {
+        let component = &compiled.0;
         let ty = component.component_type();
         for (import, _) in ty.imports(&self.engine) {
             if !is_allowed_import(import) {
@@ -91,6 +148,7 @@ impl Runtime {
             pre,
             http,
             messages,
+            _code: compiled.clone(),
         })
     }
 }

@@ -132,6 +132,8 @@ pub struct Function {
     pre: InstancePre<Sandbox>,
     http: Option<Arc<handler::GuestIndices>>,
     messages: Option<Arc<message_handler::GuestIndices>>,
+    /// Keeps its compiled code shared with the other functions of the same bytes.
+    _code: Arc<load::Compiled>,
 }
 
 impl Function {
@@ -160,6 +162,8 @@ pub struct Runtime {
     max_wasm_stack: usize,
     compile_box: Option<CompileBox>,
     caches: Caches,
+    /// The components loaded now, by the SHA-256 of their bytes.
+    compiled: load::Shared,
 }
 
 impl Runtime {
@@ -235,6 +239,7 @@ impl Runtime {
                 max_wasm_stack: limits.max_wasm_stack_bytes,
             }),
             caches: Caches::new(cache),
+            compiled: load::Shared::default(),
         })
     }
 }
@@ -246,6 +251,12 @@ impl Runtime {
             self.in_use.load(Ordering::Relaxed),
             self.config.max_instances as usize,
         )
+    }
+
+    /// Compiled components in memory: one per distinct component that a
+    /// live function holds.
+    pub fn components_loaded(&self) -> usize {
+        self.compiled.live()
     }
 }
 

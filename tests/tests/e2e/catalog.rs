@@ -892,3 +892,65 @@ async fn compilation_is_boxed_in_time_and_memory() -> Result<()> {
     }
     Ok(())
 }
+
+/// `component` with a custom section appended: the same code, other bytes
+/// (and so another SHA-256).
+fn variant(mut component: Vec<u8>, tag: &str) -> Vec<u8> {
+    // Section id 0 (custom), its size, the name's length and the name.
+    let name = format!("sluice-test-{tag}");
+    let size = u8::try_from(1 + name.len()).unwrap_or(u8::MAX);
+    component.extend([0, size, u8::try_from(name.len()).unwrap_or(u8::MAX)]);
+    component.extend(name.bytes());
+    component
+}
+
+/// `sluice_components_loaded` from the admin metrics.
+async fn components_loaded(host: &TestHost, key: &str) -> Result<i64> {
+    let reply = admin(host, Method::GET, "/metrics", Some(key), None).await?;
+    let text = String::from_utf8(reply.raw)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("sluice_components_loaded "))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("no sluice_components_loaded in:\n{text}"))
+}
+
+/// Functions that deploy the same bytes, in one tenant or several, share
+/// one compiled component in memory; it goes when the last of them does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_of_the_same_bytes_share_their_compiled_code() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    for tenant in ["share1", "share2"] {
+        create_tenant(&host, &key, tenant).await?;
+    }
+    let before = components_loaded(&host, &key).await?;
+    let (same, other) = (variant(guest("echo")?, "a"), variant(guest("echo")?, "b"));
+    let route = |name: &str| {
+        format!("[[routes]]\nmethod = \"GET\"\npath = \"/{name}/{{a}}\"\nauth = \"public\"\n")
+    };
+    for (tenant, name) in [("share1", "f"), ("share1", "g"), ("share2", "f")] {
+        let reply = deploy(&host, &key, (tenant, name), &route(name), same.clone(), &[]).await?;
+        assert_eq!(reply.status.as_u16(), 201, "body: {}", reply.body);
+    }
+    assert_eq!(components_loaded(&host, &key).await?, before + 1);
+    let reply = deploy(&host, &key, ("share2", "g"), &route("g"), other, &[]).await?;
+    assert_eq!(reply.status.as_u16(), 201, "body: {}", reply.body);
+    assert_eq!(components_loaded(&host, &key).await?, before + 2);
+    // Every one of them serves its own routes.
+    for path in ["/share1/f/x", "/share1/g/x", "/share2/f/x", "/share2/g/x"] {
+        let reply = host.get(path, None).await?;
+        assert_eq!(reply.status.as_u16(), 200, "{path}: {}", reply.body);
+    }
+    let removed = admin(
+        &host,
+        Method::DELETE,
+        "/v1/tenants/share2/functions/g",
+        Some(&key),
+        None,
+    )
+    .await?;
+    assert!(removed.status.is_success(), "body: {}", removed.body);
+    assert_eq!(components_loaded(&host, &key).await?, before + 1);
+    host.stop().await?;
+    Ok(())
+}

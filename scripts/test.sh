@@ -26,8 +26,16 @@ sqlite_only=(
     store::blobs::recovery::a_crash_between_rename_and_commit_leaves_no_blob
     store::blobs::recovery::a_row_whose_file_is_gone_is_dropped_at_start
 )
-skips=()
-for name in "${sqlite_only[@]}"; do
-    skips+=(--skip "$name")
+# Cargo's arguments, then (after `--`) the test binary's, with the skips.
+cargo_args=()
+test_args=()
+while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
+    cargo_args+=("$1")
+    shift
 done
-SLUICE_TEST_BACKEND=postgres cargo test --locked --test e2e "$@" -- "${skips[@]}"
+[ "$#" -gt 0 ] && shift
+test_args=("$@")
+for name in "${sqlite_only[@]}"; do
+    test_args+=(--skip "$name")
+done
+SLUICE_TEST_BACKEND=postgres cargo test --locked --test e2e "${cargo_args[@]}" -- "${test_args[@]}"

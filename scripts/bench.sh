@@ -25,6 +25,8 @@
 #                          wasmtime floor for the same component (MICRO=0 skips)
 #   rss                    the host's resident memory idle with the examples, and
 #                          after the load
+# Each wrk row also gives the server's CPU a request (its utime + stime over
+# the run, divided by the requests answered).
 # Environment: DURATION (10s), CONNECTIONS (64), PORT (18080), MICRO (1),
 # SLUICE (a `sluice` binary to measure instead of this tree's release build:
 # an older commit's, to compare before and after in one run).
@@ -100,15 +102,26 @@ wrk.headers["authorization"] = "Bearer $4"
 wrk.headers["content-type"] = "application/json"
 wrk.body = '$5'
 LUA
-    local out rps p50 p99 errors
+    local out rps p50 p99 errors before after requests cpu_us
+    before=$(cpu_ticks "$server")
     out=$(wrk -t1 -c"$connections" -d"$duration" --latency -s "$lua" "$3")
+    after=$(cpu_ticks "$server")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     errors=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-    printf '%-20s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}" >&2
-    record "$1" "rps=$rps" "p50=$p50" "p99=$p99" "errors=${errors:-0}"
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    # The server's CPU a request: steadier from run to run than req/s on a
+    # shared machine, which is what a change is best judged by.
+    cpu_us=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$clk_tck" \
+        'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+    printf '%-20s %10s req/s   p50 %8s   p99 %8s   %6s us CPU a request   non-2xx %s\n' \
+        "$1" "$rps" "$p50" "$p99" "$cpu_us" "${errors:-0}" >&2
+    record "$1" "rps=$rps" "p50=$p50" "p99=$p99" "errors=${errors:-0}" "cpu_us=$cpu_us"
 }
+# User and system CPU ticks of process $1, all its threads.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+clk_tck=$(getconf CLK_TCK)
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 echo "wrk -t1 -c$connections -d$duration, release builds, $(nproc) cores" >&2
@@ -247,7 +260,7 @@ for name, row in rows.items():
     entry = {}
     if "rps" in row:
         entry = {"rps": rps(row["rps"]), "p50_ms": ms(row["p50"]), "p99_ms": ms(row["p99"]),
-                 "non_2xx": int(row["errors"])}
+                 "non_2xx": int(row["errors"]), "cpu_us": float(row["cpu_us"])}
     elif "rate" in row:
         entry = {"rate": float(row["rate"])}
     elif "ns" in row:
@@ -287,7 +300,8 @@ print(f"|---|---|")
 for name, e in table.items():
     if "rps" in e:
         bad = f", **{e['non_2xx']} non-2xx**" if e["non_2xx"] else ""
-        fig = f"{e['rps'] / 1e3:.1f}k req/s, p50 {e['p50_ms']:.2f} ms, p99 {e['p99_ms']:.2f} ms{bad}"
+        fig = (f"{e['rps'] / 1e3:.1f}k req/s, p50 {e['p50_ms']:.2f} ms, p99 {e['p99_ms']:.2f} ms, "
+               f"{e['cpu_us']:.0f} µs CPU a request{bad}")
     elif "rate" in e:
         fig = f"{e['rate'] / 1e3:.1f}k/s"
     elif "ns" in e:

@@ -32,7 +32,8 @@ impl DeadLetterFilter {
 }
 
 /// Moves the dead letters matching `filter` back to the deliveries, with
-/// their attempts reset; returns how many.
+/// their attempts reset; returns how many. PostgreSQL's (SQLite's is
+/// `commit/lite.rs`).
 pub(in crate::store) async fn replay(
     conn: &mut AnyConnection,
     filter: &DeadLetterFilter,
@@ -45,7 +46,7 @@ pub(in crate::store) async fn replay(
     q.push_bind(now).push(" FROM dead_letters d");
     filter.push_where(&mut q);
     q.push(" ON CONFLICT DO NOTHING");
-    let moved = crate::store::build(&mut q, Backend::of_connection(conn))?
+    let moved = crate::store::build(&mut q, Backend::Postgres)?
         .execute(&mut *conn)
         .await?
         .rows_affected();
@@ -54,7 +55,7 @@ pub(in crate::store) async fn replay(
     );
     filter.push_where(&mut q);
     q.push(")");
-    crate::store::build(&mut q, Backend::of_connection(conn))?
+    crate::store::build(&mut q, Backend::Postgres)?
         .execute(&mut *conn)
         .await?;
     Ok(moved)

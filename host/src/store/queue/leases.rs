@@ -1,5 +1,6 @@
 //! Leases: a runner's hold on a delivery while it runs, claimed with a
-//! token that its end must still match.
+//! token that its end must still match. The SQL here is PostgreSQL's (the
+//! committer's and the claims' there); SQLite's is `commit/lite.rs`.
 
 use std::collections::HashMap;
 
@@ -55,7 +56,6 @@ pub(in crate::store) async fn current_leases(
     conn: &mut AnyConnection,
     ids: &[&str],
 ) -> Result<HashMap<String, String>, sqlx::Error> {
-    let postgres = Backend::of_connection(conn) == Backend::Postgres;
     let mut leases = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<Any>::new(
@@ -66,12 +66,10 @@ pub(in crate::store) async fn current_leases(
             list.push_bind(id.to_string());
         }
         q.push(")");
-        if postgres {
-            // Held until commit: a claim on another node skips these rows
-            // rather than re-leasing one while its end is being written.
-            q.push(" FOR UPDATE");
-        }
-        for row in crate::store::build(&mut q, Backend::of_connection(conn))?
+        // Held until commit: a claim on another node skips these rows
+        // rather than re-leasing one while its end is being written.
+        q.push(" FOR UPDATE");
+        for row in crate::store::build(&mut q, Backend::Postgres)?
             .fetch_all(&mut *conn)
             .await?
         {
@@ -102,7 +100,7 @@ pub(in crate::store) async fn end_deliveries(
             list.push_bind(id.to_string());
         }
         q.push(")");
-        crate::store::build(&mut q, Backend::of_connection(conn))?
+        crate::store::build(&mut q, Backend::Postgres)?
             .execute(&mut *conn)
             .await?;
     }
@@ -157,7 +155,6 @@ pub(in crate::store) async fn claim(
     claim: &Claim,
     now: i64,
 ) -> Result<Vec<(String, Lease, u32)>, sqlx::Error> {
-    let postgres = Backend::of_connection(conn) == Backend::Postgres;
     let token = uuid::Uuid::now_v7().to_string();
     let mut won = Vec::new();
     for chunk in claim.ids.chunks(CHUNK) {
@@ -173,13 +170,11 @@ pub(in crate::store) async fn claim(
             list.push_bind(id.clone());
         }
         q.push(")");
-        if postgres {
-            // Another node claiming, or a commit settling, one of these
-            // holds its row: skip it rather than wait; it is not free.
-            q.push(" FOR UPDATE SKIP LOCKED");
-        }
+        // Another node claiming, or a commit settling, one of these
+        // holds its row: skip it rather than wait; it is not free.
+        q.push(" FOR UPDATE SKIP LOCKED");
         q.push(") RETURNING id, attempts");
-        for row in crate::store::build(&mut q, Backend::of_connection(conn))?
+        for row in crate::store::build(&mut q, Backend::Postgres)?
             .fetch_all(&mut *conn)
             .await?
         {

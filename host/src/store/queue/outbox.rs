@@ -1,5 +1,6 @@
 //! The outbox: one row per message sent, and one delivery per subscriber,
-//! written in the committer's transaction.
+//! written in the committer's transaction. The SQL here is PostgreSQL's;
+//! SQLite's is `commit/lite.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +70,7 @@ pub(in crate::store) async fn enqueue(
                 .push_bind(i64::from(m.hops));
         });
         q.push(" ON CONFLICT DO NOTHING RETURNING id");
-        for row in crate::store::build(&mut q, Backend::of_connection(conn))?
+        for row in crate::store::build(&mut q, Backend::Postgres)?
             .fetch_all(&mut *conn)
             .await?
         {
@@ -96,7 +97,7 @@ pub(in crate::store) async fn enqueue(
                 .push_bind(function.to_string())
                 .push_bind(m.available_at);
         });
-        crate::store::build(&mut q, Backend::of_connection(conn))?
+        crate::store::build(&mut q, Backend::Postgres)?
             .execute(&mut *conn)
             .await?;
     }

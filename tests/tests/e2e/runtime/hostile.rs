@@ -227,11 +227,20 @@ async fn hostile_guests_are_stopped_and_the_host_and_other_tenants_carry_on() ->
         baseline >> 20,
         after >> 20
     );
+    // A pool slot keeps up to 16 MiB of what its last instance touched, for
+    // reuse (docs/configuration.md): the host may hold that much for each
+    // slot used at once — the flood's 16, the prober's and an attack's —
+    // and no more. On a loaded machine more of them overlap (+135 MiB was
+    // seen once in CI), so the bound is the pool's, not a typical run's.
+    const KEPT_PER_SLOT: u64 = 16 << 20;
+    let slots_at_once = 16 + 2 + 1;
+    let bound = baseline + slots_at_once * KEPT_PER_SLOT + (32 << 20);
     assert!(
-        after < baseline + (128 << 20),
-        "resident memory grew from {} MiB to {} MiB",
+        after < bound,
+        "resident memory grew from {} MiB to {} MiB (bound {} MiB)",
         baseline >> 20,
-        after >> 20
+        after >> 20,
+        bound >> 20
     );
     assert!(host.is_running()?, "the host exited");
     let log = host.log();

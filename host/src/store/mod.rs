@@ -299,27 +299,27 @@ impl Store {
             storage_quotas: storage_quotas.clone(),
             writer: writer_options,
         });
-        let db = match backend {
-            Backend::Postgres => commit::Db::Pg(writer),
+        let (db, hot) = match backend {
+            Backend::Postgres => (
+                commit::Db::Pg(writer),
+                HotReads::Pool(documents::PointReads::start(
+                    reads.clone(),
+                    backend,
+                    config.read_connections,
+                )),
+            ),
             // sqlx's connection made the file and ran the migrations; the
-            // committer writes on a connection of its own thread.
+            // committer writes on a connection of its own thread, and the
+            // hot reads run on read-only connections of the same file.
             Backend::Sqlite => {
                 writer.close().await?;
-                commit::Db::sqlite(sqlite_path(url)?, synchronous, &context)
-                    .map_err(StoreError::Open)?
+                let path = sqlite_path(url)?;
+                let keep = usize::try_from(config.read_connections).unwrap_or(1);
+                let hot = HotReads::Lite(Arc::new(lite_reads::LiteReads::open(&path, keep)?));
+                let db =
+                    commit::Db::sqlite(path, synchronous, &context).map_err(StoreError::Open)?;
+                (db, hot)
             }
-        };
-        let keep = usize::try_from(config.read_connections).unwrap_or(1);
-        let hot = match backend {
-            Backend::Sqlite => HotReads::Lite(Arc::new(lite_reads::LiteReads::open(
-                &sqlite_path(url)?,
-                keep,
-            )?)),
-            Backend::Postgres => HotReads::Pool(documents::PointReads::start(
-                reads.clone(),
-                backend,
-                config.read_connections,
-            )),
         };
         Ok(Self {
             hot,

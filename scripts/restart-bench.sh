@@ -70,30 +70,35 @@ key="$(sluice key create --name restart-bench)"
 export SLUICE_ADMIN_URL=http://127.0.0.1:18481 SLUICE_ADMIN_KEY="$key"
 
 echo "deploying $n functions, $distinct distinct components (each compiled once)..."
-t0=$(date +%s)
-for ((i = 0; i < n; i++)); do
-    tenant="t$((i / per_tenant))"
-    name="f$((i % per_tenant))"
-    if ((i % per_tenant == 0)); then sluice tenant create "$tenant" >/dev/null; fi
-    # A custom section (id 0) makes the bytes, and so the artifact, unique.
-    python3 - "$echo_wasm" "$work/c.wasm" "$((i % distinct))" <<'PY'
+# A custom section (id 0) makes the bytes, and so the artifact, unique.
+mkdir -p "$work/components"
+python3 - "$echo_wasm" "$work/components" "$distinct" <<'PY'
 import sys
-src, dst, i = sys.argv[1], sys.argv[2], sys.argv[3]
+src, dst, distinct = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def leb(n):
     out = bytearray()
     while True:
         b = n & 0x7F; n >>= 7
         out.append(b | (0x80 if n else 0))
         if not n: return bytes(out)
-name = b"sluice-bench"
-payload = leb(len(name)) + name + i.encode()
-open(dst, "wb").write(open(src, "rb").read() + b"\x00" + leb(len(payload)) + payload)
+base = open(src, "rb").read()
+for i in range(distinct):
+    name = b"sluice-bench"
+    payload = leb(len(name)) + name + str(i).encode()
+    open(f"{dst}/{i}.wasm", "wb").write(base + b"\x00" + leb(len(payload)) + payload)
 PY
-    printf '[[routes]]\nmethod = "GET"\npath = "/%s/{a}"\nauth = "public"\n' "$name" >"$work/m.toml"
+for ((i = 0; i < per_tenant; i++)); do
+    printf '[[routes]]\nmethod = "GET"\npath = "/f%s/{a}"\nauth = "public"\n' "$i" >"$work/m$i.toml"
+done
+t0=$(date +%s)
+for ((i = 0; i < n; i++)); do
+    tenant="t$((i / per_tenant))"
+    f=$((i % per_tenant))
+    if ((f == 0)); then sluice tenant create "$tenant" >/dev/null; fi
     curl -fsS -o /dev/null -H "authorization: Bearer $key" \
-        -F "manifest=@$work/m.toml" -F "component=@$work/c.wasm" \
-        "http://127.0.0.1:18481/v1/tenants/$tenant/functions/$name/versions"
-    if (((i + 1) % 100 == 0)); then echo "  $((i + 1)) deployed ($(($(date +%s) - t0)) s)"; fi
+        -F "manifest=@$work/m$f.toml" -F "component=@$work/components/$((i % distinct)).wasm" \
+        "http://127.0.0.1:18481/v1/tenants/$tenant/functions/f$f/versions"
+    if (((i + 1) % 1000 == 0)); then echo "  $((i + 1)) deployed ($(($(date +%s) - t0)) s)"; fi
 done
 last="http://127.0.0.1:18480/t$(((n - 1) / per_tenant))/f$(((n - 1) % per_tenant))/x"
 
@@ -103,6 +108,8 @@ start
 warm=$(first_request_ms "$last")
 sleep 1
 idle_rss=$(rss_mib)
+loaded=$(curl -fsS -H "authorization: Bearer $key" http://127.0.0.1:18481/metrics |
+    awk '/^sluice_components_loaded / {print $2}')
 stop
 if [[ "$cold_too" != 0 ]]; then
     rm -rf "$work/data/cache"
@@ -119,5 +126,5 @@ echo "resident memory (VmRSS):"
 echo "  no functions: ${empty_rss} MiB"
 echo "  after the deploys: ${deployed_rss} MiB"
 echo "  restarted, idle with $n functions: ${idle_rss} MiB" \
-    "($(( (idle_rss - empty_rss) * 1024 / n )) KiB a function)"
+    "($(( (idle_rss - empty_rss) * 1024 / n )) KiB a function; ${loaded:-?} components loaded)"
 grep "functions loaded" "$work/log" | sed "s/^/  log: /" || true

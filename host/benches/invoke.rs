@@ -89,13 +89,15 @@ fn invoke(c: &mut Criterion) {
         max_instances: 64,
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::new(
-        &config,
-        &sluice_host::config::LimitsConfig::default(),
-        &sluice_host::config::CacheConfig::default(),
-        Some(&data.path().join("cache")),
-    )
-    .expect("runtime");
+    let runtime = std::sync::Arc::new(
+        Runtime::new(
+            &config,
+            &sluice_host::config::LimitsConfig::default(),
+            &sluice_host::config::CacheConfig::default(),
+            Some(&data.path().join("cache")),
+        )
+        .expect("runtime"),
+    );
     let function = runtime
         .load("acme", "echo", &component())
         .expect("echo.wasm: run scripts/build-guests.sh first");

@@ -16,7 +16,7 @@ use super::components::Components;
 use super::{Catalog, Live, Origin, RouteConflict, Unit, UnitError};
 use crate::config::Config;
 use crate::config::manifest::{FunctionManifest, ManifestError, Source};
-use crate::runtime::{LoadError, Runtime, sha256_hex};
+use crate::runtime::{Exports, LoadError, Runtime, Source as CodeSource, sha256_hex};
 use crate::store::{NewVersion, Store, StoreError, StoredVersion};
 
 /// Why a deploy, rollback or removal was refused.
@@ -132,6 +132,34 @@ struct Spec<'a> {
     sha: &'a str,
 }
 
+impl<'a> Spec<'a> {
+    fn of(v: &'a StoredVersion) -> Self {
+        Spec {
+            tenant: &v.tenant,
+            name: &v.name,
+            version: v.version,
+            manifest: &v.manifest,
+            schemas: v
+                .schemas
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string().into_bytes()))
+                .collect(),
+            sha: &v.component,
+        }
+    }
+
+    fn manifest(&self) -> Result<FunctionManifest, ManifestError> {
+        FunctionManifest::parse(
+            self.manifest,
+            Source::Upload {
+                tenant: self.tenant,
+                name: self.name,
+                schemas: &self.schemas,
+            },
+        )
+    }
+}
+
 /// A blocking task's failure, as a deploy error.
 fn joined(e: tokio::task::JoinError) -> DeployError {
     DeployError::Storage(std::io::Error::other(e.to_string()))
@@ -198,25 +226,42 @@ impl Deployer {
         Ok(())
     }
 
-    /// Compiles (or loads from the artifact cache), links and checks one version.
-    fn unit(&self, spec: &Spec<'_>, bytes: &[u8]) -> Result<Unit, DeployError> {
-        let manifest = FunctionManifest::parse(
-            spec.manifest,
-            Source::Upload {
-                tenant: spec.tenant,
-                name: spec.name,
-                schemas: &spec.schemas,
-            },
-        )?;
-        let shown = format!("{}/{} v{}", spec.tenant, spec.name, spec.version);
-        let component = self.runtime.compile(&shown, bytes, spec.sha)?;
-        let function = self.runtime.link(
-            spec.tenant,
-            spec.name,
-            Some(spec.version),
-            &shown,
-            &component,
-        )?;
+    /// One version, ready to serve. With its `bytes` (a deploy, a rollback)
+    /// the component is compiled (or taken from the cache), linked and
+    /// checked now; without them (a restart, another node's deploy) it was
+    /// checked when it was deployed, and its code is loaded on its first
+    /// invocation.
+    fn unit(&self, spec: &Spec<'_>, bytes: Option<&[u8]>) -> Result<Unit, DeployError> {
+        let manifest = spec.manifest()?;
+        let source = self.source(spec);
+        let version = Some(spec.version);
+        let function = match bytes {
+            Some(bytes) => {
+                let component = self.runtime.compile(&source.shown, bytes, spec.sha)?;
+                let shown = source.shown.clone();
+                (self.runtime).link(
+                    spec.tenant,
+                    spec.name,
+                    version,
+                    &shown,
+                    &component,
+                    Some(source),
+                )?
+            }
+            None if !self.components.has(spec.sha) => {
+                return Err(DeployError::NotFound(format!(
+                    "component {} is not on this node",
+                    spec.sha
+                )));
+            }
+            None => {
+                let exports = Exports {
+                    requests: !manifest.routes.is_empty(),
+                    messages: manifest.messages.is_some() || !manifest.schedules.is_empty(),
+                };
+                (self.runtime).lazy(spec.tenant, spec.name, version, exports, source)
+            }
+        };
         Ok(Unit::prepare(
             function,
             Origin::Deployed,
@@ -225,10 +270,21 @@ impl Deployer {
         )?)
     }
 
-    /// Loads the live version of every deployed function, on all cores;
-    /// blocks the caller (start-up, or a blocking task).
-    /// A version that no longer loads is logged and left out: one broken
-    /// function does not keep the others down.
+    /// Where `spec`'s code is loaded from again, after it was unloaded.
+    fn source(&self, spec: &Spec<'_>) -> CodeSource {
+        let (components, sha) = (self.components.clone(), spec.sha.to_owned());
+        CodeSource {
+            sha: spec.sha.to_owned(),
+            shown: format!("{}/{} v{}", spec.tenant, spec.name, spec.version),
+            read: Arc::new(move || components.read(&sha)),
+        }
+    }
+
+    /// Prepares the live version of every deployed function, on all cores;
+    /// blocks the caller (start-up, or a blocking task). Their code, checked
+    /// when they were deployed, is loaded on each one's first invocation.
+    /// A version whose manifest or component is unusable is logged and left
+    /// out: one broken function does not keep the others down.
     pub(super) fn restore(&self, stored: &[StoredVersion]) -> Vec<Arc<Unit>> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let chunk = stored.len().div_ceil(threads).max(1);
@@ -239,7 +295,7 @@ impl Deployer {
                     scope.spawn(move || {
                         versions
                             .iter()
-                            .filter_map(|v| match self.load_stored(v) {
+                            .filter_map(|v| match self.unit(&Spec::of(v), None) {
                                 Ok(unit) => Some(Arc::new(unit)),
                                 Err(e) => {
                                     tracing::error!(tenant = %v.tenant, function = %v.name,
@@ -296,19 +352,7 @@ impl Deployer {
     /// Loads stored version `v`: its component must be here (see [`Deployer::fetch`]).
     fn load_stored(&self, v: &StoredVersion) -> Result<Unit, DeployError> {
         let bytes = self.components.read(&v.component)?;
-        let spec = Spec {
-            tenant: &v.tenant,
-            name: &v.name,
-            version: v.version,
-            manifest: &v.manifest,
-            schemas: v
-                .schemas
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string().into_bytes()))
-                .collect(),
-            sha: &v.component,
-        };
-        self.unit(&spec, &bytes)
+        self.unit(&Spec::of(v), Some(&bytes))
     }
 
     /// Checks, stores and activates `upload` as the next version of
@@ -353,7 +397,7 @@ impl Deployer {
                     schemas,
                     sha: &sha,
                 };
-                let unit = deployer.unit(&spec, &component)?;
+                let unit = deployer.unit(&spec, Some(&component))?;
                 deployer.components.put(&sha, &component)?;
                 let schemas: BTreeMap<String, serde_json::Value> = spec
                     .schemas

@@ -246,6 +246,9 @@ pub struct RuntimeConfig {
     /// process; `sluice serve` sets it to itself. `None`: compile in process.
     #[serde(skip)]
     pub isolated_compiler: Option<PathBuf>,
+    /// Seconds a deployed function may sit idle before its compiled code is
+    /// unloaded (its next invocation loads it again); 0 keeps it loaded.
+    pub unload_idle_s: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -257,6 +260,7 @@ impl Default for RuntimeConfig {
             compile_timeout_ms: 60_000,
             compile_memory_bytes: 2 * 1024 * 1024 * 1024,
             isolated_compiler: None,
+            unload_idle_s: 600,
         }
     }
 }

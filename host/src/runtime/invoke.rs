@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::time::Instant;
 use wasmtime::component::Instance;
-use wasmtime::{Store as WasmStore, Trap};
+use wasmtime::{Store as WasmStore, Trap, format_err};
 
-use super::bindings::exports::sluice::function::{handler, message_handler};
 use super::bindings::{GuestError, Message, MessageError, Request, Response};
+use super::code::Linked;
 use super::limiter::Limiter;
 use super::state::{Capabilities, Sandbox};
 use super::{Function, InvokeError, Runtime};
@@ -32,46 +32,67 @@ trait Export: Sync {
     /// What the export returns.
     type Answer: Send;
 
+    /// Why a component without this export cannot be called so.
+    const MISSING: &'static str;
+
+    /// True when `linked` has this export.
+    fn present(linked: &Linked) -> bool;
+
     /// Calls the export on `instance`.
     fn call<'a>(
         &'a self,
+        linked: &'a Linked,
         wasm: &'a mut WasmStore<Sandbox>,
         instance: &'a Instance,
     ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>>;
 }
 
 /// `handler.handle(request)`.
-struct HandleRequest<'r>(&'r handler::GuestIndices, &'r Request);
+struct HandleRequest<'r>(&'r Request);
 
 impl Export for HandleRequest<'_> {
     type Answer = Result<Response, GuestError>;
+    const MISSING: &'static str = "the component exports no request handler";
+
+    fn present(linked: &Linked) -> bool {
+        linked.http.is_some()
+    }
 
     fn call<'a>(
         &'a self,
+        linked: &'a Linked,
         wasm: &'a mut WasmStore<Sandbox>,
         instance: &'a Instance,
     ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
         Box::pin(async move {
-            let guest = self.0.load(&mut *wasm, instance)?;
-            guest.call_handle(wasm, self.1).await
+            let indices = (linked.http.as_ref()).ok_or_else(|| format_err!(Self::MISSING))?;
+            let guest = indices.load(&mut *wasm, instance)?;
+            guest.call_handle(wasm, self.0).await
         })
     }
 }
 
 /// `message-handler.handle(message)`.
-struct HandleMessage<'m>(&'m message_handler::GuestIndices, &'m Message);
+struct HandleMessage<'m>(&'m Message);
 
 impl Export for HandleMessage<'_> {
     type Answer = Result<(), MessageError>;
+    const MISSING: &'static str = "the component exports no message handler";
+
+    fn present(linked: &Linked) -> bool {
+        linked.messages.is_some()
+    }
 
     fn call<'a>(
         &'a self,
+        linked: &'a Linked,
         wasm: &'a mut WasmStore<Sandbox>,
         instance: &'a Instance,
     ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
         Box::pin(async move {
-            let guest = self.0.load(&mut *wasm, instance)?;
-            guest.call_handle(wasm, self.1).await
+            let indices = (linked.messages.as_ref()).ok_or_else(|| format_err!(Self::MISSING))?;
+            let guest = indices.load(&mut *wasm, instance)?;
+            guest.call_handle(wasm, self.0).await
         })
     }
 }
@@ -80,24 +101,15 @@ impl Runtime {
     /// Runs `request` through `function`'s `handler` on a fresh instance,
     /// stopping it at `deadline`. `upload` is the request's raw body, staged.
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         function: &Function,
         store: &Store,
         request: &Request,
         upload: Option<Arc<StagedFile>>,
         deadline: Instant,
     ) -> Result<Finished, InvokeError> {
-        let indices = function.http.as_deref().ok_or_else(|| {
-            InvokeError::Instantiate("the component exports no request handler".into())
-        })?;
         let invocation = self
-            .call(
-                function,
-                store,
-                &HandleRequest(indices, request),
-                upload,
-                deadline,
-            )
+            .call(function, store, &HandleRequest(request), upload, deadline)
             .await?;
         let max = function.limits.response_bytes;
         if let Ok(response) = &invocation.result {
@@ -119,33 +131,37 @@ impl Runtime {
     /// Delivers `message` to `function`'s `message-handler` on a fresh
     /// instance, stopping it at `deadline`.
     pub async fn deliver(
-        &self,
+        self: &Arc<Self>,
         function: &Function,
         store: &Store,
         message: &Message,
         deadline: Instant,
     ) -> Result<Finished<Result<(), MessageError>>, InvokeError> {
-        let indices = function.messages.as_deref().ok_or_else(|| {
-            InvokeError::Instantiate("the component exports no message handler".into())
-        })?;
-        self.call(
-            function,
-            store,
-            &HandleMessage(indices, message),
-            None,
-            deadline,
-        )
-        .await
+        self.call(function, store, &HandleMessage(message), None, deadline)
+            .await
     }
 
     async fn call<E: Export>(
-        &self,
+        self: &Arc<Self>,
         function: &Function,
         store: &Store,
         export: &E,
         upload: Option<Arc<StagedFile>>,
         deadline: Instant,
     ) -> Result<Finished<E::Answer>, InvokeError> {
+        let timed_out = || {
+            InvokeError::Limit(Exceeded::new(
+                Limit::Timeout,
+                function.limits.timeout_ms,
+                "the function did not finish before its deadline",
+            ))
+        };
+        // Loading an unloaded function counts against its deadline.
+        let linked = (tokio::time::timeout_at(deadline, self.linked(&function.code)).await)
+            .map_err(|_| timed_out())??;
+        if !E::present(&linked) {
+            return Err(InvokeError::Instantiate(E::MISSING.into()));
+        }
         let limits = &function.limits;
         let mut staging = Staging::new(*limits);
         staging.set_upload(upload);
@@ -172,16 +188,15 @@ impl Runtime {
         wasm.epoch_deadline_async_yield_and_update(1);
 
         let run = async {
-            let instance = function
-                .pre
-                .instantiate_async(&mut wasm)
-                .await
-                .map_err(|e| match e.downcast_ref::<Trap>() {
-                    Some(_) => InvokeError::Trap(format!("{e:#}")),
-                    None => InvokeError::Instantiate(format!("{e:#}")),
+            let instance =
+                linked.pre.instantiate_async(&mut wasm).await.map_err(|e| {
+                    match e.downcast_ref::<Trap>() {
+                        Some(_) => InvokeError::Trap(format!("{e:#}")),
+                        None => InvokeError::Instantiate(format!("{e:#}")),
+                    }
                 })?;
             export
-                .call(&mut wasm, &instance)
+                .call(&linked, &mut wasm, &instance)
                 .await
                 .map_err(|e| match e.downcast_ref::<Trap>() {
                     Some(Trap::StackOverflow) => InvokeError::Limit(Exceeded::new(
@@ -199,13 +214,7 @@ impl Runtime {
         };
         let result = tokio::time::timeout_at(deadline, run)
             .await
-            .unwrap_or_else(|_| {
-                Err(InvokeError::Limit(Exceeded::new(
-                    Limit::Timeout,
-                    limits.timeout_ms,
-                    "the function did not finish before its deadline",
-                )))
-            });
+            .unwrap_or_else(|_| Err(timed_out()));
         let state = wasm.into_data();
         log_output(&state.stdout.contents(), &state.stderr.contents());
         // A limit reached through a host call or a refused growth fails the

@@ -2,6 +2,7 @@
 //! cached (or boxed in a child process), its imports must be what Sluice
 //! offers, and it must export a handler or a message handler.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
@@ -9,7 +10,8 @@ use std::sync::{Arc, Mutex, Weak};
 use wasmtime::component::Component;
 
 use super::bindings::exports::sluice::function::{handler, message_handler};
-use super::{Function, LoadError, Runtime, compiler, sha256_hex};
+use super::code::{Code, Linked, Source};
+use super::{Exports, Function, LoadError, Runtime, compiler, sha256_hex};
 
 /// A compiled component: its code is in memory once however many functions
 /// (of one tenant or many) deploy the same bytes.
@@ -53,7 +55,9 @@ impl Shared {
 }
 
 impl Runtime {
-    /// Compiles the component at `path` and links it against the host's imports.
+    /// Compiles the component at `path` and links it against the host's
+    /// imports. It stays in memory while the function is live: the file may
+    /// change under it.
     pub fn load(&self, tenant: &str, name: &str, path: &Path) -> Result<Function, LoadError> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| LoadError::Compile {
@@ -61,7 +65,7 @@ impl Runtime {
             message: e.to_string(),
         })?;
         let component = self.compile(&shown, &bytes, &sha256_hex(&bytes))?;
-        self.link(tenant, name, None, &shown, &component)
+        self.link(tenant, name, None, &shown, &component, None)
     }
 
     /// Compiles `bytes` (whose SHA-256 is `sha`), or takes the copy a live
@@ -73,22 +77,30 @@ impl Runtime {
         bytes: &[u8],
         sha: &str,
     ) -> Result<Arc<Compiled>, LoadError> {
+        self.compile_with(shown, sha, || Ok(Cow::Borrowed(bytes)))
+    }
+
+    /// [`Runtime::compile`], reading the bytes only if they must be compiled.
+    pub(super) fn compile_with<'b>(
+        &self,
+        shown: &str,
+        sha: &str,
+        bytes: impl FnOnce() -> Result<Cow<'b, [u8]>, LoadError>,
+    ) -> Result<Arc<Compiled>, LoadError> {
         if let Some(loaded) = self.compiled.get(sha) {
             return Ok(loaded);
         }
-        let component = self.compile_new(shown, bytes, sha)?;
+        // An artifact exists only for bytes that compiled: no header to check.
+        let cached = (self.artifacts.as_ref()).and_then(|a| a.get(&self.engine, sha));
+        let component = match cached {
+            Some(component) => component,
+            None => self.compile_new(shown, &bytes()?, sha)?,
+        };
         Ok(self.compiled.insert(sha, component))
     }
 
     fn compile_new(&self, shown: &str, bytes: &[u8], sha: &str) -> Result<Component, LoadError> {
         check_header(shown, bytes)?;
-        if let Some(component) = self
-            .artifacts
-            .as_ref()
-            .and_then(|a| a.get(&self.engine, sha))
-        {
-            return Ok(component);
-        }
         let compile_err = |message: String| LoadError::Compile {
             path: shown.to_owned(),
             message,
@@ -107,8 +119,9 @@ impl Runtime {
         Ok(component)
     }
 
-    /// Checks `component`'s imports against what Sluice offers, links it and
-    /// finds its exports.
+    /// Checks `compiled`'s imports against what Sluice offers, links it and
+    /// finds its exports: a function ready to run. With a `source`, it is
+    /// unloaded when idle and loaded from there again.
     pub fn link(
         &self,
         tenant: &str,
@@ -116,7 +129,68 @@ impl Runtime {
         version: Option<u32>,
         shown: &str,
         compiled: &Arc<Compiled>,
+        source: Option<Source>,
     ) -> Result<Function, LoadError> {
+        let linked = self.link_compiled(shown, compiled)?;
+        let exports = Exports {
+            requests: linked.http.is_some(),
+            messages: linked.messages.is_some(),
+        };
+        Ok(self.function(
+            tenant,
+            name,
+            version,
+            exports,
+            Code::new(Some(linked), source),
+        ))
+    }
+
+    /// A function whose code is loaded from `source` on its first
+    /// invocation. `exports` is what its manifest needs, checked when it
+    /// was deployed.
+    pub fn lazy(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+        exports: Exports,
+        source: Source,
+    ) -> Function {
+        self.function(
+            tenant,
+            name,
+            version,
+            exports,
+            Code::new(None, Some(source)),
+        )
+    }
+
+    fn function(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+        exports: Exports,
+        code: Code,
+    ) -> Function {
+        let code = Arc::new(code);
+        self.resident.track(&code);
+        Function {
+            tenant: tenant.into(),
+            name: name.into(),
+            version,
+            limits: self.default_limits,
+            exports,
+            code,
+        }
+    }
+
+    /// Checks `compiled`'s imports, links it and finds its exports.
+    pub(super) fn link_compiled(
+        &self,
+        shown: &str,
+        compiled: &Arc<Compiled>,
+    ) -> Result<Linked, LoadError> {
         let component = &compiled.0;
         let ty = component.component_type();
         for (import, _) in ty.imports(&self.engine) {
@@ -133,23 +207,14 @@ impl Runtime {
             message: format!("{e:#}"),
         };
         let pre = self.linker.instantiate_pre(component).map_err(link_err)?;
-        let http = handler::GuestIndices::new(&pre).ok().map(Arc::new);
-        let messages = message_handler::GuestIndices::new(&pre).ok().map(Arc::new);
+        let http = handler::GuestIndices::new(&pre).ok();
+        let messages = message_handler::GuestIndices::new(&pre).ok();
         if http.is_none() && messages.is_none() {
             return Err(link_err(wasmtime::format_err!(
                 "it exports neither sluice:function/handler nor sluice:function/message-handler"
             )));
         }
-        Ok(Function {
-            tenant: tenant.into(),
-            name: name.into(),
-            version,
-            limits: self.default_limits,
-            pre,
-            http,
-            messages,
-            _code: compiled.clone(),
-        })
+        Ok(Linked::new(pre, http, messages, compiled.clone()))
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod artifacts;
 pub mod bindings;
+mod code;
 mod compiler;
 mod host;
 pub mod invoke;
@@ -19,11 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{InstancePre, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use artifacts::Artifacts;
 pub use artifacts::{sha256_hex, write_whole};
+use code::{Code, Resident};
+pub use code::{ReadBytes, Source};
 pub use compiler::{CompileBox, compile_component};
 pub use invoke::Finished;
 pub use state::Capabilities;
@@ -33,7 +36,6 @@ use crate::config::limits::{Exceeded, Limit, Limits, LimitsConfig};
 use crate::config::{CacheConfig, RuntimeConfig};
 use crate::store::Outcome;
 use crate::store::cache::Caches;
-use bindings::exports::sluice::function::{handler, message_handler};
 
 /// Memory per slot reset in place rather than decommitted (see `Runtime::new`).
 const RESIDENT_BYTES: usize = 16 * 1024 * 1024;
@@ -117,7 +119,8 @@ impl InvokeError {
     }
 }
 
-/// A compiled, linked component ready to instantiate.
+/// A function: who it belongs to, its limits, and its code, which is
+/// loaded on its first invocation if it is not in memory.
 #[derive(Clone)]
 pub struct Function {
     /// The owning tenant.
@@ -129,23 +132,35 @@ pub struct Function {
     /// What one invocation may use (host defaults until the catalog sets
     /// the manifest's).
     pub limits: Limits,
-    pre: InstancePre<Sandbox>,
-    http: Option<Arc<handler::GuestIndices>>,
-    messages: Option<Arc<message_handler::GuestIndices>>,
-    /// Keeps its compiled code shared with the other functions of the same bytes.
-    _code: Arc<load::Compiled>,
+    exports: Exports,
+    code: Arc<Code>,
+}
+
+/// The exports a function has (or, before its code is loaded, that its
+/// manifest needs and its deploy checked).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exports {
+    /// `sluice:function/handler`: it serves routes.
+    pub requests: bool,
+    /// `sluice:function/message-handler`: it consumes messages.
+    pub messages: bool,
 }
 
 impl Function {
     /// True when the component exports `handler`: it can serve routes.
     pub fn handles_requests(&self) -> bool {
-        self.http.is_some()
+        self.exports.requests
     }
 
     /// True when the component exports `message-handler`: it can consume
     /// messages, events and schedule ticks.
     pub fn handles_messages(&self) -> bool {
-        self.messages.is_some()
+        self.exports.messages
+    }
+
+    /// True when its code is in memory.
+    pub fn is_loaded(&self) -> bool {
+        self.code.is_loaded()
     }
 }
 
@@ -164,6 +179,8 @@ pub struct Runtime {
     caches: Caches,
     /// The components loaded now, by the SHA-256 of their bytes.
     compiled: load::Shared,
+    /// The functions whose code can be unloaded when idle.
+    resident: Arc<Resident>,
 }
 
 impl Runtime {
@@ -219,6 +236,9 @@ impl Runtime {
                 }
             })
             .map_err(|e| LoadError::Engine(e.to_string()))?;
+        let idle = (config.unload_idle_s > 0).then(|| Duration::from_secs(config.unload_idle_s));
+        let resident = Arc::new(Resident::new(idle));
+        (resident.sweep(ticker_stop.clone())).map_err(|e| LoadError::Engine(e.to_string()))?;
         Ok(Self {
             engine,
             linker,
@@ -240,6 +260,7 @@ impl Runtime {
             }),
             caches: Caches::new(cache),
             compiled: load::Shared::default(),
+            resident,
         })
     }
 }

@@ -954,3 +954,51 @@ async fn functions_of_the_same_bytes_share_their_compiled_code() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// A restarted host loads a deployed function's code on its first call,
+/// not at start; code idle past `[runtime] unload_idle_s` is unloaded, and
+/// the next call loads it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployed_code_is_loaded_on_first_use_and_unloaded_when_idle() -> Result<()> {
+    let adjust = |c: &mut sluice_host::Config| c.runtime.unload_idle_s = 1;
+    let host = TestHost::start_with(tempfile::TempDir::new()?, adjust).await?;
+    let key = operator_key(&host)?;
+    create_tenant(&host, &key, "lazy").await?;
+    // The functions directories' code stays loaded: their files may change.
+    let base = components_loaded(&host, &key).await?;
+    let route = |name: &str| {
+        format!("[[routes]]\nmethod = \"GET\"\npath = \"/{name}/{{a}}\"\nauth = \"public\"\n")
+    };
+    for name in ["f", "g"] {
+        let component = variant(guest("echo")?, name);
+        let reply = deploy(&host, &key, ("lazy", name), &route(name), component, &[]).await?;
+        assert_eq!(reply.status.as_u16(), 201, "body: {}", reply.body);
+    }
+    assert_eq!(components_loaded(&host, &key).await?, base + 2);
+    let unloaded = async {
+        for _ in 0..100 {
+            if components_loaded(&host, &key).await? == base {
+                return Ok(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(false)
+    };
+    assert!(unloaded.await?, "idle code is unloaded within 10 s");
+    let reply = host.get("/lazy/f/x", None).await?;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
+    assert_eq!(which(&reply), "echo");
+    assert_eq!(components_loaded(&host, &key).await?, base + 1);
+
+    let host = TestHost::start_with(host.stop().await?, adjust).await?;
+    assert_eq!(
+        components_loaded(&host, &key).await?,
+        base,
+        "nothing deployed is loaded at start"
+    );
+    let reply = host.get("/lazy/g/x", None).await?;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
+    assert_eq!(components_loaded(&host, &key).await?, base + 1);
+    host.stop().await?;
+    Ok(())
+}

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::exports::sluice::function::{handler, message_handler};
-use super::load::Compiled;
 use super::state::Sandbox;
 use super::{InvokeError, LoadError, Runtime};
 
@@ -28,6 +27,10 @@ pub struct Source {
     /// Its bytes, content-addressed, so they never change under `sha`.
     pub read: ReadBytes,
 }
+
+/// A compiled component: its code is in memory once however many functions
+/// (of one tenant or many) deploy the same bytes.
+pub struct Compiled(pub(super) Component);
 
 /// A linked component, ready to instantiate.
 pub(super) struct Linked {

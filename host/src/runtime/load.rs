@@ -10,12 +10,8 @@ use std::sync::{Arc, Mutex, Weak};
 use wasmtime::component::Component;
 
 use super::bindings::exports::sluice::function::{handler, message_handler};
-use super::code::{Code, Linked, Source};
+use super::code::{Code, Compiled, Linked, Source};
 use super::{Exports, Function, LoadError, Runtime, compiler, sha256_hex};
-
-/// A compiled component: its code is in memory once however many functions
-/// (of one tenant or many) deploy the same bytes.
-pub struct Compiled(Component);
 
 /// The components loaded now, by the SHA-256 of their bytes. Entries are
 /// weak: the code goes when the last function using it does.

@@ -26,7 +26,7 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationCon
 use artifacts::Artifacts;
 pub use artifacts::{sha256_hex, write_whole};
 use code::{Code, Resident};
-pub use code::{ReadBytes, Source};
+pub use code::{Compiled, ReadBytes, Source};
 pub use compiler::{CompileBox, compile_component};
 pub use invoke::Finished;
 pub use state::Capabilities;

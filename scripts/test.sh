@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: builds the guests once (installing the
+# Runs the whole test suite: checks the dependencies against the RustSec
+# advisories (scripts/audit.sh), builds the guests once (installing the
 # wasm32-wasip2 target if needed), then the host's unit tests and the
 # end-to-end tests against real hosts over HTTP on SQLite, then the
 # end-to-end tests again on PostgreSQL. One throw-away PostgreSQL server
@@ -7,6 +8,7 @@
 # Arguments go to both `cargo test` runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/audit.sh
 bash scripts/build-guests.sh
 
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/sluice-pg.XXXXXX")

@@ -61,7 +61,18 @@ where
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_owned();
+    let limit = admin.deployer.max_upload_bytes as u64;
+    parse_upload(&content_type, req.into_body(), limit).await
+}
+
+/// [`read_upload`]'s parsing: `body` sent as `content_type`, at most `limit` bytes.
+pub async fn parse_upload<B>(content_type: &str, body: B, limit: u64) -> Result<Upload, Problem>
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let boundary = multer::parse_boundary(content_type).map_err(|_| {
         Problem::new(
             415,
@@ -70,14 +81,10 @@ where
             "a deploy is multipart/form-data with parts manifest, component and schema (one per schema file)",
         )
     })?;
-    let limit = admin.deployer.max_upload_bytes as u64;
     let constraints =
         multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
-    let mut multipart = multer::Multipart::with_constraints(
-        req.into_body().into_data_stream(),
-        boundary,
-        constraints,
-    );
+    let mut multipart =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
     let mut upload = Upload::default();
     let (mut manifest, mut component) = (false, false);
     let refused = |e: multer::Error| match e {

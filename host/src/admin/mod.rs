@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::Instrument;
 
+pub use self::functions::parse_upload;
 use self::http::{Answer, Response, operator, param, query, read_json, read_json_or_default};
 use crate::catalog::{Deployer, Live};
 use crate::metrics::Metrics;

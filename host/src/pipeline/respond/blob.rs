@@ -19,10 +19,14 @@ use tokio::io::{AsyncSeekExt, Take};
 use super::{Body, Error};
 use crate::store::Store;
 
+/// A `Range` no byte of the blob is in: 416.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// A single byte range asked for with `Range`, resolved against `size`:
 /// `Ok(None)` serves the whole blob (no range, several ranges, or one this
 /// host does not read), `Err` when no byte of it exists.
-fn byte_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+pub fn byte_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
@@ -38,14 +42,14 @@ fn byte_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
         (Ok(start), Err(_)) if end.is_empty() => (start, size.saturating_sub(1)),
         (Err(_), Ok(suffix)) if start.is_empty() => {
             if suffix == 0 {
-                return Err(());
+                return Err(Unsatisfiable);
             }
             (size.saturating_sub(suffix), size.saturating_sub(1))
         }
         _ => return Ok(None),
     };
     if range.0 >= size {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some(range))
 }
@@ -105,7 +109,7 @@ pub(super) async fn serve(
     let if_range_holds = header(IF_RANGE).is_none_or(|v| v.trim() == etag);
     let range = match header(RANGE) {
         Some(v) if response.status() == StatusCode::OK && if_range_holds => {
-            byte_range(v, size).map_err(|()| E::RangeNotSatisfiable { size })?
+            byte_range(v, size).map_err(|Unsatisfiable| E::RangeNotSatisfiable { size })?
         }
         _ => None,
     };
@@ -195,8 +199,8 @@ mod tests {
         assert_eq!(byte_range("bytes=100-", 1000), Ok(Some((100, 999))));
         assert_eq!(byte_range("bytes=-10", 1000), Ok(Some((990, 999))));
         assert_eq!(byte_range("bytes=-5000", 1000), Ok(Some((0, 999))));
-        assert_eq!(byte_range("bytes=1000-", 1000), Err(()));
-        assert_eq!(byte_range("bytes=-0", 1000), Err(()));
+        assert_eq!(byte_range("bytes=1000-", 1000), Err(Unsatisfiable));
+        assert_eq!(byte_range("bytes=-0", 1000), Err(Unsatisfiable));
         assert_eq!(byte_range("bytes=0-1,5-6", 1000), Ok(None));
         assert_eq!(byte_range("bytes=9-1", 1000), Ok(None));
         assert_eq!(byte_range("items=0-1", 1000), Ok(None));

@@ -16,6 +16,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tracing::{Instrument, info_span};
 
+pub use blob::byte_range;
+
 use crate::problem::{self, Problem};
 use crate::runtime::bindings::Response;
 use crate::store::Store;

@@ -12,7 +12,7 @@
 mod consume;
 pub mod schedule;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +61,23 @@ struct Slots {
     running: HashMap<ConsumerKey, usize>,
     total: usize,
     ahead: HashMap<ConsumerKey, VecDeque<Claimed>>,
+    /// The tenant whose delivery started last: the next turn is the one after.
+    last_tenant: Option<Arc<str>>,
+    /// Each tenant's consumer that started last.
+    last_consumer: HashMap<Arc<str>, ConsumerKey>,
+}
+
+/// `items` (in order) rotated to begin just after `last`, or at the first
+/// when `last` is not among them.
+fn after<'a, T: Ord + Clone + 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+    last: Option<&T>,
+) -> Vec<T> {
+    let items: Vec<T> = items.into_iter().cloned().collect();
+    let split = last.map_or(0, |last| items.partition_point(|item| item <= last));
+    let mut turns = items[split..].to_vec();
+    turns.extend_from_slice(&items[..split]);
+    turns
 }
 
 impl Slots {
@@ -90,7 +107,11 @@ impl Slots {
             .collect()
     }
 
-    /// Starts leased deliveries while their function and the host have room.
+    /// Starts leased deliveries while their function and the host have
+    /// room. Tenants take turns, one delivery each, beginning after the
+    /// tenant served last, and so do a tenant's consumers: a tenant with a
+    /// long backlog, or many consumers, cannot hold every slot of the host
+    /// while another tenant's messages wait.
     fn start(
         &mut self,
         d: &Arc<Dispatcher>,
@@ -99,25 +120,54 @@ impl Slots {
     ) {
         let max = d.queue.max_concurrency.max(1);
         let catalog = d.live.load();
-        for (key, queue) in &mut self.ahead {
-            // Taken down since it was leased: the lease expires and, should
-            // the function come back, the message is delivered then.
-            let Some(consumer) = catalog.consumers.get(key) else {
-                continue;
-            };
-            let running = self.running.entry(key.clone()).or_default();
-            while self.total < max && *running < consumer.concurrency {
-                let Some((due, lease, attempt)) = queue.pop_front() else {
+        // Consumers with deliveries waiting, by tenant. Taken down since it
+        // was leased: the lease expires and, should the function come back,
+        // the message is delivered then.
+        let mut waiting: BTreeMap<Arc<str>, Vec<ConsumerKey>> = BTreeMap::new();
+        for (key, queue) in &self.ahead {
+            if !queue.is_empty() && catalog.consumers.contains_key(key) {
+                waiting.entry(key.0.clone()).or_default().push(key.clone());
+            }
+        }
+        for keys in waiting.values_mut() {
+            keys.sort();
+        }
+        while self.total < max {
+            let mut started = false;
+            for tenant in after(waiting.keys(), self.last_tenant.as_ref()) {
+                if self.total >= max {
                     break;
+                }
+                let keys = waiting.get(&tenant).map_or(&[][..], Vec::as_slice);
+                let last = self.last_consumer.get(&tenant);
+                let next = after(keys.iter(), last).into_iter().find(|key| {
+                    let free = catalog.consumers.get(key).is_some_and(|c| {
+                        self.running.get(key).copied().unwrap_or(0) < c.concurrency
+                    });
+                    free && self.ahead.get(key).is_some_and(|q| !q.is_empty())
+                });
+                let Some(key) = next else { continue };
+                let Some(consumer) = catalog.consumers.get(&key).cloned() else {
+                    continue;
                 };
-                *running += 1;
+                let Some((due, lease, attempt)) =
+                    self.ahead.get_mut(&key).and_then(VecDeque::pop_front)
+                else {
+                    continue;
+                };
+                *self.running.entry(key.clone()).or_default() += 1;
                 self.total += 1;
-                let (d, done, key) = (d.clone(), done.clone(), key.clone());
-                let consumer = consumer.clone();
+                self.last_consumer.insert(tenant.clone(), key.clone());
+                self.last_tenant = Some(tenant);
+                started = true;
+                let (d, done) = (d.clone(), done.clone());
                 tasks.spawn(async move {
                     consume::consume(&d, &consumer, due, lease, attempt).await;
                     let _ = done.send(key);
                 });
+            }
+            if !started {
+                break;
             }
         }
     }
@@ -260,5 +310,21 @@ pub async fn collect_garbage(store: Store, mut stop: watch::Receiver<bool>) {
             Ok(dropped) => tracing::debug!(dropped, "delivered messages dropped"),
             Err(e) => tracing::warn!(error = %e, "dropping delivered messages failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after;
+
+    #[test]
+    fn turns_begin_after_the_last_served() {
+        let items = [1, 3, 5, 7];
+        assert_eq!(after(&items, None), [1, 3, 5, 7]);
+        assert_eq!(after(&items, Some(&3)), [5, 7, 1, 3]);
+        assert_eq!(after(&items, Some(&7)), [1, 3, 5, 7]);
+        // Gone since it was served: the turn goes to the next one after it.
+        assert_eq!(after(&items, Some(&4)), [5, 7, 1, 3]);
+        assert_eq!(after(&[] as &[i32], Some(&4)), [] as [i32; 0]);
     }
 }

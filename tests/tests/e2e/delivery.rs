@@ -489,3 +489,85 @@ async fn a_consumer_feeding_itself_stops_at_max_hops() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// A tenant with a long backlog does not hold up another's messages: the
+/// host's delivery slots go to tenants in turn. Tenant `acme` queues
+/// 100,000 messages for a consumer allowed more than all of the host's
+/// slots; tenant `fair` then sends 100, which are all handled within a few
+/// seconds, long before `acme`'s backlog has drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backlog_does_not_delay_another_tenants_messages() -> Result<()> {
+    let host = TestHost::start_with(TempDir::new()?, |c| c.queue.max_concurrency = 4).await?;
+    let key = sluice_tests::operator_key(&host)?;
+    let manifest = host.data().join("fair.toml");
+    std::fs::write(
+        &manifest,
+        "[[routes]]\nmethod = \"POST\"\npath = \"/consumer/send-many\"\nauth = \"authenticated\"\n\n\
+         [messages]\ntopics = [\"jobs\"]\nconcurrency = 4\n",
+    )?;
+    let wasm = root().join("target/wasm32-wasip2/guest/consumer.wasm");
+    let (wasm, manifest) = (wasm.to_string_lossy(), manifest.to_string_lossy());
+    for args in [
+        &["tenant", "create", "fair"][..],
+        &[
+            "deploy",
+            &wasm,
+            "--manifest",
+            &manifest,
+            "--tenant",
+            "fair",
+            "--name",
+            "consumer",
+        ],
+    ] {
+        let out = sluice_tests::sluice(&host, Some(&key), args)?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // acme's backlog: its consumer may run 32 at once, the host 4.
+    let payloads: Vec<Value> = (0..1000).map(|i| json!({ "n": i })).collect();
+    let batch = json!({ "topic": "bench", "payloads": payloads });
+    for _ in 0..100 {
+        let reply = host
+            .post("/acme/consumer/send-many", Some(&acme()), &batch)
+            .await?;
+        assert_eq!(reply.status.as_u16(), 202, "body: {}", reply.body);
+    }
+    let backlog = "SELECT count(*) FROM deliveries WHERE tenant = 'acme'";
+    assert!(
+        host.count(backlog, &[]).await? > 50_000,
+        "acme's backlog is long"
+    );
+
+    let started = std::time::Instant::now();
+    let jobs: Vec<Value> = (0..100)
+        .map(|i| json!({ "op": "record", "key": format!("fair-{i}") }))
+        .collect();
+    let reply = host
+        .post(
+            "/fair/consumer/send-many",
+            Some(&token("ops", "fair", &[])),
+            &json!({ "topic": "jobs", "payloads": jobs }),
+        )
+        .await?;
+    assert_eq!(reply.status.as_u16(), 202, "body: {}", reply.body);
+    let handled = "SELECT count(*) FROM documents WHERE tenant = 'fair' AND collection = 'effects'";
+    let left = loop {
+        let left = host.count(backlog, &[]).await?;
+        if host.count(handled, &[]).await? == 100 {
+            break left;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "fair's 100 messages wait behind acme's backlog ({left} left)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(left > 0, "acme's backlog was still draining");
+    host.stop().await?;
+    Ok(())
+}

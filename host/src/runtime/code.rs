@@ -78,11 +78,6 @@ impl Code {
             used: AtomicU64::new(0),
         }
     }
-
-    /// True when its code is in memory.
-    pub(super) fn is_loaded(&self) -> bool {
-        self.linked.load().is_some()
-    }
 }
 
 /// The functions that can be unloaded, and the clock their use is timed by.

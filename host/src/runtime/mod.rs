@@ -157,11 +157,6 @@ impl Function {
     pub fn handles_messages(&self) -> bool {
         self.exports.messages
     }
-
-    /// True when its code is in memory.
-    pub fn is_loaded(&self) -> bool {
-        self.code.is_loaded()
-    }
 }
 
 /// The shared engine and linker.

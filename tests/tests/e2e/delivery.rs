@@ -537,11 +537,11 @@ async fn a_long_backlog_does_not_delay_another_tenants_messages() -> Result<()> 
             .await?;
         assert_eq!(reply.status.as_u16(), 202, "body: {}", reply.body);
     }
+    // acme's consumer drains a few thousand a second here: however slowly
+    // the sends went, tens of thousands are still waiting.
     let backlog = "SELECT count(*) FROM deliveries WHERE tenant = 'acme'";
-    assert!(
-        host.count(backlog, &[]).await? > 50_000,
-        "acme's backlog is long"
-    );
+    let waiting = host.count(backlog, &[]).await?;
+    assert!(waiting > 20_000, "acme's backlog is long: {waiting}");
 
     let started = std::time::Instant::now();
     let jobs: Vec<Value> = (0..100)

@@ -132,6 +132,9 @@ impl Slots {
         for keys in waiting.values_mut() {
             keys.sort();
         }
+        // A tenant with nothing waiting starts its next turn at its first consumer.
+        self.last_consumer
+            .retain(|tenant, _| waiting.contains_key(tenant));
         while self.total < max {
             let mut started = false;
             for tenant in after(waiting.keys(), self.last_tenant.as_ref()) {

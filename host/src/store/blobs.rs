@@ -115,10 +115,14 @@ impl Store {
             return Ok(None);
         };
         let used: Option<i64> =
-            sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = $1")
-                .bind(tenant)
-                .fetch_optional(&self.reads)
-                .await?;
+            // PostgreSQL keeps a tenant's usage in several rows (committers'
+            // shards); SQLite in one.
+            sqlx::query_scalar(
+                "SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM tenant_usage WHERE tenant = $1",
+            )
+            .bind(tenant)
+            .fetch_one(&self.reads)
+            .await?;
         let used = u64::try_from(used.unwrap_or(0)).unwrap_or(0);
         Ok(Some(quota.saturating_sub(used)))
     }
@@ -158,7 +162,7 @@ impl Store {
             // Before anything is served: the one write besides this host's
             // own, in a write transaction of its own.
             let mut conn = self.admin_connection().await?;
-            let mut tx = super::begin_write(&mut conn).await?;
+            let mut tx = super::locks::begin_admin(&mut conn).await?;
             forget(&mut tx, &report.missing).await?;
             tx.commit().await?;
         }

@@ -92,7 +92,7 @@ impl Store {
     /// live one, in one transaction; returns its number.
     pub async fn record_version(&self, new: NewVersion<'_>) -> Result<u32, StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
+        let mut tx = super::locks::begin_admin(&mut conn).await?;
         let next: i64 = sqlx::query_scalar(NEXT_VERSION)
             .bind(new.tenant)
             .bind(new.name)
@@ -158,7 +158,7 @@ impl Store {
         by: &str,
     ) -> Result<(), StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
+        let mut tx = super::locks::begin_admin(&mut conn).await?;
         activate(&mut tx, tenant, name, i64::from(version), by, now_ms()).await?;
         super::notices::changed(&mut tx).await?;
         tx.commit().await?;
@@ -259,7 +259,7 @@ impl Store {
         name: &str,
     ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
+        let mut tx = super::locks::begin_admin(&mut conn).await?;
         let components: Vec<String> = sqlx::query_scalar(
             "SELECT DISTINCT component FROM function_versions WHERE tenant = $1 AND name = $2",
         )

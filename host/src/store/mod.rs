@@ -16,6 +16,7 @@ mod files;
 mod functions;
 mod invocations;
 mod lite_reads;
+mod locks;
 mod notices;
 mod operator_keys;
 mod queue;
@@ -79,29 +80,12 @@ impl Backend {
     }
 }
 
-/// Key of the PostgreSQL advisory lock every write transaction takes
-/// ("sluice" in ASCII): writers across all nodes commit one at a time, as
-/// on SQLite, so the committer's read-check-write stays correct.
-const WRITE_LOCK: i64 = 0x736c_7569_6365;
-
-/// Starts a write transaction that holds the database's write lock at once.
-///
-/// On SQLite a deferred transaction that reads first fails without waiting
-/// (`SQLITE_BUSY_SNAPSHOT`) when another connection commits before its first
-/// write; `BEGIN IMMEDIATE` takes the lock up front. On PostgreSQL the
-/// advisory lock does the same across every node sharing the database.
-async fn begin_write(conn: &mut AnyConnection) -> Result<sqlx::Transaction<'_, Any>, sqlx::Error> {
-    match Backend::of_connection(conn) {
-        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => {
-            let mut tx = conn.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(WRITE_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            Ok(tx)
-        }
-    }
+/// A usage row for this process's committer, one of 1,024.
+fn usage_shard() -> i64 {
+    let mut bytes = [0; 2];
+    // Without randomness every node shares row 0: correct, only slower.
+    let _ = getrandom::fill(&mut bytes);
+    i64::from(u16::from_ne_bytes(bytes) % 1024)
 }
 
 /// Builds `q` for `backend`: with `$N` placeholders for PostgreSQL, which
@@ -298,6 +282,7 @@ impl Store {
             depth: depth.clone(),
             storage_quotas: storage_quotas.clone(),
             writer: writer_options,
+            usage_shard: usage_shard(),
         });
         let (db, hot) = match backend {
             Backend::Postgres => (

@@ -50,16 +50,16 @@ pub struct StagedMessage {
     pub idempotency_key: Option<String>,
 }
 
-/// A staging area taken apart for the commit.
-pub struct Parts {
+/// A staging area's parts, as the commit reads them.
+pub struct Parts<'a> {
     /// The version each document read had (0: absent).
-    pub reads: HashMap<DocKey, u64>,
+    pub reads: &'a HashMap<DocKey, u64>,
     /// Document writes.
-    pub writes: BTreeMap<DocKey, StagedWrite>,
+    pub writes: &'a BTreeMap<DocKey, StagedWrite>,
     /// Queue sends.
-    pub messages: Vec<StagedMessage>,
+    pub messages: &'a [StagedMessage],
     /// Blob changes by name.
-    pub blobs: BTreeMap<String, StagedBlob>,
+    pub blobs: &'a BTreeMap<String, StagedBlob>,
 }
 
 /// What one invocation read and staged.
@@ -269,12 +269,12 @@ impl Staging {
     }
 
     /// The versions read, the writes, the messages and the blob changes.
-    pub fn into_parts(self) -> Parts {
+    pub fn parts(&self) -> Parts<'_> {
         Parts {
-            reads: self.reads,
-            writes: self.writes,
-            messages: self.messages,
-            blobs: self.blobs,
+            reads: &self.reads,
+            writes: &self.writes,
+            messages: &self.messages,
+            blobs: &self.blobs,
         }
     }
 }

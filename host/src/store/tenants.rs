@@ -112,7 +112,7 @@ impl Store {
         statement: sqlx::query::Query<'_, Any, sqlx::any::AnyArguments>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
+        let mut tx = super::locks::begin_admin(&mut conn).await?;
         let done = statement.execute(&mut *tx).await?.rows_affected() == 1;
         if done {
             super::notices::changed(&mut tx).await?;
@@ -207,7 +207,10 @@ impl Store {
     /// Deletes tenant `name` and everything stored for it; false if there was none.
     pub async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
         let mut conn = self.admin_connection().await?;
-        let mut tx = super::begin_write(&mut conn).await?;
+        let mut tx = super::locks::begin_admin(&mut conn).await?;
+        // Batches on any node that write for it finish first; later ones
+        // wait, then find no route to it.
+        super::locks::exclude_tenant(&mut tx, name).await?;
         let deleted = sqlx::query("DELETE FROM tenants WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)

@@ -8,7 +8,7 @@ use sluice_tests::{Reply, token};
 use crate::node::{Cluster, Node, guests};
 
 /// Increments counter `name` through `node` (the route reads no body).
-async fn increment(node: &Node, token: &str, name: &str) -> Result<Reply> {
+pub async fn increment(node: &Node, token: &str, name: &str) -> Result<Reply> {
     let path = format!("/acme/counters/{name}");
     sluice_tests::send(node.request(Method::POST, &path).bearer_auth(token)).await
 }

@@ -6,6 +6,7 @@
 //! `scripts/test.sh` runs this binary once, not again on its PostgreSQL
 //! pass. One binary, so the harness is linked once.
 
+mod commits;
 mod deploys;
 mod documents;
 mod messages;

@@ -149,6 +149,11 @@ impl Cluster {
         })
     }
 
+    /// Starts one more node on the cluster's database (C, D, …).
+    pub fn another(&self, name: &'static str, dirs: &[PathBuf], extra: &str) -> Result<Node> {
+        Node::start(name, &self.database, dirs, extra)
+    }
+
     /// A new operator key, made with `sluice key create` on the database.
     pub fn operator_key(&self) -> Result<String> {
         let output = Command::new(sluice_binary()?)

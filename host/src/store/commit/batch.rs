@@ -7,49 +7,58 @@
 //! Requests are applied in order against the state as the requests before
 //! them left it: two requests of one batch that read and wrote the same
 //! document conflict exactly as they would in two transactions.
+//!
+//! On PostgreSQL, where other nodes' committers write at the same time, the
+//! batch first takes the locks of everything it reads and writes
+//! ([`crate::store::locks`]), so what it reads stays as read until it commits.
+//! Nothing here consumes the requests or operations: a transaction that
+//! PostgreSQL aborts (a deadlock it broke) runs again from the start.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::ops::Answer;
 use super::publish::remove_files;
 use super::tx::{BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey, Tx, TxError};
-use super::{CommitOutcome, CommitRequest, Context, Effects, Op, Settle};
+use super::{CommitOutcome, CommitRequest, Context, Effects, Op};
 use crate::config::faults;
 use crate::config::names::event_topic;
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
+use crate::store::locks::{self, Mode, Plan};
 use crate::store::now_ms;
 use crate::store::queue::{DeliveryEnd, NewMessage};
 use crate::store::staging::{DocKey, Parts, StagedBlob, StagedMessage, StagedWrite};
 
-/// One request's staging, taken apart.
+/// One request and its staging's parts.
 struct Staged<'a> {
     request: &'a CommitRequest,
-    reads: HashMap<DocKey, u64>,
-    writes: BTreeMap<DocKey, StagedWrite>,
-    messages: Vec<StagedMessage>,
-    blobs: BTreeMap<String, StagedBlob>,
+    reads: &'a HashMap<DocKey, u64>,
+    writes: &'a BTreeMap<DocKey, StagedWrite>,
+    messages: &'a [StagedMessage],
+    blobs: &'a BTreeMap<String, StagedBlob>,
 }
 
 /// Commits `requests` and runs `ops` in `tx`, then commits it; the
-/// outcomes are in request order. Nothing is written if it fails.
+/// outcomes are in request order, the operations' answers in `answers`.
+/// Nothing is written if it fails.
 pub(super) async fn write<'a, T: Tx>(
     mut tx: T,
-    requests: impl Iterator<Item = &'a mut CommitRequest>,
-    ops: &mut Vec<Op>,
-    settles: &mut Vec<Settle>,
+    requests: impl Iterator<Item = &'a CommitRequest>,
+    ops: &[Op],
+    answers: &mut Vec<Answer>,
     ctx: &Context,
     effects: &mut Effects,
 ) -> Result<Vec<CommitOutcome>, TxError> {
-    let staged: Vec<Staged<'a>> = requests.map(take_apart).collect();
+    let staged: Vec<Staged<'a>> = requests.map(parts).collect();
     let mut batch = Batch::read(&mut tx, &staged, ctx, now_ms()).await?;
     let outcomes = staged
         .into_iter()
         .map(|s| batch.apply(s, ctx, effects))
         .collect();
     batch.write_rows(&mut tx, ctx, effects).await?;
-    for op in std::mem::take(ops) {
-        settles.push(op.apply(&mut tx, ctx, effects, batch.now).await?);
+    for op in ops {
+        answers.push(op.run(&mut tx, ctx, effects, batch.now).await?);
     }
     // Staged blob files become visible under the names the rows above
     // give them; until the commit below, no row refers to them, so nothing
@@ -71,13 +80,13 @@ pub(super) async fn write<'a, T: Tx>(
     Ok(outcomes)
 }
 
-fn take_apart(request: &mut CommitRequest) -> Staged<'_> {
+fn parts(request: &CommitRequest) -> Staged<'_> {
     let Parts {
         reads,
         writes,
         messages,
         blobs,
-    } = std::mem::take(&mut request.staging).into_parts();
+    } = request.staging.parts();
     Staged {
         request,
         reads,
@@ -143,6 +152,9 @@ impl Batch {
             .collect();
         tenants.sort();
         tenants.dedup();
+        if T::SHARED {
+            tx.lock(&plan(staged, ctx)).await?;
+        }
         Ok(Self {
             now,
             current: tx.current_versions(&keys).await?,
@@ -164,7 +176,7 @@ impl Batch {
     /// blob changes staged for the batch's writes.
     fn apply(&mut self, s: Staged<'_>, ctx: &Context, effects: &mut Effects) -> CommitOutcome {
         let tenant = s.request.record.tenant.clone();
-        if let Some(key) = self.stale_read(&tenant, &s.reads) {
+        if let Some(key) = self.stale_read(&tenant, s.reads) {
             return CommitOutcome::Conflict(key);
         }
         if let Some(end) = &s.request.delivery
@@ -268,20 +280,21 @@ impl Batch {
     fn write_documents(
         &mut self,
         tenant: &Arc<str>,
-        writes: BTreeMap<DocKey, StagedWrite>,
+        writes: &BTreeMap<DocKey, StagedWrite>,
         request_id: &str,
         hops: u32,
         ctx: &Context,
     ) {
         for (k, write) in writes {
-            let key = full(tenant, &k);
+            let key = full(tenant, k);
             let before = self.current.get(&key).copied();
             let was_live = before.is_some_and(|c| c.live);
             let version = before.map_or(0, |c| c.version) + 1;
             let (value, kind) = match write {
-                StagedWrite::Put(v) => {
-                    (Some(v), Some(if was_live { "updated" } else { "created" }))
-                }
+                StagedWrite::Put(v) => (
+                    Some(v.clone()),
+                    Some(if was_live { "updated" } else { "created" }),
+                ),
                 StagedWrite::Delete => (None, was_live.then_some("deleted")),
             };
             self.current.insert(
@@ -319,9 +332,9 @@ impl Batch {
 
     /// Stages blob rows; a put gets a fresh committed file name, and the
     /// file it replaces is removed after the commit.
-    fn write_blobs(&mut self, tenant: &Arc<str>, blobs: BTreeMap<String, StagedBlob>) {
+    fn write_blobs(&mut self, tenant: &Arc<str>, blobs: &BTreeMap<String, StagedBlob>) {
         for (name, blob) in blobs {
-            let key = (tenant.clone(), name);
+            let key = (tenant.clone(), name.clone());
             let before = self.blobs_now.remove(&key);
             if let Some(before) = &before {
                 self.replaced.push((tenant.clone(), before.file.clone()));
@@ -334,7 +347,7 @@ impl Batch {
                     };
                     self.publish.push((file.clone(), now.file.clone()));
                     self.blobs_now.insert(key.clone(), now.clone());
-                    self.blob_rows.insert(key, Some((now, file)));
+                    self.blob_rows.insert(key, Some((now, file.clone())));
                 }
                 StagedBlob::Delete if before.is_some() => {
                     self.blob_rows.insert(key, None);
@@ -344,20 +357,14 @@ impl Batch {
         }
     }
 
-    fn send(
-        &mut self,
-        tenant: &Arc<str>,
-        messages: Vec<StagedMessage>,
-        request_id: &str,
-        hops: u32,
-    ) {
+    fn send(&mut self, tenant: &Arc<str>, messages: &[StagedMessage], request_id: &str, hops: u32) {
         let now = self.now;
         self.outbox
-            .extend(messages.into_iter().map(|message| NewMessage {
+            .extend(messages.iter().map(|message| NewMessage {
                 tenant: tenant.clone(),
-                topic: message.topic,
-                payload: message.payload,
-                idempotency_key: message.idempotency_key,
+                topic: message.topic.clone(),
+                payload: message.payload.clone(),
+                idempotency_key: message.idempotency_key.clone(),
                 available_at:
                     now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX)),
                 request_id: request_id.to_owned(),
@@ -382,7 +389,7 @@ impl Batch {
                 .await?;
         }
         tx.end_deliveries(&self.ends, self.now).await?;
-        tx.add_usage(&self.grown).await?;
+        tx.add_usage(&self.grown, ctx.usage_shard).await?;
         tx.insert_records(&self.records, self.now).await?;
         tx.write_blob_rows(&self.blob_rows, self.now).await
     }
@@ -399,4 +406,37 @@ fn full(tenant: &Arc<str>, k: &DocKey) -> FullKey {
 /// The bytes a live document counts: its key and its value.
 fn stored_size(key: &str, value: &str) -> i64 {
     i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX)
+}
+
+/// The locks a batch of `staged` takes on a database other nodes write to.
+fn plan(staged: &[Staged<'_>], ctx: &Context) -> Plan {
+    let mut tenants = Vec::new();
+    let mut keys = Vec::new();
+    for s in staged {
+        let tenant = &*s.request.record.tenant;
+        // A tenant with a quota: its usage is read, checked and added to.
+        let quota = ctx.storage_quotas.get(tenant).is_some();
+        tenants.push((locks::tenant_key(tenant), mode(quota)));
+        for DocKey { collection, key } in s.reads.keys() {
+            keys.push((locks::document_key(tenant, collection, key), Mode::Shared));
+        }
+        for DocKey { collection, key } in s.writes.keys() {
+            keys.push((
+                locks::document_key(tenant, collection, key),
+                Mode::Exclusive,
+            ));
+        }
+        for name in s.blobs.keys() {
+            keys.push((locks::blob_key(tenant, name), Mode::Exclusive));
+        }
+    }
+    Plan::new(tenants, keys)
+}
+
+fn mode(exclusive: bool) -> Mode {
+    if exclusive {
+        Mode::Exclusive
+    } else {
+        Mode::Shared
+    }
 }

@@ -22,6 +22,7 @@ use super::{Context, Ran, batch};
 use crate::config::Synchronous;
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
+use crate::store::locks::Plan;
 use crate::store::queue::{
     self, Claim, DeadLetterFilter, DeliveryEnd, Lease, NewMessage, ScheduleRow, Subscriptions, Tick,
 };
@@ -100,9 +101,9 @@ fn run(conn: &mut Connection, batch: &mut super::Batch, ctx: &Context) -> Ran {
     let mut ran = Ran::default();
     let result = match LiteTx::begin(conn) {
         Ok(tx) => {
-            let requests = batch.requests.iter_mut().map(|(r, _)| r);
-            let ops = &mut batch.ops;
-            let write = batch::write(tx, requests, ops, &mut ran.settles, ctx, &mut ran.effects);
+            let requests = batch.requests.iter().map(|(r, _)| r);
+            let ops = &batch.ops;
+            let write = batch::write(tx, requests, ops, &mut ran.answers, ctx, &mut ran.effects);
             now_or_never(write)
         }
         Err(e) => Err(e),
@@ -140,7 +141,7 @@ struct LiteTx<'c> {
 }
 
 impl<'c> LiteTx<'c> {
-    /// Takes the write lock at once (see `store::begin_write`).
+    /// Takes the write lock at once (as `store::locks::begin_admin` does).
     fn begin(conn: &'c mut Connection) -> Result<Self, TxError> {
         conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(Self { conn, open: true })
@@ -158,6 +159,12 @@ impl Drop for LiteTx<'_> {
 }
 
 impl Tx for LiteTx<'_> {
+    const SHARED: bool = false;
+
+    async fn lock(&mut self, _plan: &Plan) -> Result<(), TxError> {
+        Ok(())
+    }
+
     async fn current_versions(
         &mut self,
         keys: &[FullKey],
@@ -349,7 +356,11 @@ impl Tx for LiteTx<'_> {
         Ok(())
     }
 
-    async fn add_usage(&mut self, grown: &HashMap<Arc<str>, i64>) -> Result<(), TxError> {
+    async fn add_usage(
+        &mut self,
+        grown: &HashMap<Arc<str>, i64>,
+        _shard: i64,
+    ) -> Result<(), TxError> {
         let mut statement = self.conn.prepare_cached(
             "INSERT INTO tenant_usage (tenant, stored_bytes) VALUES (?1, ?2) \
              ON CONFLICT (tenant) DO UPDATE SET stored_bytes = tenant_usage.stored_bytes + excluded.stored_bytes",

@@ -23,7 +23,7 @@ mod publish;
 mod tx;
 
 pub(super) use ops::Op;
-use ops::{OpReply, Settle};
+use ops::{Answer, OpReply};
 
 use super::files::Files;
 use super::invocations::InvocationRecord;
@@ -104,6 +104,10 @@ pub(super) struct Context {
     pub files: Arc<Files>,
     /// How to connect again when the connection is lost.
     pub writer: super::Writer,
+    /// Which of a tenant's usage rows this committer adds to on
+    /// PostgreSQL: committers on different nodes rarely share one, so they
+    /// do not queue on it.
+    pub usage_shard: i64,
 }
 
 /// Where the committer writes.
@@ -139,8 +143,8 @@ pub(super) struct Batch {
 pub(super) struct Ran {
     /// Each request's outcome, or why the transaction failed.
     outcomes: Result<Vec<CommitOutcome>, tx::TxError>,
-    /// The queue operations' answers, sent once the transaction is settled.
-    settles: Vec<Settle>,
+    /// The queue operations' answers, in order, sent once the transaction commits.
+    answers: Vec<Answer>,
     effects: Effects,
     /// Pending deliveries counted afresh, when the batch asked for it.
     counts: Option<Result<HashMap<String, i64>, tx::TxError>>,
@@ -150,7 +154,7 @@ impl Default for Ran {
     fn default() -> Self {
         Self {
             outcomes: Ok(Vec::new()),
-            settles: Vec::new(),
+            answers: Vec::new(),
             effects: Effects::default(),
             counts: None,
         }
@@ -321,17 +325,33 @@ async fn run(mut db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Arc
 
 type Reply = Option<oneshot::Sender<Result<CommitOutcome, CommitError>>>;
 
-/// Runs one batch in a PostgreSQL transaction.
-async fn run_pg(conn: &mut AnyConnection, pending: &mut Batch, ctx: &Context) -> Ran {
+/// Times PostgreSQL may abort a batch (a deadlock it broke) before its
+/// requests are answered with the error.
+const ATTEMPTS: u32 = 5;
+
+/// Runs one batch in a PostgreSQL transaction, again from the start if
+/// PostgreSQL aborted it in a way that running again can cure.
+async fn run_pg(conn: &mut AnyConnection, pending: &Batch, ctx: &Context) -> Ran {
     let mut ran = Ran::default();
-    ran.outcomes = match crate::store::begin_write(conn).await {
-        Ok(tx) => {
-            let requests = pending.requests.iter_mut().map(|(r, _)| r);
-            let (ops, settles, effects) = (&mut pending.ops, &mut ran.settles, &mut ran.effects);
-            batch::write(pg::PgTx(tx), requests, ops, settles, ctx, effects).await
+    for attempt in 1..=ATTEMPTS {
+        ran = Ran::default();
+        ran.outcomes = match conn.begin().await {
+            Ok(tx) => {
+                let requests = pending.requests.iter().map(|(r, _)| r);
+                let (answers, effects) = (&mut ran.answers, &mut ran.effects);
+                batch::write(pg::PgTx(tx), requests, &pending.ops, answers, ctx, effects).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match &ran.outcomes {
+            Err(tx::TxError::Sqlx(e))
+                if attempt < ATTEMPTS && crate::store::locks::retryable(e) =>
+            {
+                tracing::info!(attempt, error = %e, "batch aborted by the database; running it again");
+            }
+            _ => break,
         }
-        Err(e) => Err(e.into()),
-    };
+    }
     if ran.outcomes.is_ok() && ran.effects.recount {
         ran.counts = Some(queue::count_pending(&mut *conn).await.map_err(Into::into));
     }
@@ -351,7 +371,7 @@ async fn commit_batch(db: &mut Db, pending: &mut Batch, ctx: &Context) -> bool {
     };
     let Ran {
         outcomes,
-        settles,
+        answers,
         effects,
         counts,
     } = ran;
@@ -369,8 +389,8 @@ async fn commit_batch(db: &mut Db, pending: &mut Batch, ctx: &Context) -> bool {
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            for settle in settles {
-                settle(None);
+            for (op, answer) in pending.ops.drain(..).zip(answers) {
+                op.answer(answer);
             }
             let enqueued =
                 effects.recount || effects.rescheduled || effects.deltas.values().any(|&d| d > 0);
@@ -393,9 +413,6 @@ async fn commit_batch(db: &mut Db, pending: &mut Batch, ctx: &Context) -> bool {
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(err.clone()));
                 }
-            }
-            for settle in settles {
-                settle(Some(&err));
             }
             for op in pending.ops.drain(..) {
                 op.fail(&err);

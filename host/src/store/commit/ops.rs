@@ -25,16 +25,12 @@ pub(in crate::store) enum Op {
     Release(Vec<Lease>, OpReply<u64>),
 }
 
-/// Sends an operation's result once its transaction is settled.
-pub(super) type Settle = Box<dyn FnOnce(Option<&CommitError>) + Send>;
-
-fn settle<T: Send + 'static>(reply: OpReply<T>, value: T) -> Settle {
-    Box::new(move |failed| {
-        let _ = reply.send(match failed {
-            None => Ok(value),
-            Some(e) => Err(e.clone()),
-        });
-    })
+/// What an operation gave, held until its transaction is settled.
+pub(super) enum Answer {
+    Claimed(Vec<(String, Lease, u32)>),
+    Moved(bool),
+    Ticks(Vec<i64>),
+    Count(u64),
 }
 
 impl Op {
@@ -51,50 +47,49 @@ impl Op {
         }
     }
 
-    /// Runs in the batch's transaction; the result reaches the waiter once
-    /// the transaction is settled.
-    pub(super) async fn apply<T: Tx>(
-        self,
+    /// Runs in the batch's transaction. It can run again if the
+    /// transaction is retried; [`Op::answer`] sends what it gave once the
+    /// transaction is committed.
+    pub(super) async fn run<T: Tx>(
+        &self,
         tx: &mut T,
         ctx: &Context,
         effects: &mut Effects,
         now: i64,
-    ) -> Result<Settle, TxError> {
-        match self {
-            Op::Claim(claim, reply) => finish(reply, tx.claim(&claim, now).await),
-            Op::Tick(tick, reply) => {
+    ) -> Result<Answer, TxError> {
+        Ok(match self {
+            Op::Claim(claim, _) => Answer::Claimed(tx.claim(claim, now).await?),
+            Op::Tick(tick, _) => {
                 let subscriptions = &*ctx.subscriptions;
-                let moved = tx
-                    .tick(&tick, subscriptions, &mut effects.deltas, now)
-                    .await;
-                finish(reply, moved)
+                let deltas = &mut effects.deltas;
+                Answer::Moved(tx.tick(tick, subscriptions, deltas, now).await?)
             }
-            Op::Register(rows, reply) => finish(reply, tx.register_schedules(&rows).await),
-            Op::Replay(filter, reply) => {
-                let replayed = tx.replay(&filter, now).await;
-                if matches!(replayed, Ok(n) if n > 0) {
+            Op::Register(rows, _) => Answer::Ticks(tx.register_schedules(rows).await?),
+            Op::Replay(filter, _) => {
+                let replayed = tx.replay(filter, now).await?;
+                if replayed > 0 {
                     effects.recount = true;
                 }
-                finish(reply, replayed)
+                Answer::Count(replayed)
             }
-            Op::Collect(reply) => finish(reply, tx.collect_garbage(ctx.window_ms, now).await),
-            Op::ReleaseLeases(reply) => finish(reply, tx.release_leases().await),
-            Op::Release(leases, reply) => finish(reply, tx.release(&leases).await),
-        }
+            Op::Collect(_) => Answer::Count(tx.collect_garbage(ctx.window_ms, now).await?),
+            Op::ReleaseLeases(_) => Answer::Count(tx.release_leases().await?),
+            Op::Release(leases, _) => Answer::Count(tx.release(leases).await?),
+        })
     }
-}
 
-/// Hands a result over for settling, or answers an error at once (the
-/// whole batch then rolls back).
-fn finish<T: Send + 'static>(
-    reply: OpReply<T>,
-    result: Result<T, TxError>,
-) -> Result<Settle, TxError> {
-    match result {
-        Ok(value) => Ok(settle(reply, value)),
-        Err(e) => {
-            let _ = reply.send(Err(CommitError::Database(e.to_string())));
-            Err(e)
+    /// Sends the waiter what [`Op::run`] gave, its transaction committed.
+    pub(super) fn answer(self, answer: Answer) {
+        match (self, answer) {
+            (Op::Claim(_, r), Answer::Claimed(won)) => drop(r.send(Ok(won))),
+            (Op::Tick(_, r), Answer::Moved(moved)) => drop(r.send(Ok(moved))),
+            (Op::Register(_, r), Answer::Ticks(ticks)) => drop(r.send(Ok(ticks))),
+            (
+                Op::Replay(_, r) | Op::Collect(r) | Op::ReleaseLeases(r) | Op::Release(_, r),
+                Answer::Count(n),
+            ) => drop(r.send(Ok(n))),
+            // `run` gives each operation its own kind of answer.
+            (op, _) => op.fail(&CommitError::Database("mismatched answer".into())),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::publish::publish_files;
 use super::tx::{BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey, Tx, TxError};
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
+use crate::store::locks::Plan;
 use crate::store::queue::{
     self, Claim, DeadLetterFilter, DeliveryEnd, Lease, NewMessage, ScheduleRow, Subscriptions, Tick,
 };
@@ -21,6 +22,12 @@ use crate::store::{Backend, CHUNK, build, select_documents};
 pub(super) struct PgTx<'c>(pub sqlx::Transaction<'c, Any>);
 
 impl Tx for PgTx<'_> {
+    const SHARED: bool = true;
+
+    async fn lock(&mut self, plan: &Plan) -> Result<(), TxError> {
+        Ok(plan.take(&mut self.0).await?)
+    }
+
     async fn current_versions(
         &mut self,
         keys: &[FullKey],
@@ -70,8 +77,12 @@ impl Tx for PgTx<'_> {
         Ok(queue::end_deliveries(&mut self.0, ends, now).await?)
     }
 
-    async fn add_usage(&mut self, grown: &HashMap<Arc<str>, i64>) -> Result<(), TxError> {
-        Ok(add_usage(&mut self.0, grown).await?)
+    async fn add_usage(
+        &mut self,
+        grown: &HashMap<Arc<str>, i64>,
+        shard: i64,
+    ) -> Result<(), TxError> {
+        Ok(add_usage(&mut self.0, grown, shard).await?)
     }
 
     async fn insert_records(
@@ -237,18 +248,19 @@ async fn current_versions(
     Ok(versions)
 }
 
-/// Bytes stored now by each of `tenants`.
+/// Bytes stored now by each of `tenants`: the sum of its committers' rows.
 async fn stored_bytes(
     conn: &mut AnyConnection,
     tenants: &[Arc<str>],
 ) -> Result<HashMap<Arc<str>, i64>, sqlx::Error> {
     let mut usage = HashMap::new();
     for tenant in tenants {
-        let bytes: Option<i64> =
-            sqlx::query_scalar("SELECT stored_bytes FROM tenant_usage WHERE tenant = $1")
-                .bind(&**tenant)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM tenant_usage WHERE tenant = $1",
+        )
+        .bind(&**tenant)
+        .fetch_one(&mut *conn)
+        .await?;
         usage.insert(tenant.clone(), bytes.unwrap_or(0));
     }
     Ok(usage)
@@ -313,17 +325,23 @@ async fn upsert_documents(
     Ok(())
 }
 
-/// Adds what each tenant's stored bytes grew (or shrank) by.
+/// Adds what each tenant's stored bytes grew (or shrank) by to this
+/// committer's row of it, in tenant order (rows locked in one order).
 async fn add_usage(
     conn: &mut AnyConnection,
     grown: &HashMap<Arc<str>, i64>,
+    shard: i64,
 ) -> Result<(), sqlx::Error> {
-    for (tenant, bytes) in grown.iter().filter(|(_, b)| **b != 0) {
+    let mut grown: Vec<_> = grown.iter().filter(|(_, b)| **b != 0).collect();
+    grown.sort_unstable();
+    for (tenant, bytes) in grown {
         sqlx::query(
-            "INSERT INTO tenant_usage (tenant, stored_bytes) VALUES ($1, $2) \
-             ON CONFLICT (tenant) DO UPDATE SET stored_bytes = tenant_usage.stored_bytes + excluded.stored_bytes",
+            "INSERT INTO tenant_usage (tenant, shard, stored_bytes) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant, shard) DO UPDATE \
+             SET stored_bytes = tenant_usage.stored_bytes + excluded.stored_bytes",
         )
         .bind(&**tenant)
+        .bind(shard)
         .bind(*bytes)
         .execute(&mut *conn)
         .await?;

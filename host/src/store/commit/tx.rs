@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
+use crate::store::locks::Plan;
 use crate::store::queue::{
     Claim, DeadLetterFilter, DeliveryEnd, Lease, NewMessage, ScheduleRow, Subscriptions, Tick,
 };
@@ -60,6 +61,13 @@ pub(super) enum TxError {
 
 /// The committer's open write transaction.
 pub(super) trait Tx: Send {
+    /// Whether other writers share the database, so a batch must lock what
+    /// it touches (PostgreSQL); SQLite's one writer needs no locks.
+    const SHARED: bool;
+
+    /// Takes the locks of `plan`, held until the transaction ends.
+    fn lock(&mut self, plan: &Plan) -> impl Future<Output = Result<(), TxError>> + Send;
+
     /// The committed state of each document at `keys` that has a row.
     fn current_versions(
         &mut self,
@@ -110,10 +118,12 @@ pub(super) trait Tx: Send {
         now: i64,
     ) -> impl Future<Output = Result<(), TxError>> + Send;
 
-    /// Adds what each tenant's stored bytes grew (or shrank) by.
+    /// Adds what each tenant's stored bytes grew (or shrank) by, to usage
+    /// row `shard` where a tenant has several.
     fn add_usage(
         &mut self,
         grown: &HashMap<Arc<str>, i64>,
+        shard: i64,
     ) -> impl Future<Output = Result<(), TxError>> + Send;
 
     /// Inserts invocation records.

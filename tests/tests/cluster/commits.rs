@@ -1,0 +1,214 @@
+//! Commits on different nodes run side by side, yet keep every promise of
+//! one node's committer: a hot document counts exactly, and a storage quota
+//! holds however the writes are spread.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use reqwest::Method;
+use serde_json::json;
+use sluice_tests::{Reply, token};
+use sqlx::Connection;
+use tokio::task::JoinHandle;
+
+use crate::documents::increment;
+use crate::node::{Cluster, Node, guests};
+
+/// Fifty increments of one document at once, spread over three nodes: each
+/// is answered 200 (a stale read re-runs, taking turns across the cluster)
+/// and the count is exactly fifty on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_increments_through_three_nodes_count_fifty() -> Result<()> {
+    let cluster = Cluster::start(&[guests()], "").await?;
+    let c = cluster.another("C", &[guests()], "")?;
+    let nodes = [&cluster.a, &cluster.b, &c];
+    let ed = &token("ed", "acme", &[]);
+    let tasks = (0..50).map(|i| {
+        let node = nodes[i % nodes.len()];
+        async move { (node.name, increment(node, ed, "hot").await) }
+    });
+    for (name, reply) in futures_util::future::join_all(tasks).await {
+        let reply = reply?;
+        assert_eq!(reply.status, 200, "node {name}: {}", reply.body);
+    }
+    for node in nodes {
+        let read = node.get("/acme/counters/hot", None).await?;
+        assert_eq!(
+            read.body["count"], 50,
+            "node {}: an increment was lost or counted twice",
+            node.name
+        );
+    }
+    Ok(())
+}
+
+/// While one document's row is locked by someone else, node A's commit
+/// that writes it waits, and node B commits a write of another document of
+/// the same tenant meanwhile: no cluster-wide lock orders the two. Then A's
+/// commit goes through, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_waiting_on_one_node_does_not_hold_up_another() -> Result<()> {
+    let cluster = Cluster::start(&[guests()], "").await?;
+    let (a, b) = (&cluster.a, &cluster.b);
+    let ed = token("ed", "acme", &[]);
+    for name in ["blocked", "free"] {
+        let made = increment(a, &ed, name).await?;
+        assert_eq!(made.status, 200, "{}", made.body);
+    }
+
+    sqlx::any::install_default_drivers();
+    let mut holder = sqlx::AnyConnection::connect(&cluster.database).await?;
+    let mut held = holder.begin().await?;
+    let locked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM documents WHERE tenant = 'acme' \
+         AND collection = 'counters' AND key = 'blocked' FOR UPDATE) AS r",
+    )
+    .fetch_one(&mut *held)
+    .await?;
+    assert_eq!(locked, 1, "the counter's row exists");
+
+    let waiting = tokio::spawn({
+        let (a_base, ed) = (a.base.clone(), ed.clone());
+        async move {
+            let client = reqwest::Client::new();
+            let url = format!("{a_base}/acme/counters/blocked");
+            sluice_tests::send(client.post(url).bearer_auth(ed)).await
+        }
+    });
+    // Until A's batch is under way and waiting for the row.
+    let watcher = sqlx::AnyPool::connect(&cluster.database).await?;
+    let watcher = &watcher;
+    sluice_tests::eventually("A's commit waiting for the locked row", || async move {
+        let waits: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'",
+        )
+        .fetch_one(watcher)
+        .await?;
+        Ok((waits > 0).then_some(()))
+    })
+    .await?;
+
+    let other = tokio::time::timeout(Duration::from_secs(20), increment(b, &ed, "free"))
+        .await
+        .context("node B's write waited for node A's commit")??;
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(other.body["count"], 2);
+    assert!(
+        !waiting.is_finished(),
+        "A's write finished past a locked row"
+    );
+
+    held.rollback().await?;
+    let done = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .context("A's write did not finish once the row was free")???;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["count"], 2);
+    let read = b.get("/acme/counters/blocked", None).await?;
+    assert_eq!(read.body["count"], 2, "counted once");
+    Ok(())
+}
+
+/// A storage quota holds across nodes: while node A's commit that takes
+/// the tenant to 950 of its 1,000 bytes is held up (a row it writes is
+/// locked), node C's commit adding 100 more waits for it instead of
+/// checking the usage A has not yet added to, and is then refused. The
+/// usage the committers kept equals what the documents hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_quota_holds_across_nodes() -> Result<()> {
+    let cluster = Cluster::start(&[guests()], "").await?;
+    let key = cluster.operator_key()?;
+    let a = &cluster.a;
+    let quota = sluice_tests::send(
+        a.admin(Method::PUT, "/v1/tenants/acme/quota", &key)
+            .json(&json!({ "max_stored_bytes": 1000 })),
+    )
+    .await?;
+    assert_eq!(quota.status, 200, "{}", quota.body);
+    // A node started now reads the quota at start; A set it itself.
+    let c = cluster.another("C", &[guests()], "")?;
+    let alice = token("alice", "acme", &[]);
+    // {"key":"<key>"} under each 20-byte key: 50 bytes each.
+    let keys = |range: std::ops::Range<u32>| -> Vec<String> {
+        range.map(|i| format!("key-{i:016}")).collect()
+    };
+    // The probe also lists the prefix: none, so it reads nothing A writes.
+    let put = |keys: Vec<String>| json!({ "put": keys, "prefix": "none-", "limit": 1 });
+    let first = a
+        .post("/acme/probe/documents", &alice, &put(keys(0..10)))
+        .await?;
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    sqlx::any::install_default_drivers();
+    let watcher = sqlx::AnyPool::connect(&cluster.database).await?;
+    let mut holder = sqlx::AnyConnection::connect(&cluster.database).await?;
+    let mut held = holder.begin().await?;
+    sqlx::query(
+        "SELECT key FROM documents WHERE tenant = 'acme' AND key = 'key-0000000000000000' \
+         FOR UPDATE",
+    )
+    .fetch_one(&mut *held)
+    .await?;
+    let waits = |locktype: &'static str| {
+        let watcher = &watcher;
+        move || async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = $1",
+            )
+            .bind(locktype)
+            .fetch_one(watcher)
+            .await?;
+            Ok((n > 0).then_some(()))
+        }
+    };
+
+    // A rewrites the locked key (no growth) and adds nine: 950 bytes.
+    let growing = spawn_post(
+        a,
+        &alice,
+        put(keys(0..1).into_iter().chain(keys(10..19)).collect()),
+    );
+    sluice_tests::eventually(
+        "A's commit waiting for the locked row",
+        waits("transactionid"),
+    )
+    .await?;
+    // C adds two: 1,050 bytes if it did not wait for A.
+    let late = spawn_post(&c, &alice, put(keys(19..21)));
+    sluice_tests::eventually(
+        "C's commit waiting for the tenant's lock, which A's holds",
+        waits("advisory"),
+    )
+    .await?;
+    held.rollback().await?;
+
+    let growing = growing.await??;
+    assert_eq!(growing.status, 200, "{}", growing.body);
+    let late = late.await??;
+    late.assert_problem(507);
+
+    let mut db = sqlx::AnyConnection::connect(&cluster.database).await?;
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(octet_length(key) + octet_length(value)), 0) AS BIGINT) \
+         FROM documents WHERE tenant = 'acme' AND value IS NOT NULL",
+    )
+    .fetch_one(&mut db)
+    .await?;
+    let usage: i64 = sqlx::query_scalar(
+        "SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM tenant_usage WHERE tenant = 'acme'",
+    )
+    .fetch_one(&mut db)
+    .await?;
+    assert_eq!((stored, usage), (950, 950));
+    Ok(())
+}
+
+/// Posts `body` to the probe through `node` on a task of its own.
+fn spawn_post(node: &Node, token: &str, body: serde_json::Value) -> JoinHandle<Result<Reply>> {
+    let url = format!("{}/acme/probe/documents", node.base);
+    let request = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&body);
+    tokio::spawn(sluice_tests::send(request))
+}

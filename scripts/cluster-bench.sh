@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
-# Cluster benchmark with wrk: the same two measurements, in one run, on three
-# setups side by side:
+# Cluster benchmark with wrk: the same two measurements, in one run, on
+# several setups side by side:
 #   sqlite        one node, the embedded SQLite database (synchronous=FULL)
-#   postgres      one node, PostgreSQL with fsync, synchronous_commit and
-#                 full_page_writes turned back on (a throw-away server from
-#                 scripts/postgres.sh)
-#   postgres x2   two nodes (own data_dir, listen and admin port) sharing one
-#                 PostgreSQL database; the load is split over both
+#   postgres xN   N nodes (own data_dir, listen and admin port) sharing one
+#                 PostgreSQL database (fsync, synchronous_commit and
+#                 full_page_writes on; a throw-away server from
+#                 scripts/postgres.sh), for each N in NODES
+# Each node reaches PostgreSQL through its own delay relay
+# (tests/src/bin/delay-relay.rs) adding a round trip of RTT_MS, as between two
+# machines: this kernel has no netem qdisc to delay a network namespace's
+# link, so the delay is made in user space.
 # The measurements (as in scripts/bench.sh):
-#   write     POST /demo/channels/bench/posts  JWT + schema + read + one document
-#                                              and one queue message committed
+#   write     POST /tK/channels/bench/posts    the channels example deployed
+#                                              to 8 tenants t1..t8, requests
+#                                              taking turns over them: JWT +
+#                                              schema + read + one document and
+#                                              one queue message committed
 #   messages  POST /acme/consumer/send         one message per request (topic bench,
 #                                              a trivial consumer); messages consumed/s
 #                                              from the first send to the last consumer
 #                                              commit, every node consuming
-# Each setup gets fresh data directories and a fresh database. With two nodes,
-# two wrk processes run at once, one per node, with half the connections each:
-# req/s is their sum, p50/p99 the worse node's.
-# Uses the dev build target/debug/sluice (dependencies optimised), copied at
-# the start so a concurrent rebuild cannot change it between setups.
-# Environment: DURATION (default 10s), CONNECTIONS (default 32, all nodes
-# together), PORT (default 18180; the second node listens on PORT+1), KEEP=1
-# keeps the work directory (configurations, node logs, wrk output).
+# Each setup gets fresh data directories and a fresh database. The offered
+# load is fixed per node: one wrk process per node with CONNECTIONS
+# connections each, all at once; req/s is their sum, p50/p99 the worse node's.
+# Uses the dev build target/debug/sluice (dependencies optimised), or the
+# binary SLUICE names, copied at the start so a concurrent rebuild cannot
+# change it between setups.
+# Environment: DURATION (default 10s), CONNECTIONS (default 16 per node),
+# NODES (default "1 2 3"), RTT_MS (default 1; 0: no relay), PORT (default
+# 18180; node i listens on PORT+i, its admin API on PORT+100+i), SQLITE=0
+# skips the sqlite setup, KEEP=1 keeps the work directory (configurations,
+# node logs, wrk output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 duration=${DURATION:-10s}
-connections=${CONNECTIONS:-32}
+connections=${CONNECTIONS:-16}
 port=${PORT:-18180}
+rtt=${RTT_MS:-1}
+node_counts=${NODES:-1 2 3}
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk" >&2
@@ -36,20 +47,24 @@ fi
 bash scripts/postgres.sh ensure
 command -v psql >/dev/null || { echo "cluster-bench.sh: psql is missing" >&2; exit 1; }
 bash scripts/build-guests.sh >/dev/null
-[ -x target/debug/sluice ] || cargo build -p sluice-host --bin sluice
+source_bin=${SLUICE:-target/debug/sluice}
+[ -x "$source_bin" ] || cargo build -p sluice-host --bin sluice
+relay_bin=$root/target/debug/delay-relay
+[ -x "$relay_bin" ] || cargo build --bin delay-relay
 
 # The work directory must be traversable by the PostgreSQL server's user.
 work=$(mktemp -d /tmp/cluster-bench.XXXXXX)
 chmod 755 "$work"
 nodes=()    # pids of the running `sluice serve` processes
+relays=()   # pids of the running delay relays
 loads=()    # pids of running wrk processes
 pg_up=
 cleanup() {
     local pid
-    for pid in "${loads[@]}" "${nodes[@]}"; do
+    for pid in "${loads[@]}" "${nodes[@]}" "${relays[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
-    for pid in "${loads[@]}" "${nodes[@]}"; do
+    for pid in "${loads[@]}" "${nodes[@]}" "${relays[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
     if [ -n "$pg_up" ]; then
@@ -66,7 +81,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bin=$work/sluice
-cp target/debug/sluice "$bin"
+cp "$source_bin" "$bin"
 # One development key for every node, so a token works on any of them.
 secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 
@@ -88,8 +103,32 @@ if [ "$settings" != "on on on " ]; then
 fi
 pg_version=$(psql -XAtq "$pg/postgres" -c "SHOW server_version")
 
+# relay PORT: a delay relay from 127.0.0.1:PORT to PostgreSQL; sets
+# relay_url to the URL prefix to use instead of $pg ($pg when RTT_MS is 0).
+relay() {
+    relay_url=$pg
+    [ "$rtt" = 0 ] && return
+    local pg_port=${pg##*:}
+    "$relay_bin" "$1" "127.0.0.1:$pg_port" "$rtt" >/dev/null 2>&1 &
+    relays+=("$!")
+    for _ in $(seq 1 100); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break
+        sleep 0.05
+    done
+    relay_url="${pg%:*}:$1"
+}
+
+stop_relays() {
+    local pid
+    for pid in "${relays[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    relays=()
+}
+
 # start_node NAME DATABASE_URL PORT: a `sluice serve` process with its own data
-# directory and admin port; DATABASE_URL empty for the default SQLite file.
+# directory, admin API on PORT+100; DATABASE_URL empty for the default SQLite file.
 start_node() {
     local name=$1 url=$2 p=$3
     local dir=$work/$name
@@ -104,7 +143,7 @@ data_dir = "$dir"
 $database
 functions_dirs = ["$root/guest-examples", "$root/tests/guests"]
 [admin]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:$((p + 100))"
 [runtime]
 cache_dir = "$root/target/sluice-bench-cache"
 TOML
@@ -172,13 +211,12 @@ wrk.body = '$3'
 LUA
 }
 
-# load NAME LUA PATH BASE...: one wrk per node at once, the connections split
-# over them. Prints a line and sets rps, p50, p99 (ms, the worse node) and
+# load NAME LUA PATH BASE...: one wrk per node at once, CONNECTIONS each. Prints a line and sets rps, p50, p99 (ms, the worse node) and
 # non2xx (all nodes, socket errors included).
 load() {
     local name=$1 lua=$2 path=$3
     shift 3
-    local c=$((connections / $#)) i=0 base pid outs=()
+    local c=$connections i=0 base pid outs=()
     loads=()
     for base in "$@"; do
         i=$((i + 1))
@@ -301,29 +339,71 @@ cpu_report() {
 declare -A t_rps t_p50 t_p99 t_msgs t_bad
 setups=()
 
+# tenants CFG ADMIN BASE...: tenants t1..t8, each with the channels example
+# deployed and a channel "bench" every node serves; writes write.lua, whose
+# requests take turns over them.
+tenants() {
+    local cfg=$1 admin=$2 t key token base lua=$work/write.lua
+    shift 2
+    key=$("$bin" --config "$cfg" key create --name bench)
+    echo 'local targets = {' >"$lua"
+    for t in t1 t2 t3 t4 t5 t6 t7 t8; do
+        "$bin" --config "$cfg" --admin-url "$admin" --key "$key" tenant create "$t" >/dev/null
+        "$bin" --config "$cfg" --admin-url "$admin" --key "$key" deploy --tenant "$t" \
+            --manifest "$root/guest-examples/channels/sluice.toml" \
+            "$root/target/wasm32-wasip2/guest/channels.wasm" >/dev/null
+        token=$("$bin" --config "$cfg" token --sub alice --tenant "$t")
+        curl -fs -X POST "$1/$t/channels" -H "authorization: Bearer $token" \
+            -H 'content-type: application/json' -d '{"name":"bench"}' >/dev/null
+        for base in "$@"; do
+            for _ in $(seq 1 100); do
+                curl -fs -o /dev/null -X POST "$base/$t/channels/bench/posts" \
+                    -H "authorization: Bearer $token" -H 'content-type: application/json' \
+                    -d '{"text":"ready"}' && break
+                sleep 0.1
+            done
+        done
+        echo "  { path = \"/$t/channels/bench/posts\", token = \"$token\" }," >>"$lua"
+    done
+    cat >>"$lua" <<'LUA'
+}
+local i = 0
+request = function()
+    i = i % #targets + 1
+    local t = targets[i]
+    return wrk.format("POST", t.path, {
+        ["authorization"] = "Bearer " .. t.token,
+        ["content-type"] = "application/json",
+    }, '{"text":"load"}')
+end
+LUA
+}
+
 # run_setup LABEL DATABASE_URL NODE...: fresh nodes, the write route, the
 # backlog drained, then the messages run.
 run_setup() {
-    local label=$1 url=$2 node i=0 bases=() db
+    local label=$1 url=$2 node i=0 bases=() db node_url
     shift 2
     setups+=("$label")
     for node in "$@"; do
-        start_node "$node" "$url" $((port + i))
+        node_url=$url
+        if [ -n "$url" ]; then
+            relay $((port + 200 + i))
+            node_url="$relay_url/${url##*/}"
+        fi
+        start_node "$node" "$node_url" $((port + i))
         bases+=("http://127.0.0.1:$((port + i))")
         i=$((i + 1))
     done
     db=${url:-sqlite://$work/$1/sluice.db}
     local cfg=$work/$1/sluice.toml
-    local alice acme
-    alice=$("$bin" --config "$cfg" token --sub alice --tenant demo)
+    local acme
     acme=$("$bin" --config "$cfg" token --sub ops --tenant acme)
-    curl -fs -X POST "${bases[0]}/demo/channels" -H "authorization: Bearer $alice" \
-        -H 'content-type: application/json' -d '{"name":"bench"}' >/dev/null
-    post_lua "$work/write.lua" "$alice" '{"text":"load"}'
+    tenants "$cfg" "http://127.0.0.1:$((port + 100))" "${bases[@]}"
     post_lua "$work/send.lua" "$acme" '{"topic":"bench","payload":{"n":1}}'
     echo "$label ($# node$([ $# -gt 1 ] && echo s))"
     cpu_mark
-    load write "$work/write.lua" /demo/channels/bench/posts "${bases[@]}"
+    load write "$work/write.lua" / "${bases[@]}"
     t_rps[$label]=$rps t_p50[$label]=$p50 t_p99[$label]=$p99 t_bad[$label]=$non2xx
     # The channels consumer's inbox writes, so they do not share the next run.
     drained "$db"
@@ -335,22 +415,29 @@ run_setup() {
     cpu_report
     errors "$db" "$@"
     stop_nodes
+    stop_relays
 }
 
-echo "wrk -t1 -c$connections -d$duration per setup (split over the nodes), sluice dev build" \
-    "(dependencies optimised), PostgreSQL $pg_version with fsync/synchronous_commit/full_page_writes on," \
+echo "wrk -t1 -c$connections -d$duration per node, sluice $source_bin," \
+    "PostgreSQL $pg_version with fsync/synchronous_commit/full_page_writes on, reached through" \
+    "a relay adding ${rtt} ms of round trip," \
     "$(nproc) cores shared by everything; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-run_setup "sqlite" "" sqlite
-psql -XAtq "$pg/postgres" -c "CREATE DATABASE bench1" -c "CREATE DATABASE bench2" >/dev/null
-run_setup "postgres" "$pg/bench1" pg1
-run_setup "postgres x2" "$pg/bench2" pg2a pg2b
+[ "${SQLITE:-1}" = 0 ] || run_setup "sqlite" "" sqlite
+first=
+for n in $node_counts; do
+    psql -XAtq "$pg/postgres" -c "CREATE DATABASE bench$n" >/dev/null
+    names=()
+    for ((k = 1; k <= n; k++)); do names+=("pg$n-$k"); done
+    run_setup "postgres x$n" "$pg/bench$n" "${names[@]}"
+    first=${first:-postgres x$n}
+done
 
 echo
 printf '%-12s %12s %9s %9s %11s %12s %12s  %s\n' setup "write req/s" "p50 ms" "p99 ms" "messages/s" "write ratio" "msgs ratio" "non-2xx write+send"
 for s in "${setups[@]}"; do
     printf '%-12s %12s %9s %9s %11s %12s %12s  %s\n' "$s" "${t_rps[$s]}" "${t_p50[$s]}" "${t_p99[$s]}" "${t_msgs[$s]}" \
-        "$(awk -v a="${t_rps[$s]}" -v b="${t_rps[sqlite]}" 'BEGIN { printf "%.2f", a / b }')" \
-        "$(awk -v a="${t_msgs[$s]}" -v b="${t_msgs[sqlite]}" 'BEGIN { printf "%.2f", a / b }')" "${t_bad[$s]}"
+        "$(awk -v a="${t_rps[$s]}" -v b="${t_rps[$first]}" 'BEGIN { printf "%.2f", a / b }')" \
+        "$(awk -v a="${t_msgs[$s]}" -v b="${t_msgs[$first]}" 'BEGIN { printf "%.2f", a / b }')" "${t_bad[$s]}"
 done
-echo "(ratio: to sqlite in this run; with two nodes, p50 and p99 are the worse node's)"
+echo "(ratio: to $first in this run; with several nodes, p50 and p99 are the worse node's)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

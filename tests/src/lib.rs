@@ -533,6 +533,29 @@ pub fn sluice(host: &TestHost, key: Option<&str>, args: &[&str]) -> Result<std::
     Ok(output)
 }
 
+/// The `sluice` arguments that deploy the `consumer` test guest to
+/// `tenant` with its send-many route and a consumer of topic `jobs` (4 at
+/// once); its manifest is written into `dir`.
+pub fn consumer_deploy(dir: &Path, tenant: &str) -> Result<Vec<String>> {
+    let manifest = dir.join(format!("{tenant}-consumer.toml"));
+    std::fs::write(
+        &manifest,
+        "[[routes]]\nmethod = \"POST\"\npath = \"/consumer/send-many\"\nauth = \"authenticated\"\n\n\
+         [messages]\ntopics = [\"jobs\"]\nconcurrency = 4\n",
+    )?;
+    let wasm = root().join("target/wasm32-wasip2/guest/consumer.wasm");
+    Ok(vec![
+        "deploy".into(),
+        wasm.to_string_lossy().into_owned(),
+        "--manifest".into(),
+        manifest.to_string_lossy().into_owned(),
+        "--tenant".into(),
+        tenant.into(),
+        "--name".into(),
+        "consumer".into(),
+    ])
+}
+
 /// A new operator key, made with `sluice key create`.
 pub fn operator_key(host: &TestHost) -> Result<String> {
     let out = sluice(host, None, &["key", "create", "--name", "tests"])?;

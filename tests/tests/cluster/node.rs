@@ -154,6 +154,23 @@ impl Cluster {
         Node::start(name, &self.database, dirs, extra)
     }
 
+    /// Runs `sluice ARGS` against node A's admin API with operator key `key`.
+    pub fn cli(&self, key: &str, args: &[&str]) -> Result<()> {
+        let output = Command::new(sluice_binary()?)
+            .arg("--data-dir")
+            .arg(self.a.data.path())
+            .args(["--admin-url", &self.a.admin, "--key", key])
+            .args(args)
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "sluice {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// A new operator key, made with `sluice key create` on the database.
     pub fn operator_key(&self) -> Result<String> {
         let output = Command::new(sluice_binary()?)

@@ -499,27 +499,9 @@ async fn a_consumer_feeding_itself_stops_at_max_hops() -> Result<()> {
 async fn a_long_backlog_does_not_delay_another_tenants_messages() -> Result<()> {
     let host = TestHost::start_with(TempDir::new()?, |c| c.queue.max_concurrency = 4).await?;
     let key = sluice_tests::operator_key(&host)?;
-    let manifest = host.data().join("fair.toml");
-    std::fs::write(
-        &manifest,
-        "[[routes]]\nmethod = \"POST\"\npath = \"/consumer/send-many\"\nauth = \"authenticated\"\n\n\
-         [messages]\ntopics = [\"jobs\"]\nconcurrency = 4\n",
-    )?;
-    let wasm = root().join("target/wasm32-wasip2/guest/consumer.wasm");
-    let (wasm, manifest) = (wasm.to_string_lossy(), manifest.to_string_lossy());
-    for args in [
-        &["tenant", "create", "fair"][..],
-        &[
-            "deploy",
-            &wasm,
-            "--manifest",
-            &manifest,
-            "--tenant",
-            "fair",
-            "--name",
-            "consumer",
-        ],
-    ] {
+    let deploy = sluice_tests::consumer_deploy(host.data(), "fair")?;
+    let deploy: Vec<&str> = deploy.iter().map(String::as_str).collect();
+    for args in [&["tenant", "create", "fair"][..], &deploy] {
         let out = sluice_tests::sluice(&host, Some(&key), args)?;
         assert!(
             out.status.success(),

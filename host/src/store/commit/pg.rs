@@ -326,25 +326,33 @@ async fn upsert_documents(
 }
 
 /// Adds what each tenant's stored bytes grew (or shrank) by to this
-/// committer's row of it, in tenant order (rows locked in one order).
+/// committer's row of it: one statement, rows in tenant order (so two
+/// committers sharing a row lock them in one order).
 async fn add_usage(
     conn: &mut AnyConnection,
     grown: &HashMap<Arc<str>, i64>,
     shard: i64,
 ) -> Result<(), sqlx::Error> {
     let mut grown: Vec<_> = grown.iter().filter(|(_, b)| **b != 0).collect();
+    if grown.is_empty() {
+        return Ok(());
+    }
     grown.sort_unstable();
-    for (tenant, bytes) in grown {
-        sqlx::query(
-            "INSERT INTO tenant_usage (tenant, shard, stored_bytes) VALUES ($1, $2, $3) \
-             ON CONFLICT (tenant, shard) DO UPDATE \
+    for chunk in grown.chunks(CHUNK) {
+        let mut q =
+            QueryBuilder::<Any>::new("INSERT INTO tenant_usage (tenant, shard, stored_bytes) ");
+        q.push_values(chunk, |mut b, (tenant, bytes)| {
+            b.push_bind(tenant.to_string())
+                .push_bind(shard)
+                .push_bind(**bytes);
+        });
+        q.push(
+            " ON CONFLICT (tenant, shard) DO UPDATE \
              SET stored_bytes = tenant_usage.stored_bytes + excluded.stored_bytes",
-        )
-        .bind(&**tenant)
-        .bind(shard)
-        .bind(*bytes)
-        .execute(&mut *conn)
-        .await?;
+        );
+        build(&mut q, Backend::Postgres)?
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

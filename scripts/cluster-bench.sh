@@ -309,6 +309,8 @@ errors() {
 # and its live backends) and this script's reaped children (wrk, psql, …).
 hz=$(getconf CLK_TCK)
 cpu_machine() { awk -v hz="$hz" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
+# CPU the hypervisor gave to someone else (steal): a run with much of it is noise.
+cpu_steal() { awk -v hz="$hz" '/^cpu / { printf "%.2f", $9 / hz }' /proc/stat; }
 cpu_pids() { # PID...: user + system (+ reaped children with -c first)
     local fields='$14 + $15' pid
     if [ "$1" = -c ]; then fields='$14 + $15 + $16 + $17'; shift; fi
@@ -323,7 +325,7 @@ cpu_pg() {
 }
 # From `times` run in this shell beforehand (a subshell has its own children).
 cpu_tools() { awk 'NR == 2 { split($1, u, "m"); split($2, s, "m"); printf "%.2f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$work/times"; }
-cpu_mark() { times >"$work/times"; c_wall=$(date +%s.%N) c_machine=$(cpu_machine) c_nodes=$(cpu_pids "${nodes[@]}") c_pg=$(cpu_pg) c_tools=$(cpu_tools); }
+cpu_mark() { times >"$work/times"; c_wall=$(date +%s.%N) c_steal=$(cpu_steal) c_machine=$(cpu_machine) c_nodes=$(cpu_pids "${nodes[@]}") c_pg=$(cpu_pg) c_tools=$(cpu_tools); }
 cpu_report() {
     local wall machine nodes_cpu pg_cpu tools
     times >"$work/times"
@@ -333,7 +335,8 @@ cpu_report() {
     pg_cpu=$(awk -v a="$c_pg" -v b="$(cpu_pg)" 'BEGIN { printf "%.1f", b - a }')
     tools=$(awk -v a="$c_tools" -v b="$(cpu_tools)" 'BEGIN { printf "%.1f", b - a }')
     echo "    CPU s over $wall s wall ($(nproc) cores): all $machine = nodes $nodes_cpu + PostgreSQL $pg_cpu" \
-        "+ wrk and tools $tools + other processes $(awk -v m="$machine" -v a="$nodes_cpu" -v b="$pg_cpu" -v c="$tools" 'BEGIN { printf "%.1f", m - a - b - c }')"
+        "+ wrk and tools $tools + other processes and the relays $(awk -v m="$machine" -v a="$nodes_cpu" -v b="$pg_cpu" -v c="$tools" 'BEGIN { printf "%.1f", m - a - b - c }')" \
+        "(of which stolen by the hypervisor $(awk -v a="$c_steal" -v b="$(cpu_steal)" 'BEGIN { printf "%.1f", b - a }'))"
 }
 
 declare -A t_rps t_p50 t_p99 t_msgs t_bad

@@ -212,3 +212,78 @@ fn spawn_post(node: &Node, token: &str, body: serde_json::Value) -> JoinHandle<R
         .json(&body);
     tokio::spawn(sluice_tests::send(request))
 }
+
+/// The advisory lock key the host takes for a document: FNV-1a 64 over
+/// `d`, then each part after a NUL (`host/src/store/locks.rs`).
+fn document_lock(tenant: &str, collection: &str, key: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(b"d");
+    for part in [tenant, collection, key] {
+        eat(&[0]);
+        eat(part.as_bytes());
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// A deadlock PostgreSQL breaks by aborting a batch is retried by the
+/// host: the client gets its 200, counted once. The test makes one: it
+/// locks a counter's row, waits until node A's batch holds the counter's
+/// document lock and waits for the row, then asks for that document lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_aborted_by_a_deadlock_runs_again() -> Result<()> {
+    let cluster = Cluster::start(&[guests()], "").await?;
+    let a = &cluster.a;
+    let ed = token("ed", "acme", &[]);
+    let made = increment(a, &ed, "deadlock").await?;
+    assert_eq!(made.status, 200, "{}", made.body);
+
+    sqlx::any::install_default_drivers();
+    let watcher = sqlx::AnyPool::connect(&cluster.database).await?;
+    let mut holder = sqlx::AnyConnection::connect(&cluster.database).await?;
+    let mut held = holder.begin().await?;
+    sqlx::query(
+        "SELECT key FROM documents WHERE tenant = 'acme' AND collection = 'counters' \
+         AND key = 'deadlock' FOR UPDATE",
+    )
+    .fetch_one(&mut *held)
+    .await?;
+    let waiting = tokio::spawn({
+        let (url, ed) = (format!("{}/acme/counters/deadlock", a.base), ed.clone());
+        async move { sluice_tests::send(reqwest::Client::new().post(url).bearer_auth(ed)).await }
+    });
+    let watcher = &watcher;
+    sluice_tests::eventually("A's batch waiting for the locked row", || async move {
+        let waits: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'",
+        )
+        .fetch_one(watcher)
+        .await?;
+        Ok((waits > 0).then_some(()))
+    })
+    .await?;
+    // A circle: A's batch waits for this row, this session for A's lock.
+    // PostgreSQL breaks it after deadlock_timeout (1 s) by aborting the
+    // batch, whose wait began first; then this session has the lock.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(document_lock("acme", "counters", "deadlock"))
+        .execute(&mut *held)
+        .await?;
+    held.rollback().await?;
+
+    let done = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .context("A's write did not finish")???;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["count"], 2, "counted once");
+    let log = a.log_tail();
+    assert!(
+        log.contains("running it again"),
+        "no retry in node A's log:\n{log}"
+    );
+    Ok(())
+}

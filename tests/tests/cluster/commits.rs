@@ -56,17 +56,7 @@ async fn a_commit_waiting_on_one_node_does_not_hold_up_another() -> Result<()> {
         assert_eq!(made.status, 200, "{}", made.body);
     }
 
-    sqlx::any::install_default_drivers();
-    let mut holder = sqlx::AnyConnection::connect(&cluster.database).await?;
-    let mut held = holder.begin().await?;
-    let locked: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT 1 FROM documents WHERE tenant = 'acme' \
-         AND collection = 'counters' AND key = 'blocked' FOR UPDATE) AS r",
-    )
-    .fetch_one(&mut *held)
-    .await?;
-    assert_eq!(locked, 1, "the counter's row exists");
-
+    let lock = RowLock::take(&cluster.database, "counters", "blocked").await?;
     let waiting = tokio::spawn({
         let (a_base, ed) = (a.base.clone(), ed.clone());
         async move {
@@ -76,17 +66,8 @@ async fn a_commit_waiting_on_one_node_does_not_hold_up_another() -> Result<()> {
         }
     });
     // Until A's batch is under way and waiting for the row.
-    let watcher = sqlx::AnyPool::connect(&cluster.database).await?;
-    let watcher = &watcher;
-    sluice_tests::eventually("A's commit waiting for the locked row", || async move {
-        let waits: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'",
-        )
-        .fetch_one(watcher)
+    lock.until_waiting("transactionid", "A's commit waiting for the locked row")
         .await?;
-        Ok((waits > 0).then_some(()))
-    })
-    .await?;
 
     let other = tokio::time::timeout(Duration::from_secs(20), increment(b, &ed, "free"))
         .await
@@ -98,7 +79,7 @@ async fn a_commit_waiting_on_one_node_does_not_hold_up_another() -> Result<()> {
         "A's write finished past a locked row"
     );
 
-    held.rollback().await?;
+    lock.release().await?;
     let done = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
         .context("A's write did not finish once the row was free")???;
@@ -139,28 +120,7 @@ async fn a_storage_quota_holds_across_nodes() -> Result<()> {
         .await?;
     assert_eq!(first.status, 200, "{}", first.body);
 
-    sqlx::any::install_default_drivers();
-    let watcher = sqlx::AnyPool::connect(&cluster.database).await?;
-    let mut holder = sqlx::AnyConnection::connect(&cluster.database).await?;
-    let mut held = holder.begin().await?;
-    sqlx::query(
-        "SELECT key FROM documents WHERE tenant = 'acme' AND key = 'key-0000000000000000' \
-         FOR UPDATE",
-    )
-    .fetch_one(&mut *held)
-    .await?;
-    let waits = |locktype: &'static str| {
-        let watcher = &watcher;
-        move || async move {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = $1",
-            )
-            .bind(locktype)
-            .fetch_one(watcher)
-            .await?;
-            Ok((n > 0).then_some(()))
-        }
-    };
+    let lock = RowLock::take(&cluster.database, "probe", "key-0000000000000000").await?;
 
     // A rewrites the locked key (no growth) and adds nine: 950 bytes.
     let growing = spawn_post(
@@ -168,19 +128,13 @@ async fn a_storage_quota_holds_across_nodes() -> Result<()> {
         &alice,
         put(keys(0..1).into_iter().chain(keys(10..19)).collect()),
     );
-    sluice_tests::eventually(
-        "A's commit waiting for the locked row",
-        waits("transactionid"),
-    )
-    .await?;
+    lock.until_waiting("transactionid", "A's commit waiting for the locked row")
+        .await?;
     // C adds two: 1,050 bytes if it did not wait for A.
     let late = spawn_post(&c, &alice, put(keys(19..21)));
-    sluice_tests::eventually(
-        "C's commit waiting for the tenant's lock, which A's holds",
-        waits("advisory"),
-    )
-    .await?;
-    held.rollback().await?;
+    let what = "C's commit waiting for the tenant's lock, which A's holds";
+    lock.until_waiting("advisory", what).await?;
+    lock.release().await?;
 
     let growing = growing.await??;
     assert_eq!(growing.status, 200, "{}", growing.body);
@@ -242,38 +196,22 @@ async fn a_batch_aborted_by_a_deadlock_runs_again() -> Result<()> {
     let made = increment(a, &ed, "deadlock").await?;
     assert_eq!(made.status, 200, "{}", made.body);
 
-    sqlx::any::install_default_drivers();
-    let watcher = sqlx::AnyPool::connect(&cluster.database).await?;
-    let mut holder = sqlx::AnyConnection::connect(&cluster.database).await?;
-    let mut held = holder.begin().await?;
-    sqlx::query(
-        "SELECT key FROM documents WHERE tenant = 'acme' AND collection = 'counters' \
-         AND key = 'deadlock' FOR UPDATE",
-    )
-    .fetch_one(&mut *held)
-    .await?;
+    let mut lock = RowLock::take(&cluster.database, "counters", "deadlock").await?;
     let waiting = tokio::spawn({
         let (url, ed) = (format!("{}/acme/counters/deadlock", a.base), ed.clone());
         async move { sluice_tests::send(reqwest::Client::new().post(url).bearer_auth(ed)).await }
     });
-    let watcher = &watcher;
-    sluice_tests::eventually("A's batch waiting for the locked row", || async move {
-        let waits: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'",
-        )
-        .fetch_one(watcher)
+    lock.until_waiting("transactionid", "A's batch waiting for the locked row")
         .await?;
-        Ok((waits > 0).then_some(()))
-    })
-    .await?;
     // A circle: A's batch waits for this row, this session for A's lock.
     // PostgreSQL breaks it after deadlock_timeout (1 s) by aborting the
     // batch, whose wait began first; then this session has the lock.
+    let key = document_lock("acme", "counters", "deadlock");
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(document_lock("acme", "counters", "deadlock"))
-        .execute(&mut *held)
+        .bind(key)
+        .execute(&mut lock.session)
         .await?;
-    held.rollback().await?;
+    lock.release().await?;
 
     let done = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
@@ -286,4 +224,52 @@ async fn a_batch_aborted_by_a_deadlock_runs_again() -> Result<()> {
         "no retry in node A's log:\n{log}"
     );
     Ok(())
+}
+
+/// A session of the test's own holding one of tenant acme's document rows
+/// locked (`FOR UPDATE`), and a pool to watch who waits for what.
+struct RowLock {
+    session: sqlx::AnyConnection,
+    watcher: sqlx::AnyPool,
+}
+
+impl RowLock {
+    /// Locks the row of `collection/key` until [`RowLock::release`].
+    async fn take(database: &str, collection: &str, key: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let mut session = sqlx::AnyConnection::connect(database).await?;
+        sqlx::raw_sql("BEGIN").execute(&mut session).await?;
+        let locked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM documents WHERE tenant = 'acme' \
+             AND collection = $1 AND key = $2 FOR UPDATE) AS r",
+        )
+        .bind(collection)
+        .bind(key)
+        .fetch_one(&mut session)
+        .await?;
+        anyhow::ensure!(locked == 1, "no document {collection}/{key} to lock");
+        let watcher = sqlx::AnyPool::connect(database).await?;
+        Ok(Self { session, watcher })
+    }
+
+    /// Waits until some session waits for a lock of `locktype`.
+    async fn until_waiting(&self, locktype: &'static str, what: &str) -> Result<()> {
+        let watcher = &self.watcher;
+        sluice_tests::eventually(what, || async move {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = $1",
+            )
+            .bind(locktype)
+            .fetch_one(watcher)
+            .await?;
+            Ok((n > 0).then_some(()))
+        })
+        .await
+    }
+
+    /// Ends the session's transaction: the row is free.
+    async fn release(mut self) -> Result<()> {
+        sqlx::raw_sql("ROLLBACK").execute(&mut self.session).await?;
+        Ok(())
+    }
 }

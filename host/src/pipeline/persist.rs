@@ -356,7 +356,6 @@ impl Contention {
     /// on a database other nodes share, the cluster's, so re-runs on one
     /// document from every node take turns.
     async fn lock(&self, store: &Store, tenant: &str, key: &DocKey) -> ContentionGuard {
-        // The same on every node, so all of them lock the same document.
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((
             tenant,
             &key.collection,
@@ -365,7 +364,8 @@ impl Contention {
         let stripe = &self.stripes[(hash % self.stripes.len() as u64) as usize];
         let local = stripe.clone().lock_owned().await;
         // Without it re-runs still commit correctly, only less fairly.
-        let cluster = store.lock_document(hash).await.unwrap_or_else(|e| {
+        let locked = store.lock_document(tenant, &key.collection, &key.key);
+        let cluster = locked.await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "no cluster-wide re-run lock; re-running without it");
             None
         });

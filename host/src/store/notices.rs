@@ -114,16 +114,23 @@ impl Store {
         )
     }
 
-    /// On PostgreSQL, waits for the cluster-wide lock on the document whose
-    /// stable hash (the same on every node) is `hash`, held until the
-    /// returned value is dropped; `None` on SQLite, where one host owns the
-    /// database and its own lock suffices.
-    pub async fn lock_document(&self, hash: u64) -> Result<Option<DocumentLock>, StoreError> {
+    /// On PostgreSQL, waits for the cluster-wide lock on document
+    /// `collection/key` of `tenant`, held until the returned value is
+    /// dropped; `None` on SQLite, where one host owns the database and its
+    /// own lock suffices.
+    pub async fn lock_document(
+        &self,
+        tenant: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<DocumentLock>, StoreError> {
         let Some(pool) = &self.locks else {
             return Ok(None);
         };
-        // Two documents sharing 32 bits of hash merely take turns too.
-        let id = (hash >> 32) as i32;
+        // The commit's key for the document (a stable hash, the same on
+        // every node); two documents sharing its top 32 bits merely take
+        // turns too.
+        let id = (super::locks::document_key(tenant, collection, key) >> 32) as i32;
         let mut conn = pool.acquire().await?;
         sqlx::query("SELECT pg_advisory_lock($1, $2)")
             .bind(DOCUMENT_LOCKS)

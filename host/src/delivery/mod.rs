@@ -143,14 +143,13 @@ impl Slots {
                 }
                 let keys = waiting.get(&tenant).map_or(&[][..], Vec::as_slice);
                 let last = self.last_consumer.get(&tenant);
-                let next = after(keys.iter(), last).into_iter().find(|key| {
-                    let free = catalog.consumers.get(key).is_some_and(|c| {
-                        self.running.get(key).copied().unwrap_or(0) < c.concurrency
-                    });
-                    free && self.ahead.get(key).is_some_and(|q| !q.is_empty())
+                let next = after(keys.iter(), last).into_iter().find_map(|key| {
+                    let consumer = catalog.consumers.get(&key)?;
+                    let free = self.running.get(&key).copied().unwrap_or(0) < consumer.concurrency;
+                    let ready = self.ahead.get(&key).is_some_and(|q| !q.is_empty());
+                    (free && ready).then(|| (key, consumer.clone()))
                 });
-                let Some(key) = next else { continue };
-                let Some(consumer) = catalog.consumers.get(&key).cloned() else {
+                let Some((key, consumer)) = next else {
                     continue;
                 };
                 let Some((due, lease, attempt)) =

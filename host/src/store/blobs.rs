@@ -114,12 +114,7 @@ impl Store {
         let Some(quota) = self.storage_quotas.get(tenant) else {
             return Ok(None);
         };
-        let used: Option<i64> =
-            // PostgreSQL keeps a tenant's usage in several rows (committers'
-            // shards); SQLite in one.
-            sqlx::query_scalar(
-                "SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM tenant_usage WHERE tenant = $1",
-            )
+        let used: Option<i64> = sqlx::query_scalar(super::tenants::STORED_BYTES)
             .bind(tenant)
             .fetch_one(&self.reads)
             .await?;

@@ -28,7 +28,7 @@ const COMMIT_LOCK: i64 = 0x736c_7569_6366;
 /// Past this many document and blob keys a batch locks every committer out
 /// instead: PostgreSQL's lock table is shared and bounded
 /// (`max_locks_per_transaction` × connections).
-pub(super) const MAX_KEY_LOCKS: usize = 512;
+const MAX_KEY_LOCKS: usize = 512;
 
 /// How a lock is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,8 +39,19 @@ pub(super) enum Mode {
     Exclusive,
 }
 
+impl Mode {
+    /// Exclusive when `exclusive`, else shared.
+    pub(super) fn exclusive_if(exclusive: bool) -> Self {
+        if exclusive {
+            Self::Exclusive
+        } else {
+            Self::Shared
+        }
+    }
+}
+
 /// Which locks a batch takes, in the order it takes them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Plan {
     /// (key, mode), already in lock order.
     locks: Vec<(i64, Mode)>,
@@ -54,8 +65,7 @@ impl Plan {
         let (tenants, keys) = (strongest(tenants), strongest(keys));
         let whole = keys.len() > MAX_KEY_LOCKS;
         let mut locks = Vec::with_capacity(1 + tenants.len() + keys.len());
-        let mode = if whole { Mode::Exclusive } else { Mode::Shared };
-        locks.push((COMMIT_LOCK, mode));
+        locks.push((COMMIT_LOCK, Mode::exclusive_if(whole)));
         locks.extend(tenants);
         if !whole {
             locks.extend(keys);
@@ -66,9 +76,6 @@ impl Plan {
     /// Takes every lock, waiting for holders in the other mode; they are
     /// held until the transaction ends.
     pub(super) async fn take(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        if self.locks.is_empty() {
-            return Ok(());
-        }
         // One round trip, no prepared statement to cache: the text holds
         // only integers we made. A VALUES list is scanned in order, so the
         // locks are taken in the plan's order.

@@ -104,6 +104,11 @@ impl StorageQuotas {
     }
 }
 
+/// The bytes tenant `$1` stores: the sum of its usage rows (one on
+/// SQLite; on PostgreSQL one per committer that added to it).
+pub(super) const STORED_BYTES: &str =
+    "SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM tenant_usage WHERE tenant = $1";
+
 impl Store {
     /// Runs `statement` on one tenant's row in a write transaction that tells
     /// other nodes when it changed the row; true if it did.

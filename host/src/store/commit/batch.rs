@@ -416,7 +416,7 @@ fn plan(staged: &[Staged<'_>], ctx: &Context) -> Plan {
         let tenant = &*s.request.record.tenant;
         // A tenant with a quota: its usage is read, checked and added to.
         let quota = ctx.storage_quotas.get(tenant).is_some();
-        tenants.push((locks::tenant_key(tenant), mode(quota)));
+        tenants.push((locks::tenant_key(tenant), Mode::exclusive_if(quota)));
         for DocKey { collection, key } in s.reads.keys() {
             keys.push((locks::document_key(tenant, collection, key), Mode::Shared));
         }
@@ -431,12 +431,4 @@ fn plan(staged: &[Staged<'_>], ctx: &Context) -> Plan {
         }
     }
     Plan::new(tenants, keys)
-}
-
-fn mode(exclusive: bool) -> Mode {
-    if exclusive {
-        Mode::Exclusive
-    } else {
-        Mode::Shared
-    }
 }

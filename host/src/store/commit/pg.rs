@@ -255,12 +255,10 @@ async fn stored_bytes(
 ) -> Result<HashMap<Arc<str>, i64>, sqlx::Error> {
     let mut usage = HashMap::new();
     for tenant in tenants {
-        let bytes: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(SUM(stored_bytes) AS BIGINT) FROM tenant_usage WHERE tenant = $1",
-        )
-        .bind(&**tenant)
-        .fetch_one(&mut *conn)
-        .await?;
+        let bytes: Option<i64> = sqlx::query_scalar(crate::store::tenants::STORED_BYTES)
+            .bind(&**tenant)
+            .fetch_one(&mut *conn)
+            .await?;
         usage.insert(tenant.clone(), bytes.unwrap_or(0));
     }
     Ok(usage)

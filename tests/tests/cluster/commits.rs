@@ -57,14 +57,8 @@ async fn a_commit_waiting_on_one_node_does_not_hold_up_another() -> Result<()> {
     }
 
     let lock = RowLock::take(&cluster.database, "counters", "blocked").await?;
-    let waiting = tokio::spawn({
-        let (a_base, ed) = (a.base.clone(), ed.clone());
-        async move {
-            let client = reqwest::Client::new();
-            let url = format!("{a_base}/acme/counters/blocked");
-            sluice_tests::send(client.post(url).bearer_auth(ed)).await
-        }
-    });
+    let path = "/acme/counters/blocked";
+    let waiting = spawn(a.request(Method::POST, path).bearer_auth(&ed));
     // Until A's batch is under way and waiting for the row.
     lock.until_waiting("transactionid", "A's commit waiting for the locked row")
         .await?;
@@ -159,11 +153,16 @@ async fn a_storage_quota_holds_across_nodes() -> Result<()> {
 
 /// Posts `body` to the probe through `node` on a task of its own.
 fn spawn_post(node: &Node, token: &str, body: serde_json::Value) -> JoinHandle<Result<Reply>> {
-    let url = format!("{}/acme/probe/documents", node.base);
-    let request = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .json(&body);
+    let path = "/acme/probe/documents";
+    spawn(
+        node.request(Method::POST, path)
+            .bearer_auth(token)
+            .json(&body),
+    )
+}
+
+/// Sends `request` on a task of its own.
+fn spawn(request: reqwest::RequestBuilder) -> JoinHandle<Result<Reply>> {
     tokio::spawn(sluice_tests::send(request))
 }
 
@@ -197,10 +196,8 @@ async fn a_batch_aborted_by_a_deadlock_runs_again() -> Result<()> {
     assert_eq!(made.status, 200, "{}", made.body);
 
     let mut lock = RowLock::take(&cluster.database, "counters", "deadlock").await?;
-    let waiting = tokio::spawn({
-        let (url, ed) = (format!("{}/acme/counters/deadlock", a.base), ed.clone());
-        async move { sluice_tests::send(reqwest::Client::new().post(url).bearer_auth(ed)).await }
-    });
+    let path = "/acme/counters/deadlock";
+    let waiting = spawn(a.request(Method::POST, path).bearer_auth(&ed));
     lock.until_waiting("transactionid", "A's batch waiting for the locked row")
         .await?;
     // A circle: A's batch waits for this row, this session for A's lock.

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use reqwest::Method;
@@ -997,15 +998,11 @@ async fn deployed_code_is_loaded_on_first_use_and_unloaded_when_idle() -> Result
     };
     call("/lazy/f/x").await?;
     assert_eq!(components_loaded(&host, &key).await?, base + 1);
-    let mut unloaded = false;
-    for _ in 0..100 {
-        if components_loaded(&host, &key).await? == base {
-            unloaded = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(unloaded, "idle code is unloaded within 10 s");
+    let (every, guard) = (Duration::from_millis(100), Duration::from_secs(10));
+    sluice_tests::poll_until("idle code unloaded within 10 s", every, guard, || async {
+        Ok((components_loaded(&host, &key).await? == base).then_some(()))
+    })
+    .await?;
     call("/lazy/g/x").await?;
     call("/lazy/f/x").await?;
     assert_eq!(components_loaded(&host, &key).await?, base + 2);

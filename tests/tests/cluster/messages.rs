@@ -24,6 +24,7 @@ const DRAIN_GUARD: Duration = Duration::from_secs(180);
 const HANDLED: &str = r#"sluice_messages_total{tenant="acme",function="consumer",outcome="ok"}"#;
 const DEPTH: &str = r#"sluice_queue_depth{tenant="acme",function="consumer"}"#;
 const DEAD: &str = r#"sluice_dead_letters{tenant="acme",function="consumer"}"#;
+const RUNNING: &str = "sluice_instances_in_use";
 
 fn acme() -> String {
     token("ops", "acme", &[])
@@ -152,12 +153,14 @@ async fn a_node_killed_under_load_loses_no_message() -> Result<()> {
 
     let every = Duration::from_millis(50);
     let b = &cluster.b;
-    let by_b =
-        sluice_tests::poll_until("node B to handle messages", every, DRAIN_GUARD, || async {
-            let by_b = handled(b, &key).await?;
-            Ok((by_b >= 100.0).then_some(by_b))
-        })
-        .await?;
+    // Killed while it runs consumers, so it dies holding their leases.
+    let what = "node B to handle messages, with some running";
+    let by_b = sluice_tests::poll_until(what, every, DRAIN_GUARD, || async {
+        let metrics = b.metrics(&key).await?;
+        let (by_b, running) = (sample(&metrics, HANDLED)?, sample(&metrics, RUNNING)?);
+        Ok((by_b >= 100.0 && running >= 4.0).then_some(by_b))
+    })
+    .await?;
     let Cluster { a, b, .. } = cluster;
     let backlog = sample(&a.metrics(&key).await?, DEPTH)?;
     b.kill()?;
@@ -231,17 +234,13 @@ async fn a_tenants_backlog_does_not_delay_another_tenant_on_three_nodes() -> Res
         .await?;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let handled = "SELECT count(*) FROM documents WHERE tenant = 'fair' AND collection = 'effects'";
-    let left = loop {
+    let what = "fair's 100 messages, not behind acme's backlog";
+    let every = Duration::from_millis(100);
+    let left = sluice_tests::poll_until(what, every, Duration::from_secs(10), || async {
         let left = count(backlog).await?;
-        if count(handled).await? == 100 {
-            break left;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "fair's 100 messages wait behind acme's backlog ({left} left)"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        Ok((count(handled).await? == 100).then_some(left))
+    })
+    .await?;
     eprintln!(
         "fair's 100 handled in {:?}, {left} of acme's left",
         started.elapsed()

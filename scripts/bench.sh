@@ -17,6 +17,10 @@
 #   sluice send            POST /acme/consumer/send: one queue message per request;
 #                          then messages end to end (send to the consumer's commit)
 #                          and the drain of the backlog left when sends stop
+#   sluice download        GET /demo/files/{name}: JWT, fresh instance, a 64 KiB blob
+#                          streamed from its file
+#   sluice download s3     the same with blobs in an S3 bucket (s3s-fs on loopback,
+#                          scripts/s3.sh); S3=0 skips it
 #   wasmtime serve         wasi:http hello, fresh instance per request
 #   wasmtime reuse128      the same, --max-instance-reuse-count 128
 #   naive commit           one row per transaction, WAL, synchronous=FULL, Python's
@@ -27,7 +31,7 @@
 #                          after the load
 # Each wrk row also gives the server's CPU a request (its utime + stime over
 # the run, divided by the requests answered).
-# Environment: DURATION (10s), CONNECTIONS (64), PORT (18080), MICRO (1),
+# Environment: DURATION (10s), CONNECTIONS (64), PORT (18080), MICRO (1), S3 (1),
 # SLUICE (a `sluice` binary to measure instead of this tree's release build:
 # an older commit's, to compare before and after in one run).
 set -euo pipefail
@@ -37,6 +41,7 @@ duration=${DURATION:-10s}
 connections=${CONNECTIONS:-64}
 port=${PORT:-18080}
 micro=${MICRO:-1}
+with_s3=${S3:-1}
 base="http://127.0.0.1:$port"
 out_dir="$root/target/bench"
 tools="$out_dir/tools"
@@ -73,8 +78,10 @@ stop_server() {
         server=
     fi
 }
+s3_dir=
 cleanup() {
     stop_server
+    [ -n "$s3_dir" ] && bash "$root/scripts/s3.sh" stop "$s3_dir"
     rm -rf "$data"
 }
 trap cleanup EXIT
@@ -163,6 +170,15 @@ run "sluice health" GET "$base/_sluice/health" "" ""
 run "sluice read" GET "$base/demo/todos/$todo_id" "$alice" ""
 run "sluice echo" POST "$base/acme/echo/load" "$editor" '{"name":"load","age":1}'
 run "sluice write" POST "$base/demo/channels/bench/posts" "$alice" '{"text":"load"}'
+# A 64 KiB file, then downloads of it.
+blob_body="$data/blob.png"
+head -c 65536 /dev/urandom >"$blob_body"
+upload_blob() {
+    curl -fs -X PUT "$base/demo/files/bench.png" -H "authorization: Bearer $alice" \
+        -H 'content-type: image/png' --data-binary "@$blob_body" >/dev/null
+}
+upload_blob
+run "sluice download" GET "$base/demo/files/bench.png" "$alice" ""
 run "sluice send" POST "$base/acme/consumer/send" "$acme" '{"topic":"bench","payload":{"n":1}}'
 python3 - "$data/sluice.db" "$results" <<'PY'
 import sqlite3, sys, time
@@ -191,6 +207,31 @@ with open(sys.argv[2], "a") as out:
 PY
 record "rss loaded" "kib=$(rss_kib "$server")"
 stop_server
+
+# Downloads again with blobs in an S3 bucket on loopback.
+if [ "$with_s3" != 0 ]; then
+    s3_dir=$(mktemp -d)
+    endpoint=$(bash scripts/s3.sh start "$s3_dir")
+    printf '[default]\naws_access_key_id = sluice-test\naws_secret_access_key = sluice-test-secret\n' \
+        >"$data/s3-credentials"
+    s3_data="$data/s3-host"
+    sed "s|^data_dir = .*|data_dir = \"$s3_data\"|" "$data/sluice.toml" >"$data/sluice-s3.toml"
+    cat >>"$data/sluice-s3.toml" <<TOML
+[blobs]
+store = "s3"
+endpoint = "$endpoint"
+bucket = "sluice-tests"
+prefix = "bench"
+credentials_file = "$data/s3-credentials"
+TOML
+    RUST_LOG=error "$bin" --config "$data/sluice-s3.toml" serve &
+    server=$!
+    wait_for "$base/_sluice/health"
+    alice=$("$bin" --config "$data/sluice-s3.toml" token --sub alice --tenant demo)
+    upload_blob
+    run "sluice download s3" GET "$base/demo/files/bench.png" "$alice" ""
+    stop_server
+fi
 
 # The group-commit anchor, on the same disk.
 python3 - "$data/naive.db" "$results" <<'PY'

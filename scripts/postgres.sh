@@ -78,15 +78,8 @@ as_user() {
     fi
 }
 
-# A port nothing listens on now. Another process may take it before the
-# server does: start() then tries again with another.
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-    else
-        echo $((20000 + RANDOM % 20000))
-    fi
-}
+# shellcheck source=scripts/free-port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/free-port.sh"
 
 start() {
     local dir=$1

@@ -80,7 +80,8 @@ fn invoke(c: &mut Criterion) {
     let store = rt
         .block_on(Store::open(
             &url,
-            &data.path().join("blobs"),
+            sluice_host::store::Files::open(&Default::default(), &data.path().join("blobs"))
+                .expect("blobs"),
             &DatabaseConfig::default(),
             &QueueConfig::default(),
         ))

@@ -20,7 +20,7 @@ use crate::pipeline::persist::Persist;
 use crate::pipeline::receive::Admission;
 use crate::policy::TenantPolicy;
 use crate::runtime::{LoadError, Runtime};
-use crate::store::{Backend, CommitError, Store, StoreError};
+use crate::store::{Backend, CommitError, Files, Store, StoreError};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ impl App {
         let keys = Arc::new(Keys::new(&dev::effective_auth(config).map_err(io_err)?)?);
         let store = Store::open(
             &config.database_url(),
-            &config.blobs_dir(),
+            Files::open(&config.blobs, &config.blobs_dir())?,
             &config.database,
             &config.queue,
         )
@@ -183,7 +183,16 @@ async fn recover(store: &Store) -> Result<(), StartError> {
     }
     // Likewise every staged blob file is from an invocation that is gone,
     // and a crash may have left files and rows out of step.
-    let repair = store.repair_blobs().await?;
+    let repair = match store.repair_blobs().await {
+        Ok(repair) => repair,
+        // A bucket that is down must not keep a node from serving
+        // documents and messages; the sweeper tries again.
+        Err(e) if store.files().is_bucket() => {
+            tracing::warn!(error = %e, "the blob bucket cannot be swept; blob requests fail until it answers");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if repair.staged_removed + repair.orphans_removed + repair.missing.len() > 0 {
         tracing::warn!(
             staged_removed = repair.staged_removed,

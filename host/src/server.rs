@@ -94,6 +94,7 @@ impl Server {
             stopped.clone(),
         ));
         let collector = tokio::spawn(delivery::collect_garbage(store.clone(), stopped.clone()));
+        let sweeper = tokio::spawn(store.clone().sweep_blobs(stopped.clone()));
         let following = tokio::spawn(follower.follow(stopped));
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
@@ -180,6 +181,7 @@ impl Server {
         let _ = scheduler.await;
         let _ = following.await;
         let _ = collector.await;
+        let _ = sweeper.await;
         let _ = dispatching.await;
         // Requests or deliveries still running after the drain may read yet.
         let idle = Arc::strong_count(&pipeline) == 1

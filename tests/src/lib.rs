@@ -3,7 +3,8 @@
 //!
 //! The database is the SQLite file in the data directory, or with
 //! `SLUICE_TEST_BACKEND=postgres` a fresh PostgreSQL database tied to the
-//! data directory ([`database_url`], [`postgres`]).
+//! data directory ([`database_url`], [`postgres`]). Blobs live in the data
+//! directory, or with `SLUICE_TEST_BLOBS=s3` on a test S3 server ([`s3`]).
 //!
 //! Guests are built once by `scripts/build-guests.sh` (the test script runs
 //! it first); every host here loads the example guests and the test guests.
@@ -28,7 +29,9 @@ use tokio::task::JoinHandle;
 
 pub use reqwest::StatusCode;
 
+mod own_server;
 pub mod postgres;
+pub mod s3;
 
 use postgres::{Backend, backend};
 
@@ -107,6 +110,9 @@ pub fn config(data_dir: &Path) -> Result<Config> {
     config.runtime.max_instances = 128;
     // Compiled guests are shared by every test host: compile once per run.
     config.runtime.cache_dir = Some(root().join("target/sluice-test-cache"));
+    if s3::blobs() == s3::Blobs::Bucket {
+        config.blobs = s3::config(data_dir)?;
+    }
     Ok(config)
 }
 
@@ -631,7 +637,10 @@ impl Process {
             Some(url) => format!("database_url = {url:?}\n"),
             None => String::new(),
         };
-        let config = format!("{database}{config}{extra}");
+        let mut config = format!("{database}{config}{extra}");
+        if s3::blobs() == s3::Blobs::Bucket && !extra.contains("[blobs]") {
+            config.push_str(&s3::config_toml(data_dir)?);
+        }
         let config_path = data_dir.join("sluice-test.toml");
         std::fs::write(&config_path, config)?;
         let mut child = Command::new(sluice_binary()?)

@@ -6,14 +6,12 @@
 //! test` directly) starts its own with `scripts/postgres.sh` and stops it
 //! when the process exits.
 
-use std::path::PathBuf;
-use std::process::{ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sqlx::Connection;
 
-use crate::root;
+use crate::own_server::OwnServer;
 
 /// The database the tests run the hosts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,14 +55,6 @@ pub fn sqlite_only(why: &str) -> Result<(), String> {
     }
 }
 
-/// A server this process started, stopped when the process exits.
-struct OwnServer {
-    url: String,
-    /// The write end of the stdin of a watcher that stops the server at EOF,
-    /// i.e. when this process exits, however it exits. Never written.
-    _stop_on_exit: ChildStdin,
-}
-
 /// The URL of the test PostgreSQL server, `postgres://postgres@127.0.0.1:PORT`,
 /// without a database: `SLUICE_TEST_POSTGRES` if set, otherwise a server this
 /// process starts on first use. Blocks while it starts (and, on a new
@@ -75,61 +65,10 @@ pub fn server_url() -> Result<String> {
     {
         return Ok(url);
     }
-    // anyhow::Error is not Clone: keep the message, so every test that
-    // needs the server fails with the same reason.
     static OWN: OnceLock<Result<OwnServer, String>> = OnceLock::new();
-    OWN.get_or_init(|| start_own_server().map_err(|e| format!("{e:#}")))
-        .as_ref()
-        .map(|server| server.url.clone())
-        .map_err(|e| anyhow::anyhow!("starting the test PostgreSQL server: {e}"))
-}
-
-/// Starts a server in a temporary directory, and a watcher process that
-/// stops it and removes the directory once this process has exited.
-fn start_own_server() -> Result<OwnServer> {
-    let script = root().join("scripts/postgres.sh");
-    let dir: PathBuf = std::env::temp_dir().join(format!(
-        "sluice-test-pg-{}-{}",
-        std::process::id(),
-        uuid::Uuid::now_v7().simple()
-    ));
-    // Started first, so that a failed start is cleaned up too. It waits for
-    // EOF on its stdin, which comes when this process exits (the pipe is
-    // close-on-exec: hosts do not inherit it), and ignores the terminal's
-    // signals so that Ctrl-C on the test run still stops the server.
-    let mut watcher = Command::new("bash")
-        .arg("-c")
-        .arg(r#"trap '' INT TERM HUP; cat >/dev/null; exec bash "$0" stop "$1""#)
-        .arg(&script)
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the PostgreSQL watcher")?;
-    let stdin = watcher.stdin.take().context("watcher has no stdin")?;
-    let out = Command::new("bash")
-        .arg(&script)
-        .arg("start")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} start failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let url = String::from_utf8(out.stdout)?.trim().to_owned();
-    if !url.starts_with("postgres://") {
-        bail!("{} start printed {url:?}, not a URL", script.display());
-    }
-    Ok(OwnServer {
-        url,
-        _stop_on_exit: stdin,
-    })
+    let server = OwnServer::get(&OWN, "postgres.sh", "postgres://")
+        .map_err(|e| anyhow::anyhow!("starting the test PostgreSQL server: {e}"))?;
+    Ok(server.url.clone())
 }
 
 /// `server` (a URL without a database) with database `name`; query

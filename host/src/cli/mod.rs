@@ -148,7 +148,8 @@ pub fn admin(url: &Option<String>, key: &Option<String>, config: &Config) -> Res
 /// The configured database, for the commands that work on it directly.
 pub async fn open_store(config: &Config) -> Result<Store> {
     let url = config.database_url();
-    Store::open(&url, &config.blobs_dir(), &config.database, &config.queue)
+    let files = sluice_host::store::Files::open(&config.blobs, &config.blobs_dir())?;
+    Store::open(&url, files, &config.database, &config.queue)
         .await
         .with_context(|| format!("opening {url}"))
 }

@@ -65,6 +65,68 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Where the `sluice` commands that manage a host find its admin API.
     pub cli: CliConfig,
+    /// Where blob bytes live.
+    pub blobs: BlobsConfig,
+}
+
+/// Where blob bytes live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobStoreKind {
+    /// `blobs/` in the data directory.
+    #[default]
+    Local,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// `[blobs]`: where blob bytes live. Credentials are never in this file:
+/// they come from `credentials_file` or the `AWS_*` environment variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// `local` (default) or `s3`.
+    pub store: BlobStoreKind,
+    /// The S3 endpoint, e.g. `https://s3.eu-west-1.amazonaws.com` or a
+    /// MinIO URL; default: AWS's for the region (or `AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// The bucket (required for `s3`).
+    pub bucket: Option<String>,
+    /// The region; default: `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    /// A key prefix inside the bucket, for several clusters in one bucket.
+    pub prefix: String,
+    /// An AWS shared-credentials file; default: the `AWS_*` variables.
+    pub credentials_file: Option<PathBuf>,
+    /// The profile read from `credentials_file`.
+    pub profile: String,
+    /// Uploads larger than this go in parts of this size (at least 5 MiB).
+    pub part_size_bytes: usize,
+    /// How long an object a commit replaced is kept for downloads that
+    /// already read its row.
+    pub delete_delay_secs: u64,
+    /// How old an object without a row must be before the sweeper deletes it.
+    pub orphan_grace_secs: u64,
+    /// How often each node sweeps the bucket for objects without a row.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        Self {
+            store: BlobStoreKind::Local,
+            endpoint: None,
+            bucket: None,
+            region: None,
+            prefix: String::new(),
+            credentials_file: None,
+            profile: "default".to_owned(),
+            part_size_bytes: 8 * 1024 * 1024,
+            delete_delay_secs: 60,
+            orphan_grace_secs: 3600,
+            sweep_interval_secs: 3600,
+        }
+    }
 }
 
 /// `[cli]`: defaults for the `sluice` commands that talk to the admin API.
@@ -94,6 +156,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             cache: CacheConfig::default(),
             cli: CliConfig::default(),
+            blobs: BlobsConfig::default(),
         }
     }
 }
@@ -113,6 +176,9 @@ impl Config {
         config.data_dir = base.join(&config.data_dir);
         for dir in &mut config.functions_dirs {
             *dir = base.join(&*dir);
+        }
+        if let Some(file) = &mut config.blobs.credentials_file {
+            *file = base.join(&*file);
         }
         for key in &mut config.auth.keys {
             if let Some(file) = &mut key.public_key_file {

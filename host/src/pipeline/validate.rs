@@ -231,8 +231,9 @@ where
     {
         return Err(Error::OverQuota { size, headroom });
     }
-    let dir = store.files().tenant(tenant).map_err(|e| storage(&e))?;
-    let mut writer = dir.stage_stream(content_type).map_err(|e| storage(&e))?;
+    let mut writer = (store.files())
+        .stage_stream(tenant, content_type)
+        .map_err(|e| storage(&e))?;
     let mut body = std::pin::pin!(body);
     loop {
         let frame = tokio::time::timeout(timeout, body.frame())
@@ -247,7 +248,7 @@ where
             linger(body.as_mut()).await;
             return Err(Error::TooLarge(target.max_body_bytes));
         }
-        writer.write(&data).await.map_err(|e| storage(&e))?;
+        writer.write(data).await.map_err(|e| storage(&e))?;
     }
     if let Some(headroom) = headroom
         && writer.size() > headroom

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
-use super::files::Repair;
+use super::files::{BlobSource, Repair, RepairError};
 use super::{Store, StoreError};
 
 /// A committed blob's row.
@@ -13,7 +13,7 @@ use super::{Store, StoreError};
 pub struct StoredBlob {
     /// Its name.
     pub name: String,
-    /// The file under the tenant's `objects/` that holds it.
+    /// The id of the bytes that hold it (a file or an object).
     pub file: String,
     /// Its length in bytes.
     pub size: u64,
@@ -51,28 +51,20 @@ impl Store {
         Ok(row.as_ref().map(stored))
     }
 
-    /// The committed blob `name` of `tenant` with its file open for reading.
+    /// The committed blob `name` of `tenant` with its bytes ready to read.
     /// A file replaced by a concurrent commit between the lookup and the
     /// open (and so deleted) is looked up again.
     pub async fn open_blob(
         &self,
         tenant: &str,
         name: &str,
-    ) -> Result<Option<(StoredBlob, std::fs::File)>, StoreError> {
+    ) -> Result<Option<(StoredBlob, BlobSource)>, StoreError> {
         for _ in 0..3 {
             let Some(blob) = self.blob(tenant, name).await? else {
                 return Ok(None);
             };
-            let dir = self
-                .files
-                .tenant(tenant)
-                .map_err(|e| StoreError::Files(e.to_string()))?;
-            let id = blob.file.clone();
-            let opened = tokio::task::spawn_blocking(move || dir.open_object(&id))
-                .await
-                .map_err(|e| StoreError::Files(e.to_string()))?;
-            match opened {
-                Ok(file) => return Ok(Some((blob, file))),
+            match self.files.read_from(tenant, &blob.file).await {
+                Ok(source) => return Ok(Some((blob, source))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::Files(e.to_string())),
             }
@@ -122,36 +114,42 @@ impl Store {
         Ok(Some(quota.saturating_sub(used)))
     }
 
-    /// Brings blob files and rows back in step after a stop or a crash:
-    /// staged files and files without a row are deleted, rows without a
-    /// file are removed (and their bytes given back to the tenant's usage).
-    /// Only for a host that owns the data directory alone, at start-up.
+    /// Brings blob bytes and rows back in step after a stop or a crash:
+    /// staged bytes and bytes without a row are deleted, rows without bytes
+    /// are removed (and their bytes given back to the tenant's usage) when
+    /// this host owns its data alone, and reported otherwise. Runs at
+    /// start-up, and now and then on a bucket ([`Store::sweep_blobs`]).
     pub async fn repair_blobs(&self) -> Result<Repair, StoreError> {
-        let rows = sqlx::query("SELECT tenant, file FROM blobs")
-            .fetch_all(&self.reads)
-            .await?;
-        let mut referenced: HashMap<String, HashSet<String>> = HashMap::new();
-        for row in rows {
-            referenced.entry(row.get(0)).or_default().insert(row.get(1));
-        }
-        // Nodes sharing the database share the blob directory: files younger
-        // than an hour may be another node's work in progress, and a node
-        // whose blobs/ is not the shared one would see every file missing.
-        let shared = self.backend == super::Backend::Postgres;
+        // Nodes sharing the database share the blob storage: bytes younger
+        // than the grace period may be another node's work in progress, and
+        // a node whose blobs/ is not the shared one would see every file
+        // missing.
+        let shared = self.backend == super::Backend::Postgres || self.files.is_bucket();
         let settled = shared
-            .then(|| std::time::SystemTime::now().checked_sub(std::time::Duration::from_secs(3600)))
+            .then(|| std::time::SystemTime::now().checked_sub(self.files.orphan_grace()))
             .flatten();
-        let files = self.files.clone();
-        let report = tokio::task::spawn_blocking(move || files.repair(&referenced, settled))
-            .await
-            .map_err(|e| StoreError::Read(e.to_string()))?
-            .map_err(|e| StoreError::Files(e.to_string()))?;
+        let reads = self.reads.clone();
+        let referenced = || async move {
+            let rows = sqlx::query("SELECT tenant, file FROM blobs")
+                .fetch_all(&reads)
+                .await?;
+            let mut referenced: HashMap<String, HashSet<String>> = HashMap::new();
+            for row in rows {
+                referenced.entry(row.get(0)).or_default().insert(row.get(1));
+            }
+            Ok::<_, sqlx::Error>(referenced)
+        };
+        let report = match self.files.repair(referenced, settled).await {
+            Ok(report) => report,
+            Err(RepairError::Rows(e)) => return Err(e.into()),
+            Err(RepairError::Bytes(e)) => return Err(StoreError::Files(e.to_string())),
+        };
         if report.missing.is_empty() {
         } else if shared {
             // Report; never drop rows from here.
             tracing::error!(
                 missing = report.missing.len(),
-                "blob rows without files: is this node's data directory's blobs/ the shared one?"
+                "blob rows without their bytes: is this node's blob storage the shared one?"
             );
         } else {
             // Before anything is served: the one write besides this host's
@@ -162,6 +160,28 @@ impl Store {
             tx.commit().await?;
         }
         Ok(report)
+    }
+
+    /// Runs [`Store::repair_blobs`] every `sweep_interval_secs` until `stop`,
+    /// on a bucket: there, nothing else deletes what a node's crash or a
+    /// failed commit left, and nodes never restart all at once.
+    pub async fn sweep_blobs(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        if !self.files.is_bucket() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.files.sweep_interval()) => {}
+                _ = stop.changed() => return,
+            }
+            match self.repair_blobs().await {
+                Ok(r) if r.orphans_removed > 0 => {
+                    tracing::info!(orphans_removed = r.orphans_removed, "blob bucket swept");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping the blob bucket failed"),
+            }
+        }
     }
 }
 

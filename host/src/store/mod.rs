@@ -23,7 +23,6 @@ mod queue;
 pub mod staging;
 mod tenants;
 
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,7 +35,7 @@ use tokio::sync::Notify;
 pub use blobs::StoredBlob;
 pub use commit::{CommitError, CommitOutcome, CommitRequest, Committer};
 pub use documents::StoredDocument;
-pub use files::{Files, Repair, StagedFile, StagedWriter, TenantDir};
+pub use files::{BlobSource, BucketError, ByteStream, Files, Repair, StagedFile, StagedWriter};
 pub use functions::{DeployedFunction, NewVersion, StoredVersion, VersionInfo};
 pub use invocations::{InvocationRecord, InvocationRow, Outcome};
 pub use notices::{DocumentLock, Notice, Notices};
@@ -178,9 +177,12 @@ pub enum StoreError {
     /// The database file could not be opened for writing.
     #[error("cannot open the database for writing: {0}")]
     Open(String),
-    /// The blob directory could not be read or written.
+    /// The blob storage could not be read or written.
     #[error("blob storage: {0}")]
     Files(String),
+    /// The blob storage's settings are wrong.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
 }
 
 /// Where the reads on the request and delivery paths run.
@@ -215,10 +217,10 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `url`, runs the migrations
-    /// and starts the committer; blob files live under `blobs`.
+    /// and starts the committer; blob bytes live in `files`.
     pub async fn open(
         url: &str,
-        blobs: &Path,
+        files: Files,
         config: &DatabaseConfig,
         queue: &QueueConfig,
     ) -> Result<Self, StoreError> {
@@ -273,7 +275,7 @@ impl Store {
         let depth = Arc::new(Depth::default());
         depth.replace(queue::count_pending(&mut writer).await?);
         let storage_quotas = Arc::new(StorageQuotas::default());
-        let files = Arc::new(Files::new(blobs));
+        let files = Arc::new(files);
         let context = Arc::new(commit::Context {
             files: files.clone(),
             subscriptions: subscriptions.clone(),

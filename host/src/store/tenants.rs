@@ -239,11 +239,9 @@ impl Store {
         tx.commit().await?;
         // The rows are gone, so the files are unreachable: a tenant made
         // again under this name starts with no blobs.
-        let files = self.files.clone();
-        let tenant = name.to_owned();
-        tokio::task::spawn_blocking(move || files.remove_tenant(&tenant))
+        self.files
+            .remove_tenant(name)
             .await
-            .map_err(|e| StoreError::Files(e.to_string()))?
             .map_err(|e| StoreError::Files(e.to_string()))?;
         Ok(deleted == 1)
     }

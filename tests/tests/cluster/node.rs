@@ -36,17 +36,20 @@ pub struct Node {
 }
 
 impl Node {
-    fn start(name: &'static str, database: &str, dirs: &[PathBuf], extra: &str) -> Result<Self> {
+    fn start(
+        name: &'static str,
+        database: &str,
+        dirs: &[PathBuf],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let data = TempDir::new()?;
         // The environment, because a top-level key cannot follow the
         // sections of the harness's configuration.
-        let process = Process::start_with_env(
-            data.path(),
-            dirs,
-            extra,
-            &[("SLUICE_DATABASE_URL", database)],
-        )
-        .with_context(|| format!("starting node {name}"))?;
+        let mut env = env.to_vec();
+        env.push(("SLUICE_DATABASE_URL", database));
+        let process = Process::start_with_env(data.path(), dirs, extra, &env)
+            .with_context(|| format!("starting node {name}"))?;
         // Logged before the address `start_with_env` waits for.
         let admin = process
             .log()
@@ -74,6 +77,16 @@ impl Node {
     /// Kills the process with SIGKILL: no shutdown, no flush.
     pub fn kill(self) -> Result<()> {
         self.process.kill()
+    }
+
+    /// Waits for the process to exit on its own (a fault point aborted it).
+    pub async fn exited(&mut self) -> Result<std::process::ExitStatus> {
+        self.process.exited().await
+    }
+
+    /// Its data directory.
+    pub fn data(&self) -> &std::path::Path {
+        self.data.path()
     }
 
     /// A request to the public listener at `path`.
@@ -139,8 +152,8 @@ impl Cluster {
     pub async fn start(dirs: &[PathBuf], extra: &str) -> Result<Self> {
         let serial = SERIAL.lock().await;
         let database = fresh_database().await?;
-        let a = Node::start("A", &database, dirs, extra)?;
-        let b = Node::start("B", &database, dirs, extra)?;
+        let a = Node::start("A", &database, dirs, extra, &[])?;
+        let b = Node::start("B", &database, dirs, extra, &[])?;
         Ok(Self {
             a,
             b,
@@ -151,7 +164,18 @@ impl Cluster {
 
     /// Starts one more node on the cluster's database (C, D, …).
     pub fn another(&self, name: &'static str, dirs: &[PathBuf], extra: &str) -> Result<Node> {
-        Node::start(name, &self.database, dirs, extra)
+        Node::start(name, &self.database, dirs, extra, &[])
+    }
+
+    /// [`Cluster::another`] with `env` added to the process's environment.
+    pub fn another_with_env(
+        &self,
+        name: &'static str,
+        dirs: &[PathBuf],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Node> {
+        Node::start(name, &self.database, dirs, extra, env)
     }
 
     /// Runs `sluice ARGS` against node A's admin API with operator key `key`.

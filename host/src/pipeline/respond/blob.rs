@@ -1,12 +1,12 @@
 //! Serving a blob as the body of a function's response: streamed from its
-//! committed file, with `If-None-Match` (304) and a single `Range` (206 or
-//! 416), never read whole.
+//! committed bytes (a file or an object), with `If-None-Match` (304) and a
+//! single `Range` (206 or 416), never read whole.
 
-use std::io::SeekFrom;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use futures_util::Stream;
 use http::header::{
     ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH,
     IF_RANGE, RANGE,
@@ -14,10 +14,9 @@ use http::header::{
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use tokio::io::{AsyncSeekExt, Take};
 
 use super::{Body, Error};
-use crate::store::Store;
+use crate::store::{ByteStream, Store};
 
 /// A `Range` no byte of the blob is in: 416.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,7 +75,7 @@ pub(super) async fn serve(
         tracing::error!(blob = name, error = %e, "serving a blob failed");
         E::BlobUnavailable
     };
-    let (stored, file) = match store.open_blob(tenant, name).await {
+    let (stored, source) = match store.open_blob(tenant, name).await {
         Ok(Some(found)) => found,
         Ok(None) => return Err(E::BlobNotFound(name.to_owned())),
         Err(e) => return Err(unavailable(&e)),
@@ -126,32 +125,28 @@ pub(super) async fn serve(
     response
         .headers_mut()
         .insert(CONTENT_LENGTH, HeaderValue::from(length));
-    let mut file = tokio::fs::File::from_std(file);
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
-            .await
-            .map_err(|e| unavailable(&e))?;
-    }
-    *response.body_mut() = FileBody {
-        file: tokio::io::AsyncReadExt::take(file, length),
-        buf: BytesMut::new(),
+    let stream = source
+        .stream(start, length, CHUNK)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    *response.body_mut() = BlobBody {
+        stream,
         remaining: length,
     }
     .boxed_unsync();
     Ok(response)
 }
 
-/// Streams a file in chunks: memory stays one chunk whatever the size.
-struct FileBody {
-    file: Take<tokio::fs::File>,
-    buf: BytesMut,
+/// Streams a blob in chunks: memory stays about one chunk whatever its size.
+struct BlobBody {
+    stream: ByteStream,
     remaining: u64,
 }
 
 /// Bytes read from a blob's file per frame.
 const CHUNK: usize = 64 * 1024;
 
-impl hyper::body::Body for FileBody {
+impl hyper::body::Body for BlobBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -163,18 +158,16 @@ impl hyper::body::Body for FileBody {
         if this.remaining == 0 {
             return Poll::Ready(None);
         }
-        this.buf.reserve(CHUNK);
-        let file = Pin::new(&mut this.file);
-        match tokio_util::io::poll_read_buf(file, cx, &mut this.buf) {
+        match Pin::new(&mut this.stream).poll_next(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(Ok(0)) => Poll::Ready(Some(Err(std::io::Error::new(
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                "the blob's file is shorter than its size",
+                "the blob's bytes are shorter than its size",
             )))),
-            Poll::Ready(Ok(n)) => {
-                this.remaining = this.remaining.saturating_sub(n as u64);
-                Poll::Ready(Some(Ok(Frame::data(this.buf.split().freeze()))))
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
         }
     }

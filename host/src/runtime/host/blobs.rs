@@ -2,14 +2,13 @@
 //! staged ones; puts go to staged files, made visible only by the commit.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use super::super::bindings::sluice::function::blobs::{Error, Host, Metadata, Page, UploadInfo};
 use crate::config::names::{MAX_BLOB_NAME, is_valid_blob_name};
 use crate::runtime::state::Capabilities;
 use crate::store::staging::StagedBlob;
-use crate::store::{StagedFile, StoredBlob};
+use crate::store::{BlobSource, StagedFile, StoredBlob};
 
 /// Most blobs one `list` call returns.
 const MAX_PAGE: u32 = 1_000;
@@ -71,13 +70,6 @@ enum Found {
     Stored(StoredBlob),
 }
 
-/// Where a read takes a blob's bytes from: a staged file, or a committed
-/// one already open.
-enum Source {
-    Staged(Arc<StagedFile>),
-    Stored(std::fs::File),
-}
-
 impl Capabilities {
     async fn find_blob(&self, name: &str) -> Result<Option<Found>, Error> {
         check_name(name)?;
@@ -93,24 +85,30 @@ impl Capabilities {
         }
     }
 
-    /// Reads `length` bytes at `offset` of a blob, off the async threads.
+    /// Reads `length` bytes at `offset` of a blob.
     async fn read_blob(
         &self,
         name: &str,
         offset: u64,
         length: u64,
     ) -> Result<Option<Vec<u8>>, Error> {
+        /// Where a read takes a blob's bytes from.
+        enum Source {
+            Staged(Arc<StagedFile>),
+            Opened(BlobSource),
+        }
+        use Source::{Opened, Staged};
         check_name(name)?;
         let (size, source) = match self.staging.staged_blob(name) {
             Some(StagedBlob::Delete) => return Ok(None),
-            Some(StagedBlob::Put(staged)) => (staged.size, Source::Staged(staged.clone())),
+            Some(StagedBlob::Put(staged)) => (staged.size, Staged(staged.clone())),
             None => match self
                 .store
                 .open_blob(&self.tenant, name)
                 .await
                 .map_err(unavailable)?
             {
-                Some((blob, file)) => (blob.size, Source::Stored(file)),
+                Some((blob, source)) => (blob.size, Opened(source)),
                 None => return Ok(None),
             },
         };
@@ -121,19 +119,12 @@ impl Capabilities {
                 "{length} bytes do not fit in the function's {max}-byte memory; read it with get-range"
             )));
         }
-        let read = tokio::task::spawn_blocking(move || {
-            let mut file = match source {
-                Source::Staged(staged) => staged.open()?,
-                Source::Stored(file) => file,
-            };
-            file.seek(SeekFrom::Start(offset))?;
-            let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
-            file.take(length).read_to_end(&mut bytes)?;
-            Ok::<_, std::io::Error>(bytes)
-        })
-        .await
-        .map_err(unavailable)?;
-        read.map(Some).map_err(unavailable)
+        let source = match source {
+            Staged(staged) => staged.source().await.map_err(unavailable)?,
+            Opened(source) => source,
+        };
+        let bytes = source.read(offset, length).await.map_err(unavailable)?;
+        Ok(Some(bytes))
     }
 
     async fn stage_blob_put(
@@ -144,15 +135,10 @@ impl Capabilities {
     ) -> Result<Metadata, Error> {
         check_name(&name)?;
         check_content_type(&content_type)?;
-        let dir = self
-            .store
-            .files()
-            .tenant(&self.tenant)
-            .map_err(unavailable)?;
         let size = data.len() as u64;
-        let staged = tokio::task::spawn_blocking(move || dir.stage_bytes(&content_type, &data))
+        let staged = (self.store.files())
+            .stage_bytes(&self.tenant, &content_type, data)
             .await
-            .map_err(unavailable)?
             .map_err(unavailable)?;
         let staged = Arc::new(staged);
         let metadata = staged_metadata(name.clone(), &staged);

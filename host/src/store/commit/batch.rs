@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::ops::Answer;
-use super::publish::remove_files;
 use super::tx::{BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey, Tx, TxError};
 use super::{CommitOutcome, CommitRequest, Context, Effects, Op};
 use crate::config::faults;
@@ -69,14 +68,15 @@ pub(super) async fn write<'a, T: Tx>(
         std::process::abort();
     }
     if let Err(e) = tx.commit().await {
-        let published = batch.publish.iter();
-        remove_files(
-            &ctx.files,
-            published.map(|(f, id)| (f.dir().tenant().into(), id.clone())),
-        );
+        for file in &batch.publish {
+            file.commit_failed(&ctx.files);
+        }
         return Err(e);
     }
-    remove_files(&ctx.files, batch.replaced);
+    for file in &batch.publish {
+        file.keep();
+    }
+    ctx.files.remove_later(batch.replaced);
     Ok(outcomes)
 }
 
@@ -115,8 +115,8 @@ struct Batch {
     records: Vec<InvocationRecord>,
     ends: Vec<DeliveryEnd>,
     blob_rows: BTreeMap<BlobKey, BlobRow>,
-    /// Staged files to make visible, under the committed names given them.
-    publish: Vec<(Arc<StagedFile>, String)>,
+    /// Staged blobs to make readable under their ids.
+    publish: Vec<Arc<StagedFile>>,
     /// Committed files replaced or deleted: removed once the batch commits.
     replaced: Vec<(Arc<str>, String)>,
 }
@@ -330,8 +330,8 @@ impl Batch {
         }
     }
 
-    /// Stages blob rows; a put gets a fresh committed file name, and the
-    /// file it replaces is removed after the commit.
+    /// Stages blob rows; the bytes a put replaces are removed after the
+    /// commit.
     fn write_blobs(&mut self, tenant: &Arc<str>, blobs: &BTreeMap<String, StagedBlob>) {
         for (name, blob) in blobs {
             let key = (tenant.clone(), name.clone());
@@ -342,10 +342,10 @@ impl Batch {
             match blob {
                 StagedBlob::Put(file) => {
                     let now = BlobCurrent {
-                        file: uuid::Uuid::now_v7().simple().to_string(),
+                        file: file.id().to_owned(),
                         size: i64::try_from(file.size).unwrap_or(i64::MAX),
                     };
-                    self.publish.push((file.clone(), now.file.clone()));
+                    self.publish.push(file.clone());
                     self.blobs_now.insert(key.clone(), now.clone());
                     self.blob_rows.insert(key, Some((now, file.clone())));
                 }

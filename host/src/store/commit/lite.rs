@@ -434,7 +434,7 @@ impl Tx for LiteTx<'_> {
         Ok(())
     }
 
-    async fn publish(&mut self, files: &[(Arc<StagedFile>, String)]) -> Result<(), TxError> {
+    async fn publish(&mut self, files: &[Arc<StagedFile>]) -> Result<(), TxError> {
         // This is the committer's own thread: it may block.
         Ok(publish_now(files)?)
     }

@@ -101,7 +101,7 @@ impl Tx for PgTx<'_> {
         Ok(write_blob_rows(&mut self.0, rows, now).await?)
     }
 
-    async fn publish(&mut self, files: &[(Arc<StagedFile>, String)]) -> Result<(), TxError> {
+    async fn publish(&mut self, files: &[Arc<StagedFile>]) -> Result<(), TxError> {
         Ok(publish_files(files).await?)
     }
 

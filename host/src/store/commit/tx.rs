@@ -143,7 +143,7 @@ pub(super) trait Tx: Send {
     /// Makes staged blob files visible under their committed names.
     fn publish(
         &mut self,
-        files: &[(Arc<StagedFile>, String)],
+        files: &[Arc<StagedFile>],
     ) -> impl Future<Output = Result<(), TxError>> + Send;
 
     /// Leases those of `claim.ids` still free: (delivery id, lease, attempt).

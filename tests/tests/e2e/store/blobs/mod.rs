@@ -8,6 +8,7 @@ mod recovery;
 mod serving;
 mod staging;
 mod streaming;
+mod tenants;
 mod uploads;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sluice_tests::postgres::sqlite_only;
+use sluice_tests::s3::{Blobs, local_only};
 use sluice_tests::{
     HANG_GUARD, Process, Reply, TestHost, admin, entries_under, eventually, files_under,
     operator_key, root, send, token,
@@ -192,9 +194,15 @@ async fn download(host: &TestHost, name: &str, headers: &[(&str, &str)]) -> Resu
     host.send(req).await
 }
 
-/// `<data>/blobs/<tenant>`.
+/// Where `tenant`'s blob bytes are on disk: `<data>/blobs/<tenant>`, or in
+/// the bucket pass the tenant's keys on the S3 server's disk. Either way
+/// committed blobs are files in its `objects/`.
 fn blob_dir(data: &Path, tenant: &str) -> PathBuf {
-    data.join("blobs").join(tenant)
+    match sluice_tests::s3::blobs() {
+        Blobs::Local => data.join("blobs").join(tenant),
+        Blobs::Bucket => sluice_tests::s3::tenant_dir(data, tenant)
+            .unwrap_or_else(|e| panic!("the test S3 server: {e:#}")),
+    }
 }
 
 /// The file that holds committed blob `name`, from its row in `blobs`.
@@ -229,15 +237,39 @@ async fn blob_rows(host: &TestHost, tenant: &str) -> Result<i64> {
         .await
 }
 
-/// Waits until the tenant has no staged file left: the host may delete a
-/// failed invocation's files just after it answers.
+/// Waits until the tenant has no staged bytes left: the host may delete a
+/// failed invocation's just after it answers. In a directory they are in
+/// `tmp/`; in a bucket they are objects no row names.
 async fn no_staged_files(data: &Path, tenant: &str) -> Result<()> {
-    let tmp = blob_dir(data, tenant).join("tmp");
-    eventually(&format!("{} to be empty", tmp.display()), || {
-        let tmp = tmp.clone();
-        async move { Ok(files_under(&tmp)?.is_empty().then_some(())) }
-    })
-    .await
+    let dir = blob_dir(data, tenant);
+    match sluice_tests::s3::blobs() {
+        Blobs::Local => {
+            let tmp = dir.join("tmp");
+            eventually(&format!("{} to be empty", tmp.display()), || {
+                let tmp = tmp.clone();
+                async move { Ok(files_under(&tmp)?.is_empty().then_some(())) }
+            })
+            .await
+        }
+        Blobs::Bucket => {
+            let objects = dir.join("objects");
+            eventually("every object to have a row", || {
+                let objects = objects.clone();
+                async move {
+                    let db = sluice_tests::db(data).await?;
+                    let rows: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM blobs WHERE tenant = $1")
+                            .bind(tenant)
+                            .fetch_one(&db)
+                            .await?;
+                    db.close().await;
+                    let files = files_under(&objects)?.len() as i64;
+                    Ok((files == rows).then_some(()))
+                }
+            })
+            .await
+        }
+    }
 }
 
 /// Asserts `reply` is a problem whose type ends with `kind`.

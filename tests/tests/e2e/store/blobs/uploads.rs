@@ -188,3 +188,50 @@ async fn raw_uploads_are_refused_by_type_size_and_quota() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// With the bucket unreachable (nothing listens at its endpoint), blob
+/// requests fail within the harness's hang guard, not after the S3
+/// client's default 3-minute retry: an upload is 503
+/// `store-unavailable` with `retry-after`, a guest's put is `unavailable`
+/// (an error it handles), and documents work on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_bucket_fails_blob_requests_fast() -> Result<()> {
+    let data = TempDir::new()?;
+    let credentials = sluice_tests::s3::credentials_file(data.path())?;
+    // A port just released: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let host = TestHost::start_with(data, |config| {
+        config.blobs = sluice_host::config::BlobsConfig {
+            store: sluice_host::config::BlobStoreKind::S3,
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            bucket: Some("nowhere".to_owned()),
+            region: Some("us-east-1".to_owned()),
+            credentials_file: Some(credentials),
+            ..Default::default()
+        };
+    })
+    .await?;
+    let refused = upload(&host, "/acme/blobs/upload", "image/png", noise(9, 1000)).await?;
+    refused.assert_problem(503);
+    assert!(
+        refused.body["type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("store-unavailable")
+    );
+    assert_eq!(refused.header("retry-after"), "1");
+    let put = run(&host, json!([put_op("x", "text/plain", b"x")])).await?;
+    assert!(is_error(&put[0], "unavailable"), "{}", put[0]);
+    let counted = host
+        .send(
+            host.client
+                .post(host.url("/acme/counters/still"))
+                .bearer_auth(acme()),
+        )
+        .await?;
+    assert_eq!(counted.status, 200, "{}", counted.body);
+    assert_eq!(blob_rows(&host, "acme").await?, 0);
+    Ok(())
+}

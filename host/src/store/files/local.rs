@@ -1,13 +1,11 @@
-//! Blob files: each tenant's directory under `<data>/blobs/<tenant>/`, opened
-//! as a cap-std [`Dir`] so that every path the host builds resolves inside
-//! it and no symlink planted in the tree leads out.
+//! Blob files in directories: each tenant's under `<data>/blobs/<tenant>/`,
+//! opened as a cap-std [`Dir`] so that every path the host builds resolves
+//! inside it and no symlink planted in the tree leads out.
 //!
-//! A guest's blob names never reach a path: a blob is stored in a file named
-//! by the host (a UUID), and the database row maps the name to it. Staged
-//! content goes to `tmp/<id>`; the committer renames it to `objects/<id>` in
-//! the batch that commits its row. A file in `objects/` without a row (a crash
-//! between the rename and the commit) is never served, and start-up repair
-//! deletes it.
+//! Staged content goes to `tmp/<id>`; the committer renames it to
+//! `objects/<id>` in the batch that commits its row. A file in `objects/`
+//! without a row (a crash between the rename and the commit) is never
+//! served, and start-up repair deletes it.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
@@ -20,24 +18,22 @@ use cap_std::fs::{Dir, OpenOptions};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::{Home, Repair, StagedFile, new_id};
+
 const TMP: &str = "tmp";
 const OBJECTS: &str = "objects";
 
 /// The blob directories of every tenant.
-pub struct Files {
+#[derive(Clone)]
+pub struct Dirs {
     root: PathBuf,
-    tenants: RwLock<HashMap<Arc<str>, Arc<TenantDir>>>,
+    tenants: Arc<RwLock<HashMap<Arc<str>, Arc<TenantDir>>>>,
 }
 
 /// One tenant's blob directory.
 pub struct TenantDir {
     tenant: Arc<str>,
     dir: Dir,
-}
-
-/// A new file id: time-ordered, unique, safe as a file name.
-fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
 }
 
 fn tmp_path(id: &str) -> String {
@@ -48,12 +44,12 @@ fn object_path(id: &str) -> String {
     format!("{OBJECTS}/{id}")
 }
 
-impl Files {
+impl Dirs {
     /// The blob directories under `root`, created on first use.
     pub fn new(root: &Path) -> Self {
         Self {
             root: root.to_owned(),
-            tenants: RwLock::default(),
+            tenants: Arc::default(),
         }
     }
 
@@ -93,9 +89,6 @@ impl Files {
 
     /// Deletes `tenant`'s directory and everything in it. Blocking.
     pub fn remove_tenant(&self, tenant: &str) -> io::Result<()> {
-        if !crate::config::names::is_valid_name(tenant) {
-            return Ok(());
-        }
         self.forget(tenant);
         match std::fs::remove_dir_all(self.root.join(tenant)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -168,17 +161,23 @@ impl Files {
         }
         Ok(report)
     }
-}
 
-/// What start-up repair found.
-#[derive(Debug, Default)]
-pub struct Repair {
-    /// Staged files of invocations that never committed.
-    pub staged_removed: usize,
-    /// Committed files whose transaction never committed.
-    pub orphans_removed: usize,
-    /// (tenant, file) rows whose file is gone.
-    pub missing: Vec<(String, String)>,
+    /// Deletes committed files of several tenants, off the async threads.
+    pub fn remove_later(&self, ids: Vec<(Arc<str>, String)>) {
+        let dirs = self.clone();
+        let remove = move || {
+            for (tenant, id) in ids {
+                match dirs.tenant(&tenant) {
+                    Ok(dir) => dir.remove_objects(std::slice::from_ref(&id)),
+                    Err(e) => tracing::warn!(%tenant, error = %e, "blob directory unavailable"),
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
 }
 
 impl TenantDir {
@@ -204,10 +203,36 @@ impl TenantDir {
         }
     }
 
-    /// Makes the staged `blob` visible as the committed file `id`. Blocking.
-    pub fn publish(&self, blob: &StagedFile, id: &str) -> io::Result<()> {
-        self.dir
-            .rename(tmp_path(&blob.id), &self.dir, object_path(id))
+    /// Opens the staged file `id` for reading.
+    pub fn open_staged(&self, id: &str) -> io::Result<std::fs::File> {
+        Ok(self.dir.open(tmp_path(id))?.into_std())
+    }
+
+    /// Makes the staged file `id` visible as the committed file `id`. Blocking.
+    pub fn publish(&self, id: &str) -> io::Result<()> {
+        self.dir.rename(tmp_path(id), &self.dir, object_path(id))
+    }
+
+    /// Moves the published file `id` back to staging, or deletes it.
+    pub fn unpublish(&self, id: &str) {
+        if self
+            .dir
+            .rename(object_path(id), &self.dir, tmp_path(id))
+            .is_err()
+        {
+            self.remove_objects(&[id.to_owned()]);
+        }
+    }
+
+    /// Deletes the staged file `id`, if it is still staged.
+    pub fn remove_staged(&self, id: &str) {
+        match self.dir.remove_file(tmp_path(id)) {
+            Ok(()) => {}
+            // Renamed into objects/ by its commit.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(tenant = %self.tenant, error = %e,
+                "could not delete a staged blob; start-up repair will"),
+        }
     }
 
     /// Flushes the renames into `objects/` to disk. Blocking.
@@ -223,7 +248,7 @@ impl TenantDir {
         content_type: &str,
         data: &[u8],
     ) -> io::Result<StagedFile> {
-        let mut staged = StagedFile::guard(self, new_id(), content_type);
+        let mut staged = StagedFile::new(Home::Dir(self.clone()), new_id(), content_type);
         let mut file = self.dir.open_with(
             tmp_path(&staged.id),
             OpenOptions::new().write(true).create_new(true),
@@ -237,7 +262,7 @@ impl TenantDir {
 
     /// Starts a staged file written in chunks, for a streamed upload.
     pub fn stage_stream(self: &Arc<Self>, content_type: &str) -> io::Result<StagedWriter> {
-        let guard = StagedFile::guard(self, new_id(), content_type);
+        let guard = StagedFile::new(Home::Dir(self.clone()), new_id(), content_type);
         let file = self.dir.open_with(
             tmp_path(&guard.id),
             OpenOptions::new().write(true).create_new(true),
@@ -252,63 +277,6 @@ impl TenantDir {
             hasher: Sha256::new(),
             staged: guard,
         })
-    }
-}
-
-/// A staged blob file: deleted when dropped, unless the commit renamed it
-/// into `objects/` first.
-pub struct StagedFile {
-    dir: Arc<TenantDir>,
-    id: String,
-    /// Its length.
-    pub size: u64,
-    /// Hex SHA-256 of its content.
-    pub etag: String,
-    /// The media type it was staged with.
-    pub content_type: String,
-}
-
-impl std::fmt::Debug for StagedFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StagedFile")
-            .field("tenant", &self.dir.tenant)
-            .field("id", &self.id)
-            .field("size", &self.size)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StagedFile {
-    fn guard(dir: &Arc<TenantDir>, id: String, content_type: &str) -> Self {
-        Self {
-            dir: dir.clone(),
-            id,
-            size: 0,
-            etag: String::new(),
-            content_type: content_type.to_owned(),
-        }
-    }
-
-    /// The tenant directory it is staged in.
-    pub fn dir(&self) -> &Arc<TenantDir> {
-        &self.dir
-    }
-
-    /// Opens it for reading: a function reading back what it staged.
-    pub fn open(&self) -> io::Result<std::fs::File> {
-        Ok(self.dir.dir.open(tmp_path(&self.id))?.into_std())
-    }
-}
-
-impl Drop for StagedFile {
-    fn drop(&mut self) {
-        match self.dir.dir.remove_file(tmp_path(&self.id)) {
-            Ok(()) => {}
-            // Renamed into objects/ by its commit.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(tenant = %self.dir.tenant, error = %e,
-                "could not delete a staged blob; start-up repair will"),
-        }
     }
 }
 
@@ -348,41 +316,45 @@ mod tests {
     #[test]
     fn staged_files_vanish_unless_published() {
         let root = tempfile::tempdir().expect("tempdir");
-        let files = Files::new(root.path());
+        let files = Dirs::new(root.path());
         let dir = files.tenant("acme").expect("dir");
         let staged = dir.stage_bytes("text/plain", b"hello").expect("stage");
         assert_eq!(staged.size, 5);
         let kept = dir.stage_bytes("text/plain", b"kept").expect("stage");
-        dir.publish(&kept, "k1").expect("publish");
+        kept.publish().expect("publish");
+        kept.keep();
         dir.sync_objects().expect("sync");
+        let id = kept.id().to_owned();
         drop((staged, kept));
         let tmp = std::fs::read_dir(root.path().join("acme/tmp"))
             .expect("tmp")
             .count();
         assert_eq!(tmp, 0);
-        let kept = std::fs::read(root.path().join("acme/objects/k1")).expect("object");
+        let kept = std::fs::read(root.path().join("acme/objects").join(id)).expect("object");
         assert_eq!(kept, b"kept");
     }
 
     #[test]
     fn repair_removes_orphans_and_reports_missing_files() {
         let root = tempfile::tempdir().expect("tempdir");
-        let files = Files::new(root.path());
+        let files = Dirs::new(root.path());
         let dir = files.tenant("acme").expect("dir");
         let a = dir.stage_bytes("text/plain", b"a").expect("stage");
-        dir.publish(&a, "referenced").expect("publish");
+        a.publish().expect("publish");
+        a.keep();
         let b = dir.stage_bytes("text/plain", b"b").expect("stage");
-        dir.publish(&b, "orphan").expect("publish");
+        b.publish().expect("publish");
+        b.keep();
         std::mem::forget(dir.stage_bytes("text/plain", b"c").expect("stage"));
         let referenced = HashMap::from([(
             "acme".to_owned(),
-            HashSet::from(["referenced".to_owned(), "gone".to_owned()]),
+            HashSet::from([a.id().to_owned(), "gone".to_owned()]),
         )]);
         let report = files.repair(&referenced, None).expect("repair");
         assert_eq!((report.staged_removed, report.orphans_removed), (1, 1));
         assert_eq!(report.missing, vec![("acme".to_owned(), "gone".to_owned())]);
-        assert!(root.path().join("acme/objects/referenced").is_file());
-        assert!(!root.path().join("acme/objects/orphan").exists());
+        assert!(root.path().join("acme/objects").join(a.id()).is_file());
+        assert!(!root.path().join("acme/objects").join(b.id()).exists());
     }
 
     #[test]
@@ -390,7 +362,7 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let outside = tempfile::tempdir().expect("tempdir");
         std::fs::write(outside.path().join("secret"), b"secret").expect("write");
-        let files = Files::new(root.path());
+        let files = Dirs::new(root.path());
         let dir = files.tenant("acme").expect("dir");
         std::os::unix::fs::symlink(
             outside.path().join("secret"),

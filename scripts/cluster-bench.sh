@@ -10,6 +10,15 @@
 # (tests/src/bin/delay-relay.rs) adding a round trip of RTT_MS, as between two
 # machines: this kernel has no netem qdisc to delay a network namespace's
 # link, so the delay is made in user space.
+# With NETNS=1, every process gets a network of its own (scripts/netbed.sh):
+# PostgreSQL and the relays in namespace sbdb, node K in sbnK, wrk in sbload,
+# all joined by veth pairs on one bridge, so that traffic crosses a network
+# stack between them as between machines. With CUT=1 (needs NETNS=1) a last
+# setup cuts one node's link mid-load (`netbed.sh cut`): the write
+# acknowledgements are checked against the rows committed (none may be
+# lost), the queue must drain through the other nodes once the cut node's
+# leases expire (lease_ms = 5000 there), and the other nodes' figures show
+# whether they carried on.
 # The measurements (as in scripts/bench.sh):
 #   write     POST /tK/channels/bench/posts    the channels example deployed
 #                                              to 8 tenants t1..t8, requests
@@ -27,10 +36,11 @@
 # binary SLUICE names, copied at the start so a concurrent rebuild cannot
 # change it between setups.
 # Environment: DURATION (default 10s), CONNECTIONS (default 16 per node),
-# NODES (default "1 2 3"), RTT_MS (default 1; 0: no relay), PORT (default
-# 18180; node i listens on PORT+i, its admin API on PORT+100+i), SQLITE=0
-# skips the sqlite setup, KEEP=1 keeps the work directory (configurations,
-# node logs, wrk output).
+# NODES (default "1 2 3"), RTT_MS (default 1; 0: no relay but with NETNS=1),
+# PORT (default 18180; node i listens on PORT+i, its admin API on
+# PORT+100+i), SQLITE=0 skips the sqlite setup, NETNS=1 and CUT=1 (above;
+# as root), KEEP=1 keeps the work directory (configurations, node logs, wrk
+# output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -39,6 +49,30 @@ connections=${CONNECTIONS:-16}
 port=${PORT:-18180}
 rtt=${RTT_MS:-1}
 node_counts=${NODES:-1 2 3}
+netns=${NETNS:-0}
+cut=${CUT:-0}
+if [ "$cut" != 0 ] && [ "$netns" = 0 ]; then
+    echo "cluster-bench.sh: CUT=1 needs NETNS=1" >&2
+    exit 2
+fi
+# in_ns NAMESPACE COMMAND...: runs COMMAND in the namespace with NETNS=1, as
+# it is otherwise. For a command in the background, whose pid is wanted,
+# `ns NAMESPACE` sets the array `pre` to put before it instead (ip netns exec
+# execs the command, so the pid stays the command's).
+in_ns() {
+    local ns=$1
+    shift
+    if [ "$netns" = 0 ]; then "$@"; else ip netns exec "$ns" "$@"; fi
+}
+ns() {
+    pre=()
+    [ "$netns" = 0 ] || pre=(ip netns exec "$1")
+}
+# The address a process in NAMESPACE listens on.
+addr_of() {
+    if [ "$netns" = 0 ]; then echo 127.0.0.1; else bash "$root/scripts/netbed.sh" ip "$1"; fi
+}
+pgsql() { in_ns sbdb psql "$@"; }
 
 if ! command -v wrk >/dev/null; then
     echo "installing wrk" >&2
@@ -59,6 +93,7 @@ nodes=()    # pids of the running `sluice serve` processes
 relays=()   # pids of the running delay relays
 loads=()    # pids of running wrk processes
 pg_up=
+bed_up=
 cleanup() {
     local pid
     for pid in "${loads[@]}" "${nodes[@]}" "${relays[@]}"; do
@@ -71,6 +106,8 @@ cleanup() {
         [ -n "${KEEP:-}" ] && cp "$work/pg/server.log" "$work/postgres.log" 2>/dev/null
         bash "$root/scripts/postgres.sh" stop "$work/pg" >/dev/null 2>&1 || true
     fi
+    [ -n "$bed_up" ] && bash "$root/scripts/netbed.sh" down
+
     if [ -n "${KEEP:-}" ]; then
         echo "kept $work" >&2
     else
@@ -85,14 +122,22 @@ cp "$source_bin" "$bin"
 # One development key for every node, so a token works on any of them.
 secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 
+if [ "$netns" != 0 ]; then
+    most=1
+    for n in $node_counts; do [ "$n" -gt "$most" ] && most=$n; done
+    [ "$cut" != 0 ] && [ "$most" -lt 3 ] && most=3
+    bed_up=1
+    bash scripts/netbed.sh up "$most"
+fi
+
 # PostgreSQL, with durability as on a real server.
 pg_up=1
-pg=$(bash scripts/postgres.sh start "$work/pg")
-psql -XAtq "$pg/postgres" -c "ALTER SYSTEM SET fsync = on" \
+pg=$(in_ns sbdb bash scripts/postgres.sh start "$work/pg")
+pgsql -XAtq "$pg/postgres" -c "ALTER SYSTEM SET fsync = on" \
     -c "ALTER SYSTEM SET synchronous_commit = on" \
     -c "ALTER SYSTEM SET full_page_writes = on" -c "SELECT pg_reload_conf()" >/dev/null
 for _ in $(seq 1 50); do
-    settings=$(psql -XAtq "$pg/postgres" -c "SHOW fsync" -c "SHOW synchronous_commit" \
+    settings=$(pgsql -XAtq "$pg/postgres" -c "SHOW fsync" -c "SHOW synchronous_commit" \
         -c "SHOW full_page_writes" | tr '\n' ' ')
     [ "$settings" = "on on on " ] && break
     sleep 0.1
@@ -101,21 +146,24 @@ if [ "$settings" != "on on on " ]; then
     echo "cluster-bench.sh: PostgreSQL durability not on (fsync, synchronous_commit, full_page_writes: $settings)" >&2
     exit 1
 fi
-pg_version=$(psql -XAtq "$pg/postgres" -c "SHOW server_version")
+pg_version=$(pgsql -XAtq "$pg/postgres" -c "SHOW server_version")
 
-# relay PORT: a delay relay from 127.0.0.1:PORT to PostgreSQL; sets
-# relay_url to the URL prefix to use instead of $pg ($pg when RTT_MS is 0).
+# relay PORT: a delay relay from PORT (in sbdb with NETNS=1) to PostgreSQL;
+# sets relay_url to the URL prefix to use instead of $pg ($pg when RTT_MS is
+# 0 without NETNS: PostgreSQL listens on sbdb's loopback only).
 relay() {
     relay_url=$pg
-    [ "$rtt" = 0 ] && return
-    local pg_port=${pg##*:}
-    "$relay_bin" "$1" "127.0.0.1:$pg_port" "$rtt" >/dev/null 2>&1 &
+    [ "$rtt" = 0 ] && [ "$netns" = 0 ] && return
+    local pg_port=${pg##*:} host
+    host=$(addr_of sbdb)
+    ns sbdb
+    "${pre[@]}" "$relay_bin" "$host:$1" "127.0.0.1:$pg_port" "$rtt" >/dev/null 2>&1 &
     relays+=("$!")
     for _ in $(seq 1 100); do
-        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break
+        (echo >"/dev/tcp/$host/$1") 2>/dev/null && break
         sleep 0.05
     done
-    relay_url="${pg%:*}:$1"
+    relay_url="postgres://postgres@$host:$1"
 }
 
 stop_relays() {
@@ -127,31 +175,36 @@ stop_relays() {
     relays=()
 }
 
-# start_node NAME DATABASE_URL PORT: a `sluice serve` process with its own data
-# directory, admin API on PORT+100; DATABASE_URL empty for the default SQLite file.
+# start_node NAME DATABASE_URL PORT NAMESPACE [TOML]: a `sluice serve` process
+# with its own data directory, admin API on PORT+100, in NAMESPACE with
+# NETNS=1; DATABASE_URL empty for the default SQLite file; TOML appended to
+# its configuration.
 start_node() {
-    local name=$1 url=$2 p=$3
-    local dir=$work/$name
+    local name=$1 url=$2 p=$3 ns=$4 extra=${5:-}
+    local dir=$work/$name host pre
+    host=$(addr_of "$ns")
     mkdir -p "$dir"
     printf %s "$secret" >"$dir/dev-signing-key"
     chmod 600 "$dir/dev-signing-key"
     local database=
     [ -n "$url" ] && database="database_url = \"$url\""
     cat >"$dir/sluice.toml" <<TOML
-listen = "127.0.0.1:$p"
+listen = "$host:$p"
 data_dir = "$dir"
 $database
 functions_dirs = ["$root/guest-examples", "$root/tests/guests"]
 [admin]
-listen = "127.0.0.1:$((p + 100))"
+listen = "$host:$((p + 100))"
 [runtime]
 cache_dir = "$root/target/sluice-bench-cache"
+$extra
 TOML
-    RUST_LOG=${RUST_LOG:-warn} "$bin" --config "$dir/sluice.toml" serve >"$dir/node.log" 2>&1 &
+    ns "$ns"
+    RUST_LOG=${RUST_LOG:-warn} "${pre[@]}" "$bin" --config "$dir/sluice.toml" serve >"$dir/node.log" 2>&1 &
     local pid=$!
     nodes+=("$pid")
     for _ in $(seq 1 3000); do
-        curl -fs "http://127.0.0.1:$p/_sluice/health" >/dev/null 2>&1 && return
+        curl -fs "http://$host:$p/_sluice/health" >/dev/null 2>&1 && return
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "node $name exited at start-up:" >&2
             cat "$dir/node.log" >&2
@@ -177,7 +230,7 @@ stop_nodes() {
 # query DATABASE_URL SQL: the rows, columns separated by |.
 query() {
     case $1 in
-        postgres*) psql -XAtq -v ON_ERROR_STOP=1 "$1" -c "$2" ;;
+        postgres*) pgsql -XAtq -v ON_ERROR_STOP=1 "$1" -c "$2" ;;
         *)
             python3 - "${1#sqlite://}" "$2" <<'PY'
 import sqlite3, sys
@@ -220,7 +273,8 @@ load() {
     loads=()
     for base in "$@"; do
         i=$((i + 1))
-        wrk -t1 -c"$c" -d"$duration" --latency -s "$lua" "$base$path" >"$work/wrk-$name-$i.out" 2>&1 &
+        ns sbload
+        "${pre[@]}" wrk -t1 -c"$c" -d"$duration" --latency -s "$lua" "$base$path" >"$work/wrk-$name-$i.out" 2>&1 &
         loads+=("$!")
         outs+=("$work/wrk-$name-$i.out")
     done
@@ -382,27 +436,39 @@ end
 LUA
 }
 
-# run_setup LABEL DATABASE_URL NODE...: fresh nodes, the write route, the
-# backlog drained, then the messages run.
-run_setup() {
-    local label=$1 url=$2 node i=0 bases=() db node_url
+# start_nodes DATABASE_URL TOML NODE...: node K of NODE... in namespace
+# sbnK, through a relay of its own to DATABASE_URL (empty: SQLite); sets
+# bases to their public URLs and admin to the first one's admin API.
+start_nodes() {
+    local url=$1 extra=$2 node i=0 node_url host
     shift 2
-    setups+=("$label")
+    bases=()
     for node in "$@"; do
         node_url=$url
         if [ -n "$url" ]; then
             relay $((port + 200 + i))
             node_url="$relay_url/${url##*/}"
         fi
-        start_node "$node" "$node_url" $((port + i))
-        bases+=("http://127.0.0.1:$((port + i))")
+        start_node "$node" "$node_url" $((port + i)) "sbn$((i + 1))" "$extra"
+        host=$(addr_of "sbn$((i + 1))")
+        bases+=("http://$host:$((port + i))")
+        [ "$i" = 0 ] && admin="http://$host:$((port + 100))"
         i=$((i + 1))
     done
+}
+
+# run_setup LABEL DATABASE_URL NODE...: fresh nodes, the write route, the
+# backlog drained, then the messages run.
+run_setup() {
+    local label=$1 url=$2 db
+    shift 2
+    setups+=("$label")
+    start_nodes "$url" "" "$@"
     db=${url:-sqlite://$work/$1/sluice.db}
     local cfg=$work/$1/sluice.toml
     local acme
     acme=$("$bin" --config "$cfg" token --sub ops --tenant acme)
-    tenants "$cfg" "http://127.0.0.1:$((port + 100))" "${bases[@]}"
+    tenants "$cfg" "$admin" "${bases[@]}"
     post_lua "$work/send.lua" "$acme" '{"topic":"bench","payload":{"n":1}}'
     echo "$label ($# node$([ $# -gt 1 ] && echo s))"
     cpu_mark
@@ -421,14 +487,60 @@ run_setup() {
     stop_relays
 }
 
+# cut_setup: three nodes under write load; node 2's link is cut a third of
+# the way through and mended once the queue has drained without it.
+cut_setup() {
+    local url=$pg/benchcut cfg=$work/cut-1/sluice.toml stored_before stored acked pid
+    pgsql -XAtq "$pg/postgres" -c "CREATE DATABASE benchcut" >/dev/null
+    start_nodes "$url" $'[queue]\nlease_ms = 5000' cut-1 cut-2 cut-3
+    tenants "$cfg" "$admin" "${bases[@]}"
+    drained "$url"
+    local posts="SELECT count(*) FROM documents WHERE collection = 'posts'"
+    stored_before=$(query "$url" "$posts")
+    echo "cut (3 nodes; node 2's link cut after a third of the load)"
+    local secs=${duration%s}
+    (sleep "$(awk -v d="$secs" 'BEGIN { print d / 3 }')" && bash "$root/scripts/netbed.sh" cut 2) &
+    pid=$!
+    load write "$work/write.lua" / "${bases[@]}"
+    wait "$pid"
+    acked=$(python3 - "$work"/wrk-write-*.out <<'PY'
+import re, sys
+total = 0
+for path in sys.argv[1:]:
+    out = open(path).read()
+    done = int(re.search(r"(\d+) requests in", out)[1])
+    n = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    total += done - (int(n[1]) if n else 0)
+print(total)
+PY
+    )
+    # Node 2 is still cut off: the others must deliver what it had leased.
+    drained "$url"
+    stored=$(query "$url" "$posts")
+    bash "$root/scripts/netbed.sh" mend 2
+    local kept=$((stored - stored_before))
+    echo "    acknowledged writes: $acked; committed: $kept; lost: $((acked > kept ? acked - kept : 0))" \
+        "(committed may exceed acknowledged: requests in flight when the link went)"
+    echo "    the queue drained through nodes 1 and 3 with node 2 still cut off"
+    errors "$url" cut-1 cut-2 cut-3
+    stop_nodes
+    stop_relays
+    if [ "$acked" -gt "$kept" ]; then
+        echo "cluster-bench.sh: $((acked - kept)) acknowledged writes are missing" >&2
+        exit 1
+    fi
+}
+
+where="a relay adding ${rtt} ms of round trip"
+[ "$netns" != 0 ] && where="$where, each process in a network namespace of its own (scripts/netbed.sh)"
 echo "wrk -t1 -c$connections -d$duration per node, sluice $source_bin," \
     "PostgreSQL $pg_version with fsync/synchronous_commit/full_page_writes on, reached through" \
-    "a relay adding ${rtt} ms of round trip," \
+    "$where," \
     "$(nproc) cores shared by everything; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "${SQLITE:-1}" = 0 ] || run_setup "sqlite" "" sqlite
 first=
 for n in $node_counts; do
-    psql -XAtq "$pg/postgres" -c "CREATE DATABASE bench$n" >/dev/null
+    pgsql -XAtq "$pg/postgres" -c "CREATE DATABASE bench$n" >/dev/null
     names=()
     for ((k = 1; k <= n; k++)); do names+=("pg$n-$k"); done
     run_setup "postgres x$n" "$pg/bench$n" "${names[@]}"
@@ -443,4 +555,5 @@ for s in "${setups[@]}"; do
         "$(awk -v a="${t_msgs[$s]}" -v b="${t_msgs[$first]}" 'BEGIN { printf "%.2f", a / b }')" "${t_bad[$s]}"
 done
 echo "(ratio: to $first in this run; with several nodes, p50 and p99 are the worse node's)"
+[ "$cut" = 0 ] || cut_setup
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -8,7 +8,8 @@
 //! `thread::sleep` (nanosleep): async timers tick in whole milliseconds,
 //! which would round a 0.5 ms delay up.
 //!
-//! Usage: `delay-relay LISTEN_PORT TARGET_HOST:PORT RTT_MS`
+//! Usage: `delay-relay [LISTEN_HOST:]LISTEN_PORT TARGET_HOST:PORT RTT_MS`
+//! (the listen host defaults to 127.0.0.1).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -80,11 +81,16 @@ fn serve(client: TcpStream, target: &str, delay: Duration) -> Result<()> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, listen, target, rtt_ms] = &args[..] else {
-        anyhow::bail!("usage: delay-relay LISTEN_PORT TARGET_HOST:PORT RTT_MS");
+        anyhow::bail!("usage: delay-relay [LISTEN_HOST:]LISTEN_PORT TARGET_HOST:PORT RTT_MS");
     };
     let rtt: f64 = rtt_ms.parse().context("RTT_MS")?;
     let delay = Duration::from_secs_f64(rtt / 2000.0);
-    let listener = TcpListener::bind(("127.0.0.1", listen.parse::<u16>()?))?;
+    let listen = if listen.contains(':') {
+        listen.clone()
+    } else {
+        format!("127.0.0.1:{listen}")
+    };
+    let listener = TcpListener::bind(&listen).with_context(|| format!("listening on {listen}"))?;
     for client in listener.incoming() {
         let Ok(client) = client else { continue };
         let target = target.clone();

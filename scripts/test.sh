@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: checks the dependencies against the RustSec
 # advisories (scripts/audit.sh), builds the guests once (installing the
-# wasm32-wasip2 target if needed), then the host's unit tests and the
+# wasm32-wasip2 target if needed), packages the SDK as a guest crate
+# elsewhere would get it, then the host's unit tests and the
 # end-to-end tests against real hosts over HTTP on SQLite, then the
 # end-to-end tests again on PostgreSQL, and the blob tests once more with
 # blobs in an S3 bucket. One throw-away PostgreSQL server
@@ -12,6 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/audit.sh
 bash scripts/build-guests.sh
+# The SDK builds outside this repository: packaged with the contract it
+# carries, and built from the package.
+cargo package --locked --quiet --allow-dirty -p sluice-sdk-macros -p sluice-sdk
 
 pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/sluice-pg.XXXXXX")
 s3_dir=$(mktemp -d "${TMPDIR:-/tmp}/sluice-s3.XXXXXX")

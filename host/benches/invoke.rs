@@ -25,6 +25,8 @@ fn component() -> PathBuf {
 
 fn request() -> Request {
     Request {
+        route: "get-echo-a".into(),
+        pattern: "/echo/{a}".into(),
         method: "GET".into(),
         path: "/acme/echo/bench".into(),
         params: vec![("a".into(), "bench".into())],

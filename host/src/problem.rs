@@ -24,7 +24,7 @@ pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     /// Short, the same for every problem of this kind.
-    pub title: &'static str,
+    pub title: std::borrow::Cow<'static, str>,
     /// The HTTP status code.
     pub status: u16,
     /// What went wrong with this request, safe to show to the client.
@@ -56,7 +56,7 @@ impl Problem {
     pub fn new(status: u16, slug: &str, title: &'static str, detail: impl Into<String>) -> Self {
         Self {
             kind: format!("urn:sluice:problem:{slug}"),
-            title,
+            title: title.into(),
             status,
             detail: detail.into(),
             request_id: String::new(),
@@ -64,6 +64,20 @@ impl Problem {
             limit: None,
             headers: Vec::new(),
         }
+    }
+
+    /// A problem a function made: `kind` is an absolute URI (kept as it is)
+    /// or a short name, which becomes `urn:sluice:problem:fn:<kind>` so it
+    /// can never be taken for one of the host's.
+    pub fn custom(status: u16, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+        let mut problem = Self::new(status, "", "", detail);
+        problem.kind = if kind.contains(':') {
+            kind.to_owned()
+        } else {
+            format!("urn:sluice:problem:fn:{kind}")
+        };
+        problem.title = title.to_owned().into();
+        problem
     }
 
     /// Adds a response header.

@@ -16,7 +16,7 @@
 #[doc(hidden)]
 pub mod wit {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "http-function",
         // `#[handler]` expands in the user's crate, so the export macro must be
         // reachable from there and must find the bindings at an absolute path.
@@ -29,7 +29,7 @@ pub mod wit {
 #[doc(hidden)]
 pub mod wit_messages {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "message-function",
         // As for `wit`, plus a macro name of its own: both macros are
         // exported at the root of this crate.
@@ -39,10 +39,10 @@ pub mod wit_messages {
         // The imports are the same interfaces as in `wit`: reuse those
         // types, so a `documents` or `blobs` error is one type, not two.
         with: {
-            "sluice:function/documents@0.1.0": crate::wit::sluice::function::documents,
-            "sluice:function/blobs@0.1.0": crate::wit::sluice::function::blobs,
-            "sluice:function/queue@0.1.0": crate::wit::sluice::function::queue,
-            "sluice:function/cache@0.1.0": crate::wit::sluice::function::cache,
+            "sluice:function/documents@0.2.0": crate::wit::sluice::function::documents,
+            "sluice:function/blobs@0.2.0": crate::wit::sluice::function::blobs,
+            "sluice:function/queue@0.2.0": crate::wit::sluice::function::queue,
+            "sluice:function/cache@0.2.0": crate::wit::sluice::function::cache,
         },
     });
 }

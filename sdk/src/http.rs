@@ -37,6 +37,8 @@ const BLOB_NAME: &AsciiSet = &NON_ALPHANUMERIC
 /// ```
 #[derive(Debug, Clone)]
 pub struct Request {
+    route: String,
+    pattern: String,
     method: String,
     path: String,
     params: Vec<(String, String)>,
@@ -50,6 +52,8 @@ pub struct Request {
 impl Request {
     pub(crate) fn from_wit(request: wit::Request) -> Self {
         Self {
+            route: request.route,
+            pattern: request.pattern,
             method: request.method,
             path: request.path,
             params: request.params,
@@ -59,6 +63,34 @@ impl Request {
             claims: request.claims.map(Claims::from_wit),
             request_id: request.request_id,
         }
+    }
+
+    /// The name of the manifest route that matched, e.g. `"create-todo"`:
+    /// its `name`, or the one derived from its method and path
+    /// (`POST /todos/{id}/done` is `"post-todos-id-done"`). [`routes!`]
+    /// dispatches on it.
+    ///
+    /// [`routes!`]: crate::routes
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let creating = req.route() == "create-todo";
+    /// # }
+    /// ```
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// That route's path pattern in the manifest, without the tenant, e.g.
+    /// `"/todos/{id}"`.
+    ///
+    /// ```no_run
+    /// # fn f(req: sluice_sdk::Request) {
+    /// let by_id = req.pattern().ends_with("/{id}");
+    /// # }
+    /// ```
+    pub fn pattern(&self) -> &str {
+        &self.pattern
     }
 
     /// The upper-case HTTP method, e.g. `"POST"`.
@@ -357,6 +389,18 @@ impl Response {
             .with_body(serde_json::to_vec(value)?))
     }
 
+    /// `201 Created` with `value` as JSON.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::{Error, Response};
+    /// # fn f() -> Result<Response, Error> {
+    /// Response::created(&serde_json::json!({ "id": "42" }))
+    /// # }
+    /// ```
+    pub fn created<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
+        Self::json(status::CREATED, value)
+    }
+
     /// `text` as the body, with `content-type: text/plain; charset=utf-8`.
     ///
     /// ```no_run
@@ -494,6 +538,8 @@ impl Response {
 pub enum Error {
     /// 400: the request makes no sense to the function.
     BadRequest(String),
+    /// 401: the caller must authenticate (again) for this.
+    Unauthorized(String),
     /// 403: the caller may not do this.
     Forbidden(String),
     /// 404: the thing asked for does not exist.
@@ -502,9 +548,61 @@ pub enum Error {
     Conflict(String),
     /// 500: the function failed.
     Internal(String),
+    /// Any status 400..=599 with a problem type of the function's own; see
+    /// [`Error::problem`].
+    Problem {
+        /// The HTTP status.
+        status: u16,
+        /// The problem's `type`: a short name or an absolute URI.
+        kind: String,
+        /// Its `title`, the same for every problem of this kind.
+        title: String,
+        /// Its `detail`: this occurrence, shown to the client.
+        detail: String,
+    },
 }
 
 impl Error {
+    /// 401: the caller must authenticate (again) for this, e.g. a password
+    /// the function checks itself was wrong.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::Error;
+    /// let err = Error::unauthorized("the share link's password is wrong");
+    /// ```
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::Unauthorized(message.into())
+    }
+
+    /// A problem of the function's own: `status` (400..=599), a `kind`
+    /// clients can tell apart (a short kebab-case name, which the host
+    /// answers as `urn:sluice:problem:fn:<kind>`, or an absolute URI kept
+    /// as it is), a `title` the same for every occurrence, and the
+    /// `detail` of this one.
+    ///
+    /// ```no_run
+    /// # use sluice_sdk::{status, Error};
+    /// let err = Error::problem(
+    ///     status::UNPROCESSABLE_CONTENT,
+    ///     "out-of-stock",
+    ///     "Out of stock",
+    ///     "only 2 left of item 17",
+    /// );
+    /// ```
+    pub fn problem(
+        status: u16,
+        kind: impl Into<String>,
+        title: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::Problem {
+            status,
+            kind: kind.into(),
+            title: title.into(),
+            detail: detail.into(),
+        }
+    }
+
     /// 400: the request makes no sense to the function.
     ///
     /// ```no_run
@@ -564,20 +662,36 @@ impl Error {
     pub fn message(&self) -> &str {
         match self {
             Self::BadRequest(message)
+            | Self::Unauthorized(message)
             | Self::Forbidden(message)
             | Self::NotFound(message)
             | Self::Conflict(message)
-            | Self::Internal(message) => message,
+            | Self::Internal(message)
+            | Self::Problem {
+                detail: message, ..
+            } => message,
         }
     }
 
     pub(crate) fn into_wit(self) -> wit::Error {
         match self {
             Self::BadRequest(message) => wit::Error::BadRequest(message),
+            Self::Unauthorized(message) => wit::Error::Unauthorized(message),
             Self::Forbidden(message) => wit::Error::Forbidden(message),
             Self::NotFound(message) => wit::Error::NotFound(message),
             Self::Conflict(message) => wit::Error::Conflict(message),
             Self::Internal(message) => wit::Error::Internal(message),
+            Self::Problem {
+                status,
+                kind,
+                title,
+                detail,
+            } => wit::Error::Problem(crate::wit::sluice::function::types::Problem {
+                status,
+                kind,
+                title,
+                detail,
+            }),
         }
     }
 }
@@ -586,10 +700,12 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self {
             Self::BadRequest(_) => "bad request",
+            Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not found",
             Self::Conflict(_) => "conflict",
             Self::Internal(_) => "internal error",
+            Self::Problem { kind, .. } => kind,
         };
         write!(f, "{kind}: {}", self.message())
     }
@@ -605,6 +721,119 @@ impl From<serde_json::Error> for Error {
     }
 }
 
+/// HTTP status codes by name, for [`Response::new`], [`Response::json`]
+/// and [`Error::problem`].
+pub mod status {
+    /// 200 OK.
+    pub const OK: u16 = 200;
+    /// 201 Created.
+    pub const CREATED: u16 = 201;
+    /// 202 Accepted: taken on, done later (by a consumer, say).
+    pub const ACCEPTED: u16 = 202;
+    /// 204 No Content.
+    pub const NO_CONTENT: u16 = 204;
+    /// 301 Moved Permanently.
+    pub const MOVED_PERMANENTLY: u16 = 301;
+    /// 302 Found.
+    pub const FOUND: u16 = 302;
+    /// 303 See Other.
+    pub const SEE_OTHER: u16 = 303;
+    /// 304 Not Modified.
+    pub const NOT_MODIFIED: u16 = 304;
+    /// 307 Temporary Redirect.
+    pub const TEMPORARY_REDIRECT: u16 = 307;
+    /// 400 Bad Request.
+    pub const BAD_REQUEST: u16 = 400;
+    /// 401 Unauthorized.
+    pub const UNAUTHORIZED: u16 = 401;
+    /// 402 Payment Required.
+    pub const PAYMENT_REQUIRED: u16 = 402;
+    /// 403 Forbidden.
+    pub const FORBIDDEN: u16 = 403;
+    /// 404 Not Found.
+    pub const NOT_FOUND: u16 = 404;
+    /// 409 Conflict.
+    pub const CONFLICT: u16 = 409;
+    /// 410 Gone.
+    pub const GONE: u16 = 410;
+    /// 412 Precondition Failed.
+    pub const PRECONDITION_FAILED: u16 = 412;
+    /// 422 Unprocessable Content.
+    pub const UNPROCESSABLE_CONTENT: u16 = 422;
+    /// 423 Locked.
+    pub const LOCKED: u16 = 423;
+    /// 429 Too Many Requests.
+    pub const TOO_MANY_REQUESTS: u16 = 429;
+    /// 500 Internal Server Error.
+    pub const INTERNAL_SERVER_ERROR: u16 = 500;
+    /// 501 Not Implemented.
+    pub const NOT_IMPLEMENTED: u16 = 501;
+    /// 503 Service Unavailable.
+    pub const SERVICE_UNAVAILABLE: u16 = 503;
+}
+
+/// What a route's function may return besides a [`Response`]: `Json(value)`
+/// (200 with `value` as JSON), `(status, Json(value))`, a `String` or
+/// `&'static str` (200, plain text), or `()` (204).
+///
+/// ```no_run
+/// use serde::Serialize;
+/// use sluice_sdk::{Error, Json, Request};
+///
+/// #[derive(Serialize)]
+/// struct Count {
+///     count: u64,
+/// }
+///
+/// fn count(_req: Request) -> Result<Json<Count>, Error> {
+///     Ok(Json(Count { count: 3 }))
+/// }
+/// ```
+pub trait IntoResponse {
+    /// The response; fails only when a value cannot be serialized.
+    fn into_response(self) -> Result<Response, Error>;
+}
+
+/// A value answered as JSON: 200, or the status paired with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl IntoResponse for Response {
+    fn into_response(self) -> Result<Response, Error> {
+        Ok(self)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Result<Response, Error> {
+        Response::json(status::OK, &self.0)
+    }
+}
+
+impl<T: Serialize> IntoResponse for (u16, Json<T>) {
+    fn into_response(self) -> Result<Response, Error> {
+        Response::json(self.0, &self.1.0)
+    }
+}
+
+impl IntoResponse for String {
+    fn into_response(self) -> Result<Response, Error> {
+        Ok(Response::text(status::OK, self))
+    }
+}
+
+impl IntoResponse for &'static str {
+    fn into_response(self) -> Result<Response, Error> {
+        Ok(Response::text(status::OK, self))
+    }
+}
+
+impl IntoResponse for () {
+    fn into_response(self) -> Result<Response, Error> {
+        Ok(Response::no_content())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,6 +845,8 @@ mod tests {
 
     fn request(body: &str, claims: Option<types::Claims>) -> Request {
         Request::from_wit(types::Request {
+            route: "post-echo-a".to_owned(),
+            pattern: "/echo/{a}".to_owned(),
             method: "POST".to_owned(),
             path: "/acme/echo/x".to_owned(),
             params: vec![pair("a", "x")],

@@ -177,17 +177,74 @@ mod pages;
 pub mod queue;
 
 pub use call::CallError;
-pub use http::{Claims, Error, Request, Response};
+pub use http::{Claims, Error, IntoResponse, Json, Request, Response, status};
 pub use message::{DocumentEvent, EventKind, Message, MessageError, ScheduleTick};
 
-/// Marks the function that handles this component's requests.
+/// Binds each of the manifest's routes, by name, to a function: the usual
+/// way to write a component that serves routes.
+///
+/// Each function (a path, or a closure) takes a [`Request`] and returns
+/// `Result<R, Error>`, where `R` is a [`Response`] or anything else that is
+/// [`IntoResponse`]. A route's
+/// name is its `name` in `sluice.toml`, or the one derived from its method
+/// and path: `POST /todos` is `post-todos`, `GET /todos/{id}` is
+/// `get-todos-id` ([`Request::route`]). The host asks the component for its
+/// names when it loads it, and refuses the deploy when a manifest route has
+/// no function here, or a function here names no route of the manifest.
+///
+/// ```no_run
+/// use sluice_sdk::{Error, Json, Request, Response};
+///
+/// sluice_sdk::routes! {
+///     "hello" => hello,
+///     "get-version" => version,
+/// }
+///
+/// fn hello(req: Request) -> Result<Response, Error> {
+///     let name = req.query("name").unwrap_or("world");
+///     Ok(Response::text(200, format!("Hello, {name}!")))
+/// }
+///
+/// fn version(_req: Request) -> Result<Json<&'static str>, Error> {
+///     Ok(Json(env!("CARGO_PKG_VERSION")))
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! routes {
+    ($($route:literal => $function:expr),+ $(,)?) => {
+        #[doc(hidden)]
+        pub struct __SluiceRoutes;
+
+        impl $crate::__private::Guest for __SluiceRoutes {
+            fn handle(
+                request: $crate::__private::WitRequest,
+            ) -> ::core::result::Result<$crate::__private::WitResponse, $crate::__private::WitError>
+            {
+                match request.route.as_str() {
+                    $($route => $crate::__private::handle_with(request, $function),)+
+                    other => $crate::__private::unknown_route(other),
+                }
+            }
+
+            fn routes() -> ::core::option::Option<::std::vec::Vec<::std::string::String>> {
+                ::core::option::Option::Some(::std::vec![$(::std::string::String::from($route)),+])
+            }
+        }
+
+        $crate::wit::export!(__SluiceRoutes);
+    };
+}
+
+/// Marks the one function that handles all of this component's requests,
+/// when it dispatches them itself; [`routes!`] binds a function to each
+/// route by name instead, which is usually clearer.
 ///
 /// The function must have the signature
 /// `fn(Request) -> Result<Response, Error>`; its name does not matter. The
 /// attribute keeps the function as written and generates the export the host
-/// calls. A component has exactly one handler: it serves every route in the
-/// function's manifest, and dispatches on [`Request::method`] and
-/// [`Request::path`] when there is more than one.
+/// calls. It serves every route in the function's manifest; dispatch on
+/// [`Request::route`] when there is more than one.
 ///
 /// ```no_run
 /// use sluice_sdk::{Error, Request, Response};
@@ -240,6 +297,30 @@ pub mod __private {
     pub use message_handler::{
         Error as WitMessageError, Guest as MessageGuest, Message as WitMessage,
     };
+
+    /// A [`crate::routes!`] arm: converts the request in and the result out.
+    pub fn handle_with<R, F>(
+        request: handler::Request,
+        function: F,
+    ) -> Result<handler::Response, handler::Error>
+    where
+        R: crate::IntoResponse,
+        F: FnOnce(crate::Request) -> Result<R, crate::Error>,
+    {
+        function(crate::Request::from_wit(request))
+            .and_then(crate::IntoResponse::into_response)
+            .map(crate::Response::into_wit)
+            .map_err(crate::Error::into_wit)
+    }
+
+    /// A route the host sent that [`crate::routes!`] does not list: the
+    /// host's load-time check makes this unreachable, unless the manifest
+    /// changed without a new deploy of this component.
+    pub fn unknown_route(route: &str) -> Result<handler::Response, handler::Error> {
+        Err(handler::Error::Internal(format!(
+            "this component has no function for route {route:?}"
+        )))
+    }
 
     /// The export's body: converts the request in and the result out.
     pub fn handle(

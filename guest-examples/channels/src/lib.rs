@@ -73,19 +73,25 @@ fn inbox() -> Collection<InboxEntry> {
     Collection::open("inbox")
 }
 
-#[sluice_sdk::handler]
-fn handle(req: Request) -> Result<Response, Error> {
-    let user = req
-        .claims()
-        .ok_or_else(|| Error::forbidden("sign in first"))?;
-    match (req.method(), req.param("channel")) {
-        ("GET", None) => list_inbox(&req, user),
-        ("POST", None) => create(&req, user),
-        ("POST", Some(name)) if req.path().ends_with("/members") => add_member(&req, user, name),
-        ("POST", Some(name)) => post(&req, user, name),
-        ("GET", Some(name)) => list_posts(&req, user, name),
-        _ => Err(Error::not_found("no such route")),
-    }
+// Each route of sluice.toml, by name, and the function that serves it.
+sluice_sdk::routes! {
+    "create-channel" => |req| create(&req, caller(&req)?),
+    "add-member" => |req| add_member(&req, caller(&req)?, channel(&req)?),
+    "create-post" => |req| post(&req, caller(&req)?, channel(&req)?),
+    "list-posts" => |req| list_posts(&req, caller(&req)?, channel(&req)?),
+    "list-inbox" => |req| list_inbox(&req, caller(&req)?),
+}
+
+/// Who is calling; every route is `authenticated`, so always someone.
+fn caller(req: &Request) -> Result<&Claims, Error> {
+    req.claims()
+        .ok_or_else(|| Error::unauthorized("sign in first"))
+}
+
+/// The `{channel}` of the route's path.
+fn channel(req: &Request) -> Result<&str, Error> {
+    req.param("channel")
+        .ok_or_else(|| Error::bad_request("no channel"))
 }
 
 fn create(req: &Request, user: &Claims) -> Result<Response, Error> {

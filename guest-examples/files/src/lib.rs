@@ -29,19 +29,27 @@ const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'|')
     .remove(b'~');
 
-#[sluice_sdk::handler]
-fn handle(req: Request) -> Result<Response, Error> {
-    let user = req
-        .claims()
-        .ok_or_else(|| Error::forbidden("sign in first"))?;
-    match (req.method(), req.param("user"), req.param("name")) {
-        ("PUT", None, Some(name)) => upload(user, name),
-        ("GET", None, None) => list(&req, user),
-        ("GET", None, Some(name)) => download(&user.subject, name),
-        ("DELETE", None, Some(name)) => delete(user, name),
-        ("GET", Some(owner), Some(name)) => download_for_admin(user, owner, name),
-        _ => Err(Error::not_found("no such route")),
-    }
+// Each route of sluice.toml, by name, and the function that serves it.
+sluice_sdk::routes! {
+    "upload-file" => |req| upload(caller(&req)?, param(&req, "name")?),
+    "list-files" => |req| list(&req, caller(&req)?),
+    "download-file" => |req| download(&caller(&req)?.subject, param(&req, "name")?),
+    "delete-file" => |req| delete(caller(&req)?, param(&req, "name")?),
+    "download-users-file" => |req| {
+        download_for_admin(caller(&req)?, param(&req, "user")?, param(&req, "name")?)
+    },
+}
+
+/// Who is calling; every route needs a token, so always someone.
+fn caller(req: &Request) -> Result<&Claims, Error> {
+    req.claims()
+        .ok_or_else(|| Error::unauthorized("sign in first"))
+}
+
+/// The path parameter `name` of the route.
+fn param<'r>(req: &'r Request, name: &str) -> Result<&'r str, Error> {
+    req.param(name)
+        .ok_or_else(|| Error::bad_request(format!("no {name} in the path")))
 }
 
 /// `PUT /files/{name}`: keeps the request body as the caller's file `name`;

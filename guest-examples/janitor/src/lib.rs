@@ -50,16 +50,16 @@ fn expiry_key(expires_at_ms: u64, note: &str) -> String {
     format!("{expires_at_ms:020}/{note}")
 }
 
-#[sluice_sdk::handler]
-fn handle(req: Request) -> Result<Response, Error> {
-    let user = req
-        .claims()
-        .ok_or_else(|| Error::forbidden("sign in first"))?;
-    match req.method() {
-        "POST" => create(&req, user),
-        "GET" => list(&req, user),
-        _ => Err(Error::not_found("no such route")),
-    }
+// Each route of sluice.toml, by name, and the function that serves it.
+sluice_sdk::routes! {
+    "create-note" => |req| create(&req, caller(&req)?),
+    "list-notes" => |req| list(&req, caller(&req)?),
+}
+
+/// Who is calling; every route is `authenticated`, so always someone.
+fn caller(req: &Request) -> Result<&Claims, Error> {
+    req.claims()
+        .ok_or_else(|| Error::unauthorized("sign in first"))
 }
 
 fn create(req: &Request, user: &Claims) -> Result<Response, Error> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sluice_sdk::documents::{Collection, Document};
-use sluice_sdk::{Claims, Error, Request, Response, cache};
+use sluice_sdk::{Claims, Error, Json, Request, Response, cache};
 
 /// How long a counted number of todos may be served from the cache.
 const COUNT_TTL: Duration = Duration::from_secs(5);
@@ -44,20 +44,26 @@ fn owners() -> Collection<String> {
     Collection::open("todo-index")
 }
 
-#[sluice_sdk::handler]
-fn handle(req: Request) -> Result<Response, Error> {
-    let user = req
-        .claims()
-        .ok_or_else(|| Error::forbidden("sign in first"))?;
-    match (req.method(), req.param("id")) {
-        ("POST", None) => create(&req, user),
-        ("GET", None) if req.path().ends_with("/todos/count") => count(user),
-        ("GET", None) => list(&req, user),
-        ("GET", Some(id)) => Response::json(200, &find(user, id)?.value),
-        ("PUT", Some(id)) => update(&req, user, id),
-        ("DELETE", Some(id)) => delete(user, id),
-        _ => Err(Error::not_found("no such route")),
-    }
+// Each route of sluice.toml, by name, and the function that serves it.
+sluice_sdk::routes! {
+    "create-todo" => |req| create(&req, caller(&req)?),
+    "list-todos" => |req| list(&req, caller(&req)?),
+    "count-todos" => |req| count(caller(&req)?),
+    "get-todo" => |req| Ok(Json(find(caller(&req)?, id(&req)?)?.value)),
+    "update-todo" => |req| update(&req, caller(&req)?, id(&req)?),
+    "delete-todo" => |req| delete(caller(&req)?, id(&req)?),
+}
+
+/// Who is calling; every route is `authenticated`, so always someone.
+fn caller(req: &Request) -> Result<&Claims, Error> {
+    req.claims()
+        .ok_or_else(|| Error::unauthorized("sign in first"))
+}
+
+/// The `{id}` of the route's path.
+fn id(req: &Request) -> Result<&str, Error> {
+    req.param("id")
+        .ok_or_else(|| Error::bad_request("no todo id"))
 }
 
 fn create(req: &Request, user: &Claims) -> Result<Response, Error> {

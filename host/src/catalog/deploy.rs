@@ -203,6 +203,7 @@ impl Deployer {
                 "function loaded"
             );
             let unit = Unit::prepare(function, Origin::Directory, manifest, &self.config)?;
+            self.check_routes(&unit).await?;
             directory.push(Arc::new(unit));
         }
         let started = std::time::Instant::now();
@@ -409,6 +410,7 @@ impl Deployer {
             .await
             .map_err(joined)??
         };
+        self.check_routes(&unit).await?;
         let unit = Arc::new(unit);
         let next = current.with(unit.clone())?;
         let recorded = self
@@ -445,6 +447,51 @@ impl Deployer {
             "function deployed"
         );
         Ok(version)
+    }
+
+    /// Compares the route names the component serves (its
+    /// `handler.routes()`) with its manifest's, both ways. A component that
+    /// dispatches itself, or was built against 0.1.0, names none.
+    async fn check_routes(&self, unit: &Unit) -> Result<(), UnitError> {
+        let function = &unit.function;
+        if !function.handles_requests() {
+            return Ok(());
+        }
+        let failed = |message: String| UnitError::Exports {
+            tenant: function.tenant.to_string(),
+            name: function.name.to_string(),
+            message,
+        };
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(function.limits.timeout_ms);
+        let served = (self.runtime.routes(function, &self.store, deadline).await)
+            .map_err(|e| failed(format!("asking the component for its routes failed: {e}")))?;
+        let Some(served) = served else {
+            return Ok(());
+        };
+        let manifest: Vec<(&str, &str)> = (unit.routes.iter())
+            .map(|(_, _, target)| (&*target.route, &*target.name))
+            .collect();
+        if let Some((route, shown)) = manifest
+            .iter()
+            .find(|(r, _)| !served.iter().any(|s| s == r))
+        {
+            return Err(failed(format!(
+                "route {route:?} ({shown}) has no function in the component, which serves {}",
+                listed(served.iter().map(String::as_str))
+            )));
+        }
+        if let Some(extra) = served
+            .iter()
+            .find(|s| !manifest.iter().any(|(r, _)| r == s))
+        {
+            return Err(failed(format!(
+                "the component has a function for route {extra:?}, which the manifest does not \
+                 name; its routes are {}",
+                listed(manifest.iter().map(|(r, _)| *r))
+            )));
+        }
+        Ok(())
     }
 
     /// Makes `version` (by default the one before the live one) live again.
@@ -535,5 +582,15 @@ fn deployed_unit<'c>(
             name: name.to_owned(),
         }),
         found => Ok(found),
+    }
+}
+
+/// `"a", "b"`, or `none`.
+fn listed<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<String> = names.map(|n| format!("{n:?}")).collect();
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
     }
 }

@@ -152,6 +152,8 @@ impl Unit {
             let target = RouteTarget {
                 function: function.clone(),
                 name: name.into(),
+                route: m.route_name().into(),
+                pattern: m.path.as_str().into(),
                 auth: m.auth.clone(),
                 body: m.body_kind(),
                 max_body_bytes: m.max_body_bytes.unwrap_or(default_body_limit),

@@ -16,6 +16,10 @@ pub struct RouteTarget {
     pub function: Function,
     /// `METHOD /tenant/pattern`, for logs and invocation records.
     pub name: Arc<str>,
+    /// The route's name in its manifest, which the function dispatches on.
+    pub route: Arc<str>,
+    /// Its path pattern in the manifest, without the tenant.
+    pub pattern: Arc<str>,
     /// Who may call it.
     pub auth: AuthRule,
     /// What to do with the body.

@@ -23,7 +23,7 @@ use crate::catalog::RouteTarget;
 use crate::config::limits::{Exceeded, Limit};
 use crate::problem::Problem;
 use crate::runtime::InvokeError;
-use crate::runtime::bindings::{Claims, GuestError, Request};
+use crate::runtime::bindings::{Claims, GuestError, GuestProblem, Request};
 use crate::store::{Outcome, StagedFile, Staging};
 
 /// Why the function gave no usable answer.
@@ -75,15 +75,47 @@ impl Error {
             Error::Guest(g) => {
                 let (status, slug, title, message) = match g {
                     GuestError::BadRequest(m) => (400, "bad-request", "Bad request", m),
+                    GuestError::Unauthorized(m) => (401, "unauthorized", "Unauthorized", m),
                     GuestError::Forbidden(m) => (403, "forbidden", "Not allowed", m),
                     GuestError::NotFound(m) => (404, "not-found", "Not found", m),
                     GuestError::Conflict(m) => (409, "conflict", "Conflict", m),
                     GuestError::Internal(m) => (500, "function-error", "Function error", m),
+                    GuestError::Problem(p) => return guest_problem(p),
                 };
                 Problem::new(status, slug, title, message.clone())
             }
         }
     }
+}
+
+/// A problem the function made itself. Its type is the function's own
+/// (`fn:` and its kind, or an absolute URI kept as it is), so clients can
+/// tell it from the host's; a status outside 400..=599 is the function's
+/// mistake, answered 502.
+fn guest_problem(p: &GuestProblem) -> Problem {
+    let valid_kind = !p.kind.is_empty()
+        && p.kind.len() <= 128
+        && p.kind
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if !(400..=599).contains(&p.status) || !valid_kind {
+        return Problem::new(
+            502,
+            "bad-problem",
+            "Function answered a malformed problem",
+            format!(
+                "the function's problem has status {} and type {:?}: a status must be 400-599 \
+                 and a type 1-128 visible characters",
+                p.status, p.kind
+            ),
+        );
+    }
+    let title = if p.title.is_empty() {
+        "Function error"
+    } else {
+        &p.title
+    };
+    Problem::custom(p.status, &p.kind, title, p.detail.clone())
 }
 
 /// A function stopped at a limit: 504 for its deadline, 502 for an
@@ -138,7 +170,14 @@ impl<'a> Call<'a> {
         body: Validated,
         invoked: Invoked,
     ) -> Self {
-        let request = request(parts, routed.params.clone(), body.body, caller, &invoked);
+        let request = request(
+            parts,
+            &routed.target,
+            routed.params.clone(),
+            body.body,
+            caller,
+            &invoked,
+        );
         Self {
             pipeline,
             target: &routed.target,
@@ -224,6 +263,7 @@ impl Invocation for Call<'_> {
 /// Builds the WIT request the function receives.
 fn request(
     parts: &Parts,
+    target: &RouteTarget,
     params: Vec<(String, String)>,
     body: Bytes,
     principal: Option<Principal>,
@@ -262,6 +302,8 @@ fn request(
         })
         .collect();
     Request {
+        route: target.route.to_string(),
+        pattern: target.pattern.to_string(),
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         params,

@@ -11,6 +11,9 @@ use arc_swap::ArcSwapOption;
 use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::exports::sluice::function::{handler, message_handler};
+use super::bindings::legacy::exports::sluice::function::{
+    handler as legacy_handler, message_handler as legacy_message_handler,
+};
 use super::state::Sandbox;
 use super::{InvokeError, LoadError, Runtime};
 
@@ -32,11 +35,50 @@ pub struct Source {
 /// (of one tenant or many) deploy the same bytes.
 pub struct Compiled(pub(super) Component);
 
+/// The request handler a component exports, of the contract it was built
+/// against.
+pub(super) enum HttpExport {
+    /// `sluice:function/handler@0.2.0`.
+    Current(handler::GuestIndices),
+    /// `sluice:function/handler@0.1.0`: no route name, no `routes`.
+    Legacy(legacy_handler::GuestIndices),
+}
+
+/// The message handler a component exports, of the contract it was built
+/// against.
+pub(super) enum MessageExport {
+    /// `sluice:function/message-handler@0.2.0`.
+    Current(message_handler::GuestIndices),
+    /// `sluice:function/message-handler@0.1.0`.
+    Legacy(legacy_message_handler::GuestIndices),
+}
+
+impl HttpExport {
+    /// The handler `pre` exports, current first.
+    pub(super) fn find(pre: &InstancePre<Sandbox>) -> Option<Self> {
+        (handler::GuestIndices::new(pre).ok().map(Self::Current)).or_else(|| {
+            legacy_handler::GuestIndices::new(pre)
+                .ok()
+                .map(Self::Legacy)
+        })
+    }
+}
+
+impl MessageExport {
+    /// The message handler `pre` exports, current first.
+    pub(super) fn find(pre: &InstancePre<Sandbox>) -> Option<Self> {
+        (message_handler::GuestIndices::new(pre)
+            .ok()
+            .map(Self::Current))
+        .or_else(|| (legacy_message_handler::GuestIndices::new(pre).ok()).map(Self::Legacy))
+    }
+}
+
 /// A linked component, ready to instantiate.
 pub(super) struct Linked {
     pub(super) pre: InstancePre<Sandbox>,
-    pub(super) http: Option<handler::GuestIndices>,
-    pub(super) messages: Option<message_handler::GuestIndices>,
+    pub(super) http: Option<HttpExport>,
+    pub(super) messages: Option<MessageExport>,
     /// Keeps its compiled code shared with the other functions of the same bytes.
     _compiled: Arc<Compiled>,
 }
@@ -44,8 +86,8 @@ pub(super) struct Linked {
 impl Linked {
     pub(super) fn new(
         pre: InstancePre<Sandbox>,
-        http: Option<handler::GuestIndices>,
-        messages: Option<message_handler::GuestIndices>,
+        http: Option<HttpExport>,
+        messages: Option<MessageExport>,
         compiled: Arc<Compiled>,
     ) -> Self {
         Self {

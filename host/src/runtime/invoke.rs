@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use wasmtime::component::Instance;
 use wasmtime::{Store as WasmStore, Trap, format_err};
 
-use super::bindings::{GuestError, Message, MessageError, Request, Response};
-use super::code::Linked;
+use super::bindings::{GuestError, Message, MessageError, Request, Response, legacy};
+use super::code::{HttpExport, Linked, MessageExport};
 use super::limiter::Limiter;
 use super::state::{Capabilities, Sandbox};
 use super::{Function, InvokeError, Runtime};
@@ -65,9 +65,18 @@ impl Export for HandleRequest<'_> {
         instance: &'a Instance,
     ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
         Box::pin(async move {
-            let indices = (linked.http.as_ref()).ok_or_else(|| format_err!(Self::MISSING))?;
-            let guest = indices.load(&mut *wasm, instance)?;
-            guest.call_handle(wasm, self.0).await
+            match linked.http.as_ref() {
+                Some(HttpExport::Current(indices)) => {
+                    let guest = indices.load(&mut *wasm, instance)?;
+                    guest.call_handle(wasm, self.0).await
+                }
+                Some(HttpExport::Legacy(indices)) => {
+                    let guest = indices.load(&mut *wasm, instance)?;
+                    let answer = guest.call_handle(wasm, &legacy::request(self.0)).await?;
+                    Ok(answer.map(legacy::response).map_err(legacy::error))
+                }
+                None => Err(format_err!(Self::MISSING)),
+            }
         })
     }
 }
@@ -90,14 +99,69 @@ impl Export for HandleMessage<'_> {
         instance: &'a Instance,
     ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
         Box::pin(async move {
-            let indices = (linked.messages.as_ref()).ok_or_else(|| format_err!(Self::MISSING))?;
-            let guest = indices.load(&mut *wasm, instance)?;
-            guest.call_handle(wasm, self.0).await
+            match linked.messages.as_ref() {
+                Some(MessageExport::Current(indices)) => {
+                    let guest = indices.load(&mut *wasm, instance)?;
+                    guest.call_handle(wasm, self.0).await
+                }
+                Some(MessageExport::Legacy(indices)) => {
+                    let guest = indices.load(&mut *wasm, instance)?;
+                    let answer = guest.call_handle(wasm, &legacy::message(self.0)).await?;
+                    Ok(answer.map_err(legacy::message_error))
+                }
+                None => Err(format_err!(Self::MISSING)),
+            }
+        })
+    }
+}
+
+/// `handler.routes()`: the route names a component serves.
+struct ListRoutes;
+
+impl Export for ListRoutes {
+    type Answer = Option<Vec<String>>;
+    const MISSING: &'static str = "the component exports no request handler";
+
+    fn present(linked: &Linked) -> bool {
+        linked.http.is_some()
+    }
+
+    fn call<'a>(
+        &'a self,
+        linked: &'a Linked,
+        wasm: &'a mut WasmStore<Sandbox>,
+        instance: &'a Instance,
+    ) -> Pin<Box<dyn Future<Output = wasmtime::Result<Self::Answer>> + Send + 'a>> {
+        Box::pin(async move {
+            match linked.http.as_ref() {
+                Some(HttpExport::Current(indices)) => {
+                    let guest = indices.load(&mut *wasm, instance)?;
+                    guest.call_routes(wasm).await
+                }
+                // Built before route names: it dispatches itself.
+                Some(HttpExport::Legacy(_)) => Ok(None),
+                None => Err(format_err!(Self::MISSING)),
+            }
         })
     }
 }
 
 impl Runtime {
+    /// The route names `function` serves, from its `handler.routes()` on a
+    /// fresh instance: `None` when it dispatches itself (or was built
+    /// against 0.1.0, which has no route names).
+    pub async fn routes(
+        self: &Arc<Self>,
+        function: &Function,
+        store: &Store,
+        deadline: Instant,
+    ) -> Result<Option<Vec<String>>, InvokeError> {
+        let listed = self
+            .call(function, store, &ListRoutes, None, deadline)
+            .await?;
+        Ok(listed.result)
+    }
+
     /// Runs `request` through `function`'s `handler` on a fresh instance,
     /// stopping it at `deadline`. `upload` is the request's raw body, staged.
     pub async fn invoke(

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::Component;
 
-use super::bindings::exports::sluice::function::{handler, message_handler};
-use super::code::{Code, Compiled, Linked, Source};
+use super::code::{Code, Compiled, HttpExport, Linked, MessageExport, Source};
 use super::{Exports, Function, LoadError, Runtime, compiler, sha256_hex};
 
 /// The components loaded now, by the SHA-256 of their bytes. Entries are
@@ -203,8 +202,8 @@ impl Runtime {
             message: format!("{e:#}"),
         };
         let pre = self.linker.instantiate_pre(component).map_err(link_err)?;
-        let http = handler::GuestIndices::new(&pre).ok();
-        let messages = message_handler::GuestIndices::new(&pre).ok();
+        let http = HttpExport::find(&pre);
+        let messages = MessageExport::find(&pre);
         if http.is_none() && messages.is_none() {
             return Err(link_err(wasmtime::format_err!(
                 "it exports neither sluice:function/handler nor sluice:function/message-handler"

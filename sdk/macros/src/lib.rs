@@ -99,6 +99,13 @@ impl Export {
                     > {
                         ::sluice_sdk::__private::handle(request, FUNCTION)
                     }
+
+                    // It takes any route and dispatches itself.
+                    fn routes() -> ::core::option::Option<
+                        ::std::vec::Vec<::std::string::String>,
+                    > {
+                        ::core::option::Option::None
+                    }
                 }
 
                 ::sluice_sdk::wit::export!(Export);

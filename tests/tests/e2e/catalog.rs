@@ -23,7 +23,7 @@ path = "/who/{a}"
 auth = "public"
 "#;
 
-fn guest(name: &str) -> Result<Vec<u8>> {
+pub(crate) fn guest(name: &str) -> Result<Vec<u8>> {
     let path = root().join(format!("target/wasm32-wasip2/guest/{name}.wasm"));
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
@@ -34,7 +34,7 @@ fn wat(text: &str) -> Result<Vec<u8>> {
 
 /// Uploads `component` with `manifest` (and schema files) as a new version
 /// of `tenant`'s `name`.
-async fn deploy(
+pub(crate) async fn deploy(
     host: &TestHost,
     key: &str,
     (tenant, name): (&str, &str),
@@ -68,7 +68,7 @@ async fn deploy(
     host.send(req).await
 }
 
-async fn create_tenant(host: &TestHost, key: &str, name: &str) -> Result<()> {
+pub(crate) async fn create_tenant(host: &TestHost, key: &str, name: &str) -> Result<()> {
     let reply = admin(
         host,
         Method::POST,

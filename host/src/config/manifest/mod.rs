@@ -167,8 +167,12 @@ impl FunctionManifest {
             (Source::Upload { .. }, _) => PathBuf::new(),
         };
         let mut routes = Vec::with_capacity(file.routes.len());
-        for mut route in file.routes {
-            routes::check(&mut route).map_err(invalid)?;
+        let mut checked = file.routes;
+        for route in &mut checked {
+            routes::check(route).map_err(invalid)?;
+        }
+        routes::check_names(&checked).map_err(invalid)?;
+        for route in checked {
             let schema = match &route.schema {
                 Some(rel) => Some(read_schema(&source, base, rel)?),
                 None => None,

@@ -64,6 +64,9 @@ pub enum Formats {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteManifest {
+    /// The name the function knows the route by (`create-todo`); default:
+    /// derived from the method and path ([`RouteManifest::route_name`]).
+    pub name: Option<String>,
     /// HTTP method.
     pub method: String,
     /// Path pattern under the tenant, e.g. `/todos/{id}`.
@@ -86,6 +89,29 @@ pub struct RouteManifest {
 }
 
 impl RouteManifest {
+    /// Its name: `name`, or the method and the path's segments in lower
+    /// case joined by `-`, parameters without their braces:
+    /// `POST /todos/{id}/done` is `post-todos-id-done`, `GET /` is `get`.
+    pub fn route_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let mut name = self.method.to_ascii_lowercase();
+        for segment in self.path.split('/').filter(|s| !s.is_empty()) {
+            let segment = segment.trim_start_matches('{').trim_end_matches('}');
+            let segment = segment.trim_start_matches('*');
+            name.push('-');
+            for c in segment.chars() {
+                name.push(if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                });
+            }
+        }
+        name
+    }
+
     /// The body kind, defaulting to JSON for methods that usually carry one.
     pub fn body_kind(&self) -> BodyKind {
         self.body.unwrap_or(match self.method.as_str() {
@@ -172,12 +198,85 @@ pub(super) fn check(route: &mut RouteManifest) -> Result<(), String> {
             route.method, route.path
         ));
     }
+    if let Some(name) = &route.name
+        && !is_route_name(name)
+    {
+        return Err(format!(
+            "route {} {}: name {name:?} must be 1-64 characters of a-z, 0-9 and -, \
+             starting with a letter",
+            route.method, route.path
+        ));
+    }
+    Ok(())
+}
+
+/// `a-z`, `0-9` and `-`, 1 to 64 of them, starting with a letter.
+fn is_route_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Refuses two routes of one function with the same name.
+pub(super) fn check_names(routes: &[RouteManifest]) -> Result<(), String> {
+    let mut seen = std::collections::HashMap::new();
+    for route in routes {
+        let name = route.route_name();
+        if let Some(first) = seen.insert(name.clone(), route) {
+            return Err(format!(
+                "routes {} {} and {} {} are both named {name:?}; give one a `name`",
+                first.method, first.path, route.method, route.path
+            ));
+        }
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_names_are_derived_from_method_and_path() {
+        let route = |method: &str, path: &str| RouteManifest {
+            name: None,
+            method: method.into(),
+            path: path.into(),
+            auth: AuthRule::default(),
+            schema: None,
+            body: None,
+            max_body_bytes: None,
+            accept: Vec::new(),
+            formats: Formats::default(),
+        };
+        assert_eq!(
+            route("POST", "/todos/{id}/done").route_name(),
+            "post-todos-id-done"
+        );
+        assert_eq!(route("GET", "/").route_name(), "get");
+        assert_eq!(
+            route("GET", "/files/{*path}").route_name(),
+            "get-files-path"
+        );
+        assert_eq!(route("PUT", "/a_b/c.d").route_name(), "put-a-b-c-d");
+        let named = RouteManifest {
+            name: Some("create".into()),
+            ..route("POST", "/todos")
+        };
+        assert_eq!(named.route_name(), "create");
+        assert!(check_names(&[route("GET", "/a"), route("POST", "/a")]).is_ok());
+        let clash = check_names(&[
+            named.clone(),
+            RouteManifest {
+                name: Some("create".into()),
+                ..route("PUT", "/x")
+            },
+        ]);
+        assert!(clash.is_err_and(|e| e.contains("both named \"create\"")));
+        assert!(is_route_name("create-todo") && !is_route_name("Create") && !is_route_name("1a"));
+    }
 
     #[test]
     fn auth_rules_parse_in_all_three_forms() {

@@ -3,10 +3,12 @@
 mod blobs;
 mod cache;
 mod documents;
+mod legacy;
 mod queue;
 
 use wasmtime::component::Linker;
 
+use super::bindings::legacy::sluice::function as legacy_function;
 use super::bindings::sluice::function;
 use super::state::{Caps, Sandbox};
 
@@ -18,6 +20,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
     function::queue::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::blobs::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::cache::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    // The same under 0.1.0's names, for components built before 0.2.0.
+    legacy_function::types::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    legacy_function::documents::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    legacy_function::queue::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    legacy_function::blobs::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    legacy_function::cache::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     Ok(())
 }
 

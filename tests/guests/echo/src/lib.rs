@@ -1,13 +1,27 @@
 //! Test guest: answers with everything it received, and writes one line to
-//! stdout and one to stderr.
+//! stdout and one to stderr; `?fail=unauthorized|problem|bad-problem` makes
+//! it fail so instead.
 
 use serde_json::{Map, Value, json};
-use sluice_sdk::{Error, Request, Response};
+use sluice_sdk::{Error, Request, Response, status};
 
 #[sluice_sdk::handler]
 fn handle(req: Request) -> Result<Response, Error> {
     println!("echo stdout: {} {}", req.method(), req.path());
     eprintln!("echo stderr: request {}", req.request_id());
+    match req.query("fail") {
+        Some("unauthorized") => return Err(Error::unauthorized("the share password is wrong")),
+        Some("problem") => {
+            return Err(Error::problem(
+                status::UNPROCESSABLE_CONTENT,
+                "out-of-stock",
+                "Out of stock",
+                "only 2 left of item 17",
+            ));
+        }
+        Some("bad-problem") => return Err(Error::problem(200, "fine", "Fine", "not a problem")),
+        _ => {}
+    }
 
     let body = serde_json::from_slice::<Value>(req.body())
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(req.body()).into_owned()));
@@ -22,6 +36,8 @@ fn handle(req: Request) -> Result<Response, Error> {
     Response::json(
         200,
         &json!({
+            "route": req.route(),
+            "pattern": req.pattern(),
             "method": req.method(),
             "path": req.path(),
             "params": object(req.params()),

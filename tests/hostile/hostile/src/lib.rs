@@ -160,7 +160,7 @@ fn host_trap() -> Result<Response, Error> {
     reason = "the attack is a forged pointer passed to a host call"
 )]
 mod forged {
-    #[link(wasm_import_module = "sluice:function/documents@0.1.0")]
+    #[link(wasm_import_module = "sluice:function/documents@0.2.0")]
     unsafe extern "C" {
         /// `documents.get` as lowered: collection, key, return area.
         #[link_name = "get"]

@@ -317,10 +317,11 @@ const TABLE_BOMB: &str = r#"
     (i32.const 0)))
 "#;
 
-/// The table bomb as a component of the `http-function` world.
+/// The table bomb as a component of the `http-function` world, of the 0.1.0
+/// contract (which has no `routes` to write in WAT too).
 fn table_bomb() -> Result<Vec<u8>> {
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_dir(root().join("wit"))?;
+    let (package, _) = resolve.push_dir(root().join("wit/legacy/0.1.0"))?;
     let world = resolve.select_world(&[package], Some("http-function"))?;
     let mut module = wat::parse_str(TABLE_BOMB)?;
     wit_component::embed_component_metadata(

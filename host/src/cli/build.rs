@@ -12,6 +12,21 @@ use serde_json::Value;
 /// The target functions are built for.
 const TARGET: &str = "wasm32-wasip2";
 
+/// The profile functions are built with: release, optimized for size,
+/// without debug information. Defined on cargo's command line, so that a
+/// crate outside this repository, which has no such profile, builds with
+/// it too.
+pub const GUEST_PROFILE: &str = "guest";
+
+/// `--config` arguments defining [`GUEST_PROFILE`] as this repository's
+/// `[profile.guest]` does.
+const GUEST_PROFILE_CONFIG: [&str; 4] = [
+    "profile.guest.inherits=\"release\"",
+    "profile.guest.opt-level=\"s\"",
+    "profile.guest.debug=false",
+    "profile.guest.strip=true",
+];
+
 /// Builds the crate in `dir` with `profile`; returns the component's path.
 pub fn build(dir: &Path, profile: &str) -> Result<PathBuf> {
     ensure_target()?;
@@ -20,8 +35,14 @@ pub fn build(dir: &Path, profile: &str) -> Result<PathBuf> {
     let package = package_name(&manifest)?;
     let bar = progress_bar(units_to_build(&manifest).unwrap_or(0));
     bar.set_message(format!("building {package} for {TARGET}"));
-    let mut child = Command::new(cargo())
-        .args(["build", "--target", TARGET, "--profile", profile])
+    let mut command = Command::new(cargo());
+    command.args(["build", "--target", TARGET, "--profile", profile]);
+    if profile == GUEST_PROFILE {
+        for setting in GUEST_PROFILE_CONFIG {
+            command.args(["--config", setting]);
+        }
+    }
+    let mut child = command
         .args([
             "--message-format",
             "json-render-diagnostics",

@@ -24,8 +24,10 @@ pub struct DeployArgs {
     /// Deploy under this name instead of the manifest's.
     #[arg(long)]
     pub name: Option<String>,
-    /// Cargo profile for building a crate.
-    #[arg(long, default_value = "release")]
+    /// Cargo profile for building a crate: `guest` (release, optimized for
+    /// size, no debug information; defined for any crate) or one of the
+    /// crate's own.
+    #[arg(long, default_value = super::build::GUEST_PROFILE)]
     pub profile: String,
 }
 

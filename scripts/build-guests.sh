@@ -2,8 +2,9 @@
 # Builds every guest component, the examples and the test guests, for
 # wasm32-wasip2 with the `guest` profile: one cargo invocation into the
 # shared target/, so each guest compiles once per run. The guests are the
-# workspace members that are not default members (Cargo.toml lists them,
-# and nothing else does). Installs the target if needed.
+# workspace members whose library is a cdylib (Cargo.toml lists them; the
+# examples are default members too, for their tests, which run natively).
+# Installs the target if needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,9 +13,9 @@ rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add was
 mapfile -t guests < <(cargo metadata --format-version 1 --no-deps | python3 -c '
 import json, sys
 meta = json.load(sys.stdin)
-default = set(meta["workspace_default_members"])
 for package in meta["packages"]:
-    if package["id"] in meta["workspace_members"] and package["id"] not in default:
+    cdylib = any("cdylib" in t["crate_types"] for t in package["targets"])
+    if package["id"] in meta["workspace_members"] and cdylib:
         print(package["name"])
 ')
 [ "${#guests[@]}" -gt 0 ] || { echo "build-guests.sh: no guests among the workspace members" >&2; exit 1; }

@@ -18,15 +18,6 @@ const TARGET: &str = "wasm32-wasip2";
 /// it too.
 pub const GUEST_PROFILE: &str = "guest";
 
-/// `--config` arguments defining [`GUEST_PROFILE`] as this repository's
-/// `[profile.guest]` does.
-const GUEST_PROFILE_CONFIG: [&str; 4] = [
-    "profile.guest.inherits=\"release\"",
-    "profile.guest.opt-level=\"s\"",
-    "profile.guest.debug=false",
-    "profile.guest.strip=true",
-];
-
 /// Builds the crate in `dir` with `profile`; returns the component's path.
 pub fn build(dir: &Path, profile: &str) -> Result<PathBuf> {
     ensure_target()?;
@@ -38,7 +29,7 @@ pub fn build(dir: &Path, profile: &str) -> Result<PathBuf> {
     let mut command = Command::new(cargo());
     command.args(["build", "--target", TARGET, "--profile", profile]);
     if profile == GUEST_PROFILE {
-        for setting in GUEST_PROFILE_CONFIG {
+        for setting in sluice_host::config::GUEST_PROFILE_CONFIG {
             command.args(["--config", setting]);
         }
     }

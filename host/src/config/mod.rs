@@ -14,6 +14,16 @@ use serde::{Deserialize, Serialize};
 
 pub use limits::{Limits, LimitsConfig};
 
+/// `cargo --config` arguments defining the `guest` profile functions are
+/// built with (release, optimized for size, no debug information), for a
+/// crate that does not define it: `sluice deploy` and `sluice-test` pass them.
+pub const GUEST_PROFILE_CONFIG: [&str; 4] = [
+    "profile.guest.inherits=\"release\"",
+    "profile.guest.opt-level=\"s\"",
+    "profile.guest.debug=false",
+    "profile.guest.strip=true",
+];
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -1,0 +1,63 @@
+//! The todo example on a real host, through `sluice-test`.
+
+use serde_json::json;
+use sluice_test::{KitError, TestHost};
+
+/// A todo goes through every route: created (the schema holds), read,
+/// listed, counted, changed and deleted; another user sees none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_todo_lives_and_dies() -> Result<(), KitError> {
+    let host = TestHost::start().await?;
+    let alice = host.token("alice", &[]);
+    let created = host
+        .post("/todos")
+        .token(&alice)
+        .json(&json!({ "title": "milk" }))
+        .send()
+        .await?;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let id = created.json["id"].as_str().unwrap_or_default().to_owned();
+    let stored = host.document("todos", &format!("alice/{id}")).await?;
+    assert_eq!(stored.map(|t| t["title"].clone()), Some(json!("milk")));
+
+    let refused = host
+        .post("/todos")
+        .token(&alice)
+        .json(&json!({ "title": 7 }))
+        .send()
+        .await?;
+    assert_eq!(refused.status, 422, "the schema wants a string title");
+
+    let read = host
+        .get(&format!("/todos/{id}"))
+        .token(&alice)
+        .send()
+        .await?;
+    assert_eq!(read.json["title"], "milk");
+    let listed = host.get("/todos").token(&alice).send().await?;
+    assert_eq!(listed.json["todos"].as_array().map(Vec::len), Some(1));
+    let counted = host.get("/todos/count").token(&alice).send().await?;
+    assert_eq!(counted.json["count"], 1);
+
+    let done = json!({ "done": true });
+    let changed = host
+        .put(&format!("/todos/{id}"))
+        .token(&alice)
+        .json(&done)
+        .send()
+        .await?;
+    assert_eq!(changed.status, 200, "{}", changed.json);
+    let bob = host.token("bob", &[]);
+    let hidden = host.get(&format!("/todos/{id}")).token(&bob).send().await?;
+    assert_eq!(hidden.status, 404);
+
+    let deleted = host
+        .delete(&format!("/todos/{id}"))
+        .token(&alice)
+        .send()
+        .await?;
+    assert!(deleted.status < 300, "{}", deleted.status);
+    assert_eq!(host.document("todos", &format!("alice/{id}")).await?, None);
+    host.stop().await;
+    Ok(())
+}

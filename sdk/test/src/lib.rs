@@ -1,0 +1,397 @@
+//! Test a Sluice function from `cargo test`, on the real host.
+//!
+//! [`TestHost::start`] builds the crate the test belongs to for
+//! `wasm32-wasip2` (cargo rebuilds it only when its sources changed), and
+//! starts the same host `sluice serve` runs, in the test's process, on a
+//! temporary data directory with its own SQLite database and a loopback
+//! port, with the crate's `sluice.toml`. Requests go through the whole
+//! pipeline over HTTP: authentication, the schema, limits, the commit.
+//!
+//! ```no_run
+//! use serde_json::json;
+//!
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn creates_a_todo() -> Result<(), sluice_test::KitError> {
+//!     let host = sluice_test::TestHost::start().await?;
+//!     let alice = host.token("alice", &[]);
+//!     let created = host.post("/todos").token(&alice).json(&json!({ "title": "milk" })).send().await?;
+//!     assert_eq!(created.status, 201);
+//!     let id = created.json["id"].as_str().unwrap_or_default();
+//!     let stored = host.document("todos", &format!("alice/{id}")).await?;
+//!     assert_eq!(stored.map(|todo| todo["title"].clone()), Some(json!("milk")));
+//!     Ok(())
+//! }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+use serde_json::Value;
+use sluice_host::config::{Config, KeyConfig};
+use sluice_host::{App, Server};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a request or a wait may take before the test fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Why the kit could not do what the test asked.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    /// The crate could not be found, read or built.
+    #[error("building the function: {0}")]
+    Build(String),
+    /// The host refused to start (a manifest error, a component that does not link).
+    #[error("starting the host: {0}")]
+    Start(String),
+    /// A request could not be sent or its answer read.
+    #[error("request: {0}")]
+    Request(#[from] reqwest::Error),
+    /// The host's database could not be read.
+    #[error("reading the host's database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Something did not happen in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+}
+
+/// The crate's function, served by a real host for the length of a test.
+pub struct TestHost {
+    base: String,
+    tenant: String,
+    secret: String,
+    client: reqwest::Client,
+    data: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestHost {
+    /// Builds the crate of the running test (`CARGO_MANIFEST_DIR`) and
+    /// serves it.
+    pub async fn start() -> Result<Self, KitError> {
+        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                KitError::Build("CARGO_MANIFEST_DIR is not set: run it with cargo test".into())
+            })?;
+        Self::start_crate(&dir).await
+    }
+
+    /// Builds the function crate in `dir` and serves it.
+    pub async fn start_crate(dir: &Path) -> Result<Self, KitError> {
+        let dir = dir.to_owned();
+        let component = tokio::task::spawn_blocking(move || build(&dir))
+            .await
+            .map_err(|e| KitError::Build(e.to_string()))??;
+        let (dir, wasm) = component;
+        let data = TempDir::new().map_err(|e| KitError::Start(e.to_string()))?;
+        let tenant = stage_manifest(&dir, &wasm, data.path())?;
+        // A fresh key for every host: tokens of one test never pass in another.
+        let secret = format!("sluice-test-{:032x}", random());
+        let mut config = Config {
+            data_dir: data.path().to_owned(),
+            functions_dirs: vec![data.path().join("functions")],
+            ..Config::default()
+        };
+        config.listen = ([127, 0, 0, 1], 0).into();
+        config.auth.keys = vec![KeyConfig {
+            kid: None,
+            algorithm: "HS256".into(),
+            secret: Some(secret.clone()),
+            public_key_file: None,
+            public_key_pem: None,
+        }];
+        // Compiled code outlives the test's data directory: the next run
+        // of an unchanged component loads it instead of compiling it.
+        config.runtime.cache_dir = wasm.parent().map(|p| p.join("sluice-test-cache"));
+        let start = |e: &dyn std::fmt::Display| KitError::Start(e.to_string());
+        let app = App::build(&config).await.map_err(|e| start(&e))?;
+        let server = Server::bind(app, config.listen, config.http.clone())
+            .await
+            .map_err(|e| start(&e))?;
+        let base = format!("http://{}", server.local_addr().map_err(|e| start(&e))?);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            base,
+            tenant,
+            secret,
+            client: reqwest::Client::builder()
+                .timeout(PATIENCE)
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()?,
+            data,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// The manifest's tenant, under which every route is served.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// A token of the tenant for `subject` with `roles`, valid for ten minutes.
+    pub fn token(&self, subject: &str, roles: &[&str]) -> String {
+        #[derive(Serialize)]
+        struct Claims<'a> {
+            sub: &'a str,
+            tenant: &'a str,
+            roles: &'a [&'a str],
+            exp: u64,
+        }
+        let claims = Claims {
+            sub: subject,
+            tenant: &self.tenant,
+            roles,
+            exp: jsonwebtoken::get_current_timestamp() + 600,
+        };
+        let key = EncodingKey::from_secret(self.secret.as_bytes());
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap_or_default()
+    }
+
+    /// A request to `path` as the manifest writes it (`/todos/42`): the
+    /// tenant's prefix is added.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> Call {
+        let url = format!("{}/{}{path}", self.base, self.tenant);
+        Call(self.client.request(method, url))
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> Call {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// `POST path`.
+    pub fn post(&self, path: &str) -> Call {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// `PUT path`.
+    pub fn put(&self, path: &str) -> Call {
+        self.request(reqwest::Method::PUT, path)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> Call {
+        self.request(reqwest::Method::DELETE, path)
+    }
+
+    async fn database(&self) -> Result<sqlx::AnyPool, KitError> {
+        sqlx::any::install_default_drivers();
+        let url = format!(
+            "sqlite://{}?mode=ro",
+            self.data.path().join("sluice.db").display()
+        );
+        Ok(sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?)
+    }
+
+    /// The committed document at `key` of the tenant's `collection`, as JSON.
+    pub async fn document(&self, collection: &str, key: &str) -> Result<Option<Value>, KitError> {
+        let db = self.database().await?;
+        let value: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT value FROM documents WHERE tenant = $1 AND collection = $2 AND key = $3",
+        )
+        .bind(&self.tenant)
+        .bind(collection)
+        .bind(key)
+        .fetch_optional(&db)
+        .await?;
+        db.close().await;
+        Ok(value.flatten().and_then(|v| serde_json::from_str(&v).ok()))
+    }
+
+    /// Messages and document events waiting for delivery.
+    pub async fn pending_messages(&self) -> Result<i64, KitError> {
+        let db = self.database().await?;
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE tenant = $1")
+            .bind(&self.tenant)
+            .fetch_one(&db)
+            .await?;
+        db.close().await;
+        Ok(pending)
+    }
+
+    /// Waits until every message and event sent so far has been delivered
+    /// and its consumer's effects committed (or dead-lettered).
+    pub async fn deliver_all(&self) -> Result<(), KitError> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.pending_messages().await? > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return Err(KitError::Timeout("the messages to be delivered"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops the host: requests in flight finish, commits flush.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(PATIENCE, task).await;
+        }
+    }
+}
+
+/// A request being made; [`Call::send`] sends it.
+pub struct Call(reqwest::RequestBuilder);
+
+impl Call {
+    /// Sends `token` as the bearer token.
+    pub fn token(self, token: &str) -> Self {
+        Self(self.0.bearer_auth(token))
+    }
+
+    /// Sends `value` as the JSON body.
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Self {
+        Self(self.0.json(value))
+    }
+
+    /// Sends `bytes` as the body, with `content_type`.
+    pub fn body(self, content_type: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        Self(
+            self.0
+                .header("content-type", content_type)
+                .body(bytes.into()),
+        )
+    }
+
+    /// Adds a header.
+    pub fn header(self, name: &str, value: &str) -> Self {
+        Self(self.0.header(name, value))
+    }
+
+    /// Sends it and reads the whole answer.
+    pub async fn send(self) -> Result<Reply, KitError> {
+        let response = self.0.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?.to_vec();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            json,
+            body,
+        })
+    }
+}
+
+/// A whole answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub json: Value,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The header `name`, or `""`.
+    pub fn header(&self, name: &str) -> &str {
+        (self.headers.get(name).and_then(|v| v.to_str().ok())).unwrap_or("")
+    }
+}
+
+/// Builds the crate in `dir` for wasm32-wasip2 in the `guest` profile (as
+/// `sluice deploy` does); returns the crate's directory and its component.
+fn build(dir: &Path) -> Result<(PathBuf, PathBuf), KitError> {
+    let failed = |e: &dyn std::fmt::Display| KitError::Build(e.to_string());
+    let manifest = dir.join("Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--target", "wasm32-wasip2", "--profile", "guest"]);
+    for setting in sluice_host::config::GUEST_PROFILE_CONFIG {
+        command.args(["--config", setting]);
+    }
+    let out = command
+        .args([
+            "--message-format",
+            "json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .output()
+        .map_err(|e| failed(&e))?;
+    if !out.status.success() {
+        return Err(KitError::Build(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    let manifest = std::fs::canonicalize(&manifest).map_err(|e| failed(&e))?;
+    let wasm = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| m["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
+        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f.as_str().map(PathBuf::from))
+        .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .ok_or_else(|| {
+            KitError::Build(format!(
+                "{} made no component: is it a cdylib?",
+                manifest.display()
+            ))
+        })?;
+    Ok((dir.to_owned(), wasm))
+}
+
+/// Writes the crate's `sluice.toml`, its component set to `wasm`, into a
+/// functions directory under `data` (with its `schemas/`); returns its tenant.
+fn stage_manifest(dir: &Path, wasm: &Path, data: &Path) -> Result<String, KitError> {
+    let failed = |e: &dyn std::fmt::Display| KitError::Start(e.to_string());
+    let text = std::fs::read_to_string(dir.join("sluice.toml")).map_err(|e| failed(&e))?;
+    let mut manifest: toml::Table = toml::from_str(&text).map_err(|e| failed(&e))?;
+    let tenant = (manifest.get("tenant").and_then(|t| t.as_str()))
+        .ok_or_else(|| KitError::Start("sluice.toml names no tenant".into()))?
+        .to_owned();
+    manifest.insert("component".into(), wasm.display().to_string().into());
+    let staged = data.join("functions/function");
+    std::fs::create_dir_all(&staged).map_err(|e| failed(&e))?;
+    let text = toml::to_string(&manifest).map_err(|e| failed(&e))?;
+    std::fs::write(staged.join("sluice.toml"), text).map_err(|e| failed(&e))?;
+    let schemas = dir.join("schemas");
+    if schemas.is_dir() {
+        std::fs::create_dir_all(staged.join("schemas")).map_err(|e| failed(&e))?;
+        for entry in std::fs::read_dir(&schemas).map_err(|e| failed(&e))? {
+            let path = entry.map_err(|e| failed(&e))?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, staged.join("schemas").join(name)).map_err(|e| failed(&e))?;
+            }
+        }
+    }
+    Ok(tenant)
+}
+
+/// 128 bits from the OS's hasher seed and the clock: enough to make keys
+/// of different test hosts differ.
+fn random() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let low = hasher.finish();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(low);
+    (u128::from(hasher.finish()) << 64) | u128::from(low)
+}

@@ -92,7 +92,7 @@ impl TestHost {
         let data = TempDir::new().map_err(|e| KitError::Start(e.to_string()))?;
         let tenant = stage_manifest(&dir, &wasm, data.path())?;
         // A fresh key for every host: tokens of one test never pass in another.
-        let secret = format!("sluice-test-{:032x}", random());
+        let secret = format!("sluice-test-{}", uuid::Uuid::now_v7().simple());
         let mut config = Config {
             data_dir: data.path().to_owned(),
             functions_dirs: vec![data.path().join("functions")],
@@ -378,20 +378,4 @@ fn stage_manifest(dir: &Path, wasm: &Path, data: &Path) -> Result<String, KitErr
         }
     }
     Ok(tenant)
-}
-
-/// 128 bits from the OS's hasher seed and the clock: enough to make keys
-/// of different test hosts differ.
-fn random() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    let low = hasher.finish();
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(low);
-    (u128::from(hasher.finish()) << 64) | u128::from(low)
 }

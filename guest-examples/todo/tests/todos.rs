@@ -61,3 +61,20 @@ async fn a_todo_lives_and_dies() -> Result<(), KitError> {
     host.stop().await;
     Ok(())
 }
+
+/// A todo seeded straight into the store (as if an earlier request had
+/// made it) is served like any other: the index leads to its owner's copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_todo_is_served() -> Result<(), KitError> {
+    let host = TestHost::start().await?;
+    let todo = json!({ "id": "seeded", "owner": "alice", "title": "from the seed", "done": false });
+    host.put_document("todos", "alice/seeded", &todo).await?;
+    host.put_document("todo-index", "seeded", &json!("alice"))
+        .await?;
+    let alice = host.token("alice", &[]);
+    let read = host.get("/todos/seeded").token(&alice).send().await?;
+    assert_eq!(read.status, 200, "{}", read.json);
+    assert_eq!(read.json["title"], "from the seed");
+    host.stop().await;
+    Ok(())
+}

@@ -30,7 +30,9 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use serde_json::Value;
-use sluice_host::config::{Config, KeyConfig};
+use sluice_host::config::{Config, KeyConfig, Limits};
+use sluice_host::store::staging::{DocKey, StagedWrite};
+use sluice_host::store::{CommitOutcome, CommitRequest, InvocationRecord, Outcome, Staging, Store};
 use sluice_host::{App, Server};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -54,6 +56,9 @@ pub enum KitError {
     /// The host's database could not be read.
     #[error("reading the host's database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The host refused to commit what a test seeded.
+    #[error("seeding: {0}")]
+    Seed(String),
     /// Something did not happen in time.
     #[error("timed out waiting for {0}")]
     Timeout(&'static str),
@@ -63,6 +68,7 @@ pub enum KitError {
 pub struct TestHost {
     base: String,
     tenant: String,
+    store: Store,
     secret: String,
     client: reqwest::Client,
     data: TempDir,
@@ -111,6 +117,7 @@ impl TestHost {
         config.runtime.cache_dir = wasm.parent().map(|p| p.join("sluice-test-cache"));
         let start = |e: &dyn std::fmt::Display| KitError::Start(e.to_string());
         let app = App::build(&config).await.map_err(|e| start(&e))?;
+        let store = app.store.clone();
         let server = Server::bind(app, config.listen, config.http.clone())
             .await
             .map_err(|e| start(&e))?;
@@ -122,6 +129,7 @@ impl TestHost {
         Ok(Self {
             base,
             tenant,
+            store,
             secret,
             client: reqwest::Client::builder()
                 .timeout(PATIENCE)
@@ -209,6 +217,45 @@ impl TestHost {
         .await?;
         db.close().await;
         Ok(value.flatten().and_then(|v| serde_json::from_str(&v).ok()))
+    }
+
+    /// Writes `value` at `key` of the tenant's `collection`, committed as a
+    /// function's write is (through the host's committer: versions, storage
+    /// usage and the collection's events follow), to set a test up.
+    pub async fn put_document(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), KitError> {
+        let mut staging = Staging::new(Limits::default());
+        let key = DocKey {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+        };
+        (staging.write(key, StagedWrite::Put(value.to_string())))
+            .map_err(|e| KitError::Seed(e.to_string()))?;
+        let request = CommitRequest {
+            staging,
+            record: InvocationRecord {
+                request_id: format!("seed-{}", uuid::Uuid::now_v7()),
+                tenant: self.tenant.as_str().into(),
+                function: "sluice-test".into(),
+                route: "seed".into(),
+                status: 200,
+                outcome: Outcome::Ok,
+                exceeded: None,
+                attempts: 1,
+                duration_us: 0,
+            },
+            delivery: None,
+            hops: 0,
+        };
+        match self.store.committer().commit(request).await {
+            Ok(CommitOutcome::Committed) => Ok(()),
+            Ok(other) => Err(KitError::Seed(format!("{other:?}"))),
+            Err(e) => Err(KitError::Seed(e.to_string())),
+        }
     }
 
     /// Messages and document events waiting for delivery.

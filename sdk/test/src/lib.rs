@@ -32,7 +32,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sluice_host::config::{Config, KeyConfig, Limits};
 use sluice_host::store::staging::{DocKey, StagedWrite};
-use sluice_host::store::{CommitOutcome, CommitRequest, InvocationRecord, Outcome, Staging, Store};
+use sluice_host::store::{
+    CommitOutcome, CommitRequest, InvocationRecord, Outcome, Staging, Store, Tick,
+};
 use sluice_host::{App, Server};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -56,7 +58,7 @@ pub enum KitError {
     /// The host's database could not be read.
     #[error("reading the host's database: {0}")]
     Database(#[from] sqlx::Error),
-    /// The host refused to commit what a test seeded.
+    /// The host refused to commit what a test seeded or a tick it fired.
     #[error("seeding: {0}")]
     Seed(String),
     /// Something did not happen in time.
@@ -235,13 +237,57 @@ impl TestHost {
         };
         (staging.write(key, StagedWrite::Put(value.to_string())))
             .map_err(|e| KitError::Seed(e.to_string()))?;
+        self.commit(staging).await
+    }
+
+    /// Fires a tick of the schedule `name` now, as the host's schedule
+    /// runner does when the cron is due (the schedule's next tick stays as
+    /// it was); [`TestHost::deliver_all`] then waits for it to be handled.
+    pub async fn tick(&self, name: &str) -> Result<(), KitError> {
+        let db = self.database().await?;
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT function, next_tick FROM schedules WHERE tenant = $1 AND name = $2",
+        )
+        .bind(&self.tenant)
+        .bind(name)
+        .fetch_optional(&db)
+        .await?;
+        db.close().await;
+        let (function, next) =
+            row.ok_or_else(|| KitError::Seed(format!("the manifest has no schedule {name:?}")))?;
+        let now = chrono::Utc::now();
+        let payload = serde_json::json!({
+            "schedule": name,
+            "tick": now.to_rfc3339(),
+            "tick_ms": now.timestamp_millis(),
+            "missed": 0,
+        });
+        let tick = Tick {
+            tenant: self.tenant.as_str().into(),
+            function: function.into(),
+            name: name.to_owned(),
+            expect_next: next,
+            next,
+            fired: Some((now.timestamp_millis(), payload.to_string().into_bytes())),
+        };
+        match self.store.tick(tick).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(KitError::Seed(format!(
+                "the schedule {name:?} ticked meanwhile; try again"
+            ))),
+            Err(e) => Err(KitError::Seed(e.to_string())),
+        }
+    }
+
+    /// Commits `staging` as a function's invocation would be.
+    async fn commit(&self, staging: Staging) -> Result<(), KitError> {
         let request = CommitRequest {
             staging,
             record: InvocationRecord {
-                request_id: format!("seed-{}", uuid::Uuid::now_v7()),
+                request_id: format!("sluice-test-{}", uuid::Uuid::now_v7()),
                 tenant: self.tenant.as_str().into(),
                 function: "sluice-test".into(),
-                route: "seed".into(),
+                route: "sluice-test".into(),
                 status: 200,
                 outcome: Outcome::Ok,
                 exceeded: None,

@@ -43,6 +43,9 @@ async fn a_post_reaches_every_members_inbox() -> Result<(), KitError> {
         .await?;
     assert_eq!(outsider.status, 403);
 
+    let sent = host.messages("channel-notifications").await?;
+    assert_eq!(sent.len(), 1, "one notification for the one post");
+    assert_eq!(sent[0].json["members"], json!(["alice", "bob"]));
     host.deliver_all().await?;
     for (who, token) in [("alice", &alice), ("bob", &bob)] {
         let inbox = host.get("/inbox").token(token).send().await?;

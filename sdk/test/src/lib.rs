@@ -304,6 +304,29 @@ impl TestHost {
         }
     }
 
+    /// The messages committed to `topic` of the tenant so far, oldest
+    /// first: what functions sent (and document events and ticks), whether
+    /// delivered yet or not.
+    pub async fn messages(&self, topic: &str) -> Result<Vec<SentMessage>, KitError> {
+        let db = self.database().await?;
+        let rows: Vec<(Vec<u8>, Option<String>)> = sqlx::query_as(
+            "SELECT payload, idempotency_key FROM outbox WHERE tenant = $1 AND topic = $2 ORDER BY id",
+        )
+        .bind(&self.tenant)
+        .bind(topic)
+        .fetch_all(&db)
+        .await?;
+        db.close().await;
+        Ok(rows
+            .into_iter()
+            .map(|(payload, idempotency_key)| SentMessage {
+                json: serde_json::from_slice(&payload).unwrap_or(Value::Null),
+                payload,
+                idempotency_key,
+            })
+            .collect())
+    }
+
     /// Messages and document events waiting for delivery.
     pub async fn pending_messages(&self) -> Result<i64, KitError> {
         let db = self.database().await?;
@@ -381,6 +404,17 @@ impl Call {
             body,
         })
     }
+}
+
+/// A message committed to a topic.
+#[derive(Debug, Clone)]
+pub struct SentMessage {
+    /// Its payload as JSON (`Null` when it is not JSON).
+    pub json: Value,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// The sender's idempotency key, if it gave one.
+    pub idempotency_key: Option<String>,
 }
 
 /// A whole answer.

@@ -92,13 +92,12 @@ impl TestHost {
 
     /// Builds the function crate in `dir` and serves it.
     pub async fn start_crate(dir: &Path) -> Result<Self, KitError> {
-        let dir = dir.to_owned();
-        let component = tokio::task::spawn_blocking(move || build(&dir))
+        let building = dir.to_owned();
+        let wasm = tokio::task::spawn_blocking(move || build(&building))
             .await
             .map_err(|e| KitError::Build(e.to_string()))??;
-        let (dir, wasm) = component;
         let data = TempDir::new().map_err(|e| KitError::Start(e.to_string()))?;
-        let tenant = stage_manifest(&dir, &wasm, data.path())?;
+        let tenant = stage_manifest(dir, &wasm, data.path())?;
         // A fresh key for every host: tokens of one test never pass in another.
         let secret = format!("sluice-test-{}", uuid::Uuid::now_v7().simple());
         let mut config = Config {
@@ -438,8 +437,8 @@ impl Reply {
 }
 
 /// Builds the crate in `dir` for wasm32-wasip2 in the `guest` profile (as
-/// `sluice deploy` does); returns the crate's directory and its component.
-fn build(dir: &Path) -> Result<(PathBuf, PathBuf), KitError> {
+/// `sluice deploy` does); returns its component.
+fn build(dir: &Path) -> Result<PathBuf, KitError> {
     let failed = |e: &dyn std::fmt::Display| KitError::Build(e.to_string());
     let manifest = dir.join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -477,7 +476,7 @@ fn build(dir: &Path) -> Result<(PathBuf, PathBuf), KitError> {
                 manifest.display()
             ))
         })?;
-    Ok((dir.to_owned(), wasm))
+    Ok(wasm)
 }
 
 /// Writes the crate's `sluice.toml`, its component set to `wasm`, into a

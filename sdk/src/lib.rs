@@ -236,6 +236,60 @@ macro_rules! routes {
     };
 }
 
+/// Binds each topic the manifest subscribes to (and each schedule's
+/// `schedule.<name>`) to a function: the consumer's counterpart of
+/// [`routes!`].
+///
+/// Each function (a path, or a closure) takes a [`Message`] and returns
+/// `Result<(), MessageError>`. A topic ending in `*` matches every topic
+/// that starts with what comes before it (`"documents.notes.*"`: the
+/// collection's `created`, `updated` and `deleted` events). The first
+/// match wins. A message no entry matches goes to the dead letters at once,
+/// with a message naming its topic: the manifest subscribes to something
+/// the code does not handle.
+///
+/// ```no_run
+/// use sluice_sdk::{Message, MessageError};
+///
+/// sluice_sdk::topics! {
+///     "schedule.cleanup" => cleanup,
+///     "documents.notes.*" => |msg| {
+///         let event = msg.event().ok_or_else(|| MessageError::give_up("not an event"))?;
+///         println!("{} {}", event.kind, event.key);
+///         Ok(())
+///     },
+/// }
+///
+/// fn cleanup(msg: Message) -> Result<(), MessageError> {
+///     let tick = msg.schedule().ok_or_else(|| MessageError::give_up("not a tick"))?;
+///     println!("cleaning up at {}", tick.tick_ms);
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! topics {
+    ($($topic:literal => $function:expr),+ $(,)?) => {
+        #[doc(hidden)]
+        pub struct __SluiceTopics;
+
+        impl $crate::__private::MessageGuest for __SluiceTopics {
+            fn handle(
+                message: $crate::__private::WitMessage,
+            ) -> ::core::result::Result<(), $crate::__private::WitMessageError> {
+                $(
+                    if $crate::__private::topic_matches($topic, &message.topic) {
+                        return $crate::__private::handle_message_with(message, $function);
+                    }
+                )+
+                $crate::__private::unknown_topic(&message.topic)
+            }
+        }
+
+        $crate::wit_messages::export_messages!(__SluiceTopics);
+    };
+}
+
 /// Marks the one function that handles all of this component's requests,
 /// when it dispatches them itself; [`routes!`] binds a function to each
 /// route by name instead, which is usually clearer.
@@ -332,11 +386,58 @@ pub mod __private {
             .map_err(crate::Error::into_wit)
     }
 
+    /// Whether `topic` matches a [`crate::topics!`] entry: the same, or
+    /// starting with what comes before the entry's trailing `*`.
+    pub fn topic_matches(entry: &str, topic: &str) -> bool {
+        match entry.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => entry == topic,
+        }
+    }
+
+    /// A [`crate::topics!`] arm: converts the message in and the result out.
+    pub fn handle_message_with<F>(
+        message: message_handler::Message,
+        function: F,
+    ) -> Result<(), message_handler::Error>
+    where
+        F: FnOnce(crate::Message) -> Result<(), crate::MessageError>,
+    {
+        function(crate::Message::from_wit(message)).map_err(crate::MessageError::into_wit)
+    }
+
+    /// A message [`crate::topics!`] has no entry for: to the dead letters.
+    pub fn unknown_topic(topic: &str) -> Result<(), message_handler::Error> {
+        Err(message_handler::Error::GiveUp(format!(
+            "this component has no function for topic {topic:?}"
+        )))
+    }
+
     /// The message export's body: converts the message in and the result out.
     pub fn handle_message(
         message: message_handler::Message,
         function: fn(crate::Message) -> Result<(), crate::MessageError>,
     ) -> Result<(), message_handler::Error> {
         function(crate::Message::from_wit(message)).map_err(crate::MessageError::into_wit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::__private::topic_matches;
+
+    #[test]
+    fn topics_match_exactly_or_by_prefix() {
+        assert!(topic_matches("jobs", "jobs"));
+        assert!(!topic_matches("jobs", "jobs.more"));
+        assert!(topic_matches(
+            "documents.notes.*",
+            "documents.notes.created"
+        ));
+        assert!(!topic_matches(
+            "documents.notes.*",
+            "documents.notebooks.created"
+        ));
+        assert!(topic_matches("*", "anything"));
     }
 }

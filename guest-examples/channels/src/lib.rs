@@ -164,11 +164,15 @@ fn list_inbox(req: &Request, user: &Claims) -> Result<Response, Error> {
     )
 }
 
+// The consumer's one topic: the notifications `post` sends.
+sluice_sdk::topics! {
+    "channel-notifications" => deliver,
+}
+
 /// Delivers a post's notification to the inbox of every member it names.
 ///
 /// Keyed by member and post, so a redelivery of the same notification
 /// overwrites the entries instead of adding new ones.
-#[sluice_sdk::on_message]
 fn deliver(msg: Message) -> Result<(), MessageError> {
     let notification: Notification = msg.json()?;
     for member in &notification.members {

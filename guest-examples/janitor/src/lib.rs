@@ -108,15 +108,19 @@ fn now_ms() -> Result<u64, Error> {
     Ok(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
 }
 
+// The consumer's one topic: the ticks of its `cleanup` schedule.
+sluice_sdk::topics! {
+    "schedule.cleanup" => cleanup,
+}
+
 /// The `cleanup` tick: deletes every note that expired before the tick.
 ///
 /// "Now" is the tick's own time, not the clock, so a retried tick deletes
 /// exactly what the first attempt would have.
-#[sluice_sdk::on_message]
 fn cleanup(msg: Message) -> Result<(), MessageError> {
     let tick = msg
         .schedule()
-        .ok_or_else(|| MessageError::give_up(format!("unexpected topic {}", msg.topic())))?;
+        .ok_or_else(|| MessageError::give_up("a cleanup message that is not a tick"))?;
     let expired: Vec<_> = expiries()
         .list_all("")
         .take_while(|entry| {

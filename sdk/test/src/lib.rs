@@ -58,8 +58,8 @@ pub enum KitError {
     /// The host's database could not be read.
     #[error("reading the host's database: {0}")]
     Database(#[from] sqlx::Error),
-    /// The host refused to commit what a test seeded or a tick it fired.
-    #[error("seeding: {0}")]
+    /// The host's store refused what a test seeded, a tick it fired, or a read.
+    #[error("the store: {0}")]
     Seed(String),
     /// Something did not happen in time.
     #[error("timed out waiting for {0}")]
@@ -71,9 +71,12 @@ pub struct TestHost {
     base: String,
     tenant: String,
     store: Store,
+    /// Read-only, for what the store has no call for (the queue's tables).
+    db: sqlx::AnyPool,
     secret: String,
     client: reqwest::Client,
-    data: TempDir,
+    /// Removed when the host is dropped.
+    _data: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -119,6 +122,15 @@ impl TestHost {
         let start = |e: &dyn std::fmt::Display| KitError::Start(e.to_string());
         let app = App::build(&config).await.map_err(|e| start(&e))?;
         let store = app.store.clone();
+        sqlx::any::install_default_drivers();
+        let url = format!(
+            "sqlite://{}?mode=ro",
+            data.path().join("sluice.db").display()
+        );
+        let db = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?;
         let server = Server::bind(app, config.listen, config.http.clone())
             .await
             .map_err(|e| start(&e))?;
@@ -131,12 +143,13 @@ impl TestHost {
             base,
             tenant,
             store,
+            db,
             secret,
             client: reqwest::Client::builder()
                 .timeout(PATIENCE)
                 .pool_idle_timeout(Duration::from_secs(5))
                 .build()?,
-            data,
+            _data: data,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -193,31 +206,11 @@ impl TestHost {
         self.request(reqwest::Method::DELETE, path)
     }
 
-    async fn database(&self) -> Result<sqlx::AnyPool, KitError> {
-        sqlx::any::install_default_drivers();
-        let url = format!(
-            "sqlite://{}?mode=ro",
-            self.data.path().join("sluice.db").display()
-        );
-        Ok(sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&url)
-            .await?)
-    }
-
     /// The committed document at `key` of the tenant's `collection`, as JSON.
     pub async fn document(&self, collection: &str, key: &str) -> Result<Option<Value>, KitError> {
-        let db = self.database().await?;
-        let value: Option<Option<String>> = sqlx::query_scalar(
-            "SELECT value FROM documents WHERE tenant = $1 AND collection = $2 AND key = $3",
-        )
-        .bind(&self.tenant)
-        .bind(collection)
-        .bind(key)
-        .fetch_optional(&db)
-        .await?;
-        db.close().await;
-        Ok(value.flatten().and_then(|v| serde_json::from_str(&v).ok()))
+        let stored = (self.store.get_document(&self.tenant, collection, key).await)
+            .map_err(|e| KitError::Seed(e.to_string()))?;
+        Ok((stored.and_then(|d| d.value)).and_then(|v| serde_json::from_str(&v).ok()))
     }
 
     /// Writes `value` at `key` of the tenant's `collection`, committed as a
@@ -243,15 +236,14 @@ impl TestHost {
     /// runner does when the cron is due (the schedule's next tick stays as
     /// it was); [`TestHost::deliver_all`] then waits for it to be handled.
     pub async fn tick(&self, name: &str) -> Result<(), KitError> {
-        let db = self.database().await?;
+        let db = &self.db;
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT function, next_tick FROM schedules WHERE tenant = $1 AND name = $2",
         )
         .bind(&self.tenant)
         .bind(name)
-        .fetch_optional(&db)
+        .fetch_optional(db)
         .await?;
-        db.close().await;
         let (function, next) =
             row.ok_or_else(|| KitError::Seed(format!("the manifest has no schedule {name:?}")))?;
         let now = chrono::Utc::now();
@@ -307,15 +299,14 @@ impl TestHost {
     /// first: what functions sent (and document events and ticks), whether
     /// delivered yet or not.
     pub async fn messages(&self, topic: &str) -> Result<Vec<SentMessage>, KitError> {
-        let db = self.database().await?;
+        let db = &self.db;
         let rows: Vec<(Vec<u8>, Option<String>)> = sqlx::query_as(
             "SELECT payload, idempotency_key FROM outbox WHERE tenant = $1 AND topic = $2 ORDER BY id",
         )
         .bind(&self.tenant)
         .bind(topic)
-        .fetch_all(&db)
+        .fetch_all(db)
         .await?;
-        db.close().await;
         Ok(rows
             .into_iter()
             .map(|(payload, idempotency_key)| SentMessage {
@@ -328,12 +319,11 @@ impl TestHost {
 
     /// Messages and document events waiting for delivery.
     pub async fn pending_messages(&self) -> Result<i64, KitError> {
-        let db = self.database().await?;
+        let db = &self.db;
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE tenant = $1")
             .bind(&self.tenant)
-            .fetch_one(&db)
+            .fetch_one(db)
             .await?;
-        db.close().await;
         Ok(pending)
     }
 
@@ -352,6 +342,7 @@ impl TestHost {
 
     /// Stops the host: requests in flight finish, commits flush.
     pub async fn stop(mut self) {
+        self.db.close().await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

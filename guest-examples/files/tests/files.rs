@@ -47,3 +47,34 @@ async fn a_file_goes_up_and_comes_back() -> Result<(), KitError> {
     host.stop().await;
     Ok(())
 }
+
+/// A file seeded straight into the store (as if an earlier upload had
+/// kept it) is listed and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_file_is_served() -> Result<(), KitError> {
+    let host = TestHost::start().await?;
+    host.put_blob(
+        "alice/notes.pdf",
+        "application/pdf",
+        b"%PDF-1.7 seeded".to_vec(),
+    )
+    .await?;
+    let alice = host.token("alice", &[]);
+    let listed = host.get("/files").token(&alice).send().await?;
+    assert_eq!(
+        listed.json["files"][0]["name"], "notes.pdf",
+        "{}",
+        listed.json
+    );
+    let got = host.get("/files/notes.pdf").token(&alice).send().await?;
+    assert_eq!(
+        (got.status, got.body.as_slice()),
+        (200, &b"%PDF-1.7 seeded"[..])
+    );
+    assert_eq!(
+        host.blob("alice/notes.pdf").await?.as_deref(),
+        Some(&b"%PDF-1.7 seeded"[..])
+    );
+    host.stop().await;
+    Ok(())
+}

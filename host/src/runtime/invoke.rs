@@ -236,7 +236,8 @@ impl Runtime {
             cache: self.caches.tenant(&function.tenant),
         };
         let limiter = Limiter::new(limits.memory_bytes, limits.table_elements);
-        let state = Sandbox::new(caps, limiter, limits.log_bytes);
+        let shift = self.clock_shift.load(Ordering::Relaxed);
+        let state = Sandbox::new(caps, limiter, limits.log_bytes, shift);
         let mut wasm = WasmStore::new(&self.engine, state);
         let _in_use = InUse::enter(&self.in_use);
         wasm.limiter(|s| &mut s.limiter);

@@ -17,7 +17,7 @@ mod state;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::Linker;
@@ -172,6 +172,8 @@ pub struct Runtime {
     max_wasm_stack: usize,
     compile_box: Option<CompileBox>,
     caches: Caches,
+    /// Milliseconds added to the wall clock functions see: 0 but in tests.
+    clock_shift: Arc<AtomicI64>,
     /// The components loaded now, by the SHA-256 of their bytes.
     compiled: load::Shared,
     /// The functions whose code can be unloaded when idle.
@@ -254,6 +256,7 @@ impl Runtime {
                 max_wasm_stack: limits.max_wasm_stack_bytes,
             }),
             caches: Caches::new(cache),
+            clock_shift: Arc::default(),
             compiled: load::Shared::default(),
             resident,
         })
@@ -261,6 +264,19 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Moves the wall clock every function sees from now on by `by`
+    /// milliseconds (negative: back), on top of earlier moves; returns the
+    /// total. For tests of time-dependent logic; the host's own timers do
+    /// not move.
+    pub fn shift_clock(&self, by: i64) -> i64 {
+        self.clock_shift.fetch_add(by, Ordering::SeqCst) + by
+    }
+
+    /// The cache of `tenant`, as its functions see it.
+    pub fn cache(&self, tenant: &Arc<str>) -> crate::store::cache::TenantCache {
+        self.caches.tenant(tenant)
+    }
+
     /// Invocations running now, and the size of the instance pool.
     pub fn instances(&self) -> (usize, usize) {
         (

@@ -1,9 +1,10 @@
 //! What a `Store` holds for one invocation: WASI, limits and the capabilities.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::{HasData, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::{Limiter, LogPipe};
 use crate::store::cache::TenantCache;
@@ -23,16 +24,25 @@ pub struct Sandbox {
 impl Sandbox {
     /// A locked-down state: no preopens, environment, arguments, sockets or stdin;
     /// stdout and stderr go to memory for the host to log, up to `log_bytes` each.
-    pub(crate) fn new(caps: Capabilities, limiter: Limiter, log_bytes: usize) -> Self {
+    /// `clock_shift` milliseconds are added to the wall clock it sees.
+    pub(crate) fn new(
+        caps: Capabilities,
+        limiter: Limiter,
+        log_bytes: usize,
+        clock_shift: i64,
+    ) -> Self {
         let stdout = LogPipe::new(log_bytes);
         let stderr = LogPipe::new(log_bytes);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if clock_shift != 0 {
+            wasi.wall_clock(ShiftedClock(clock_shift));
+        }
+        let wasi = wasi.build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -40,6 +50,27 @@ impl Sandbox {
             caps,
             stdout,
             stderr,
+        }
+    }
+}
+
+/// The system's wall clock moved by some milliseconds.
+struct ShiftedClock(i64);
+
+impl HostWallClock for ShiftedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let shift = Duration::from_millis(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            now.saturating_add(shift)
+        } else {
+            now.saturating_sub(shift)
         }
     }
 }

@@ -260,6 +260,13 @@ impl Staging {
         self.writes.is_empty() && self.messages.is_empty() && self.blobs.is_empty()
     }
 
+    /// A document it read, or else one it wrote: what a conflict names.
+    pub fn some_key(&self) -> Option<DocKey> {
+        (self.reads.keys().next())
+            .or_else(|| self.writes.keys().next())
+            .cloned()
+    }
+
     /// The staged blob files, to sync before the commit.
     pub fn blob_files(&self) -> impl Iterator<Item = &Arc<StagedFile>> {
         self.blobs.values().filter_map(|b| match b {

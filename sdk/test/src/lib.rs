@@ -25,13 +25,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_host::config::{Config, KeyConfig, Limits};
-use sluice_host::store::staging::{DocKey, StagedWrite};
+use sluice_host::runtime::Runtime;
+use sluice_host::store::staging::{DocKey, StagedBlob, StagedWrite};
 use sluice_host::store::{
     CommitOutcome, CommitRequest, InvocationRecord, Outcome, Staging, Store, Tick,
 };
@@ -39,6 +41,9 @@ use sluice_host::{App, Server};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// One invocation's record: see [`TestHost::invocations`].
+pub use sluice_host::store::InvocationRow as Invocation;
 
 /// How long a request or a wait may take before the test fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -71,6 +76,8 @@ pub struct TestHost {
     base: String,
     tenant: String,
     store: Store,
+    /// For the cache and the clock functions see.
+    runtime: Arc<Runtime>,
     /// Read-only, for what the store has no call for (the queue's tables).
     db: sqlx::AnyPool,
     secret: String,
@@ -122,6 +129,7 @@ impl TestHost {
         let start = |e: &dyn std::fmt::Display| KitError::Start(e.to_string());
         let app = App::build(&config).await.map_err(|e| start(&e))?;
         let store = app.store.clone();
+        let runtime = app.pipeline.runtime.clone();
         sqlx::any::install_default_drivers();
         let url = format!(
             "sqlite://{}?mode=ro",
@@ -143,6 +151,7 @@ impl TestHost {
             base,
             tenant,
             store,
+            runtime,
             db,
             secret,
             client: reqwest::Client::builder()
@@ -232,6 +241,78 @@ impl TestHost {
         self.commit(staging).await
     }
 
+    /// The committed blob `name` of the tenant, whole.
+    pub async fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, KitError> {
+        let seed = |e: &dyn std::fmt::Display| KitError::Seed(e.to_string());
+        let Some((blob, source)) =
+            (self.store.open_blob(&self.tenant, name).await).map_err(|e| seed(&e))?
+        else {
+            return Ok(None);
+        };
+        let bytes = source.read(0, blob.size).await.map_err(|e| seed(&e))?;
+        Ok(Some(bytes))
+    }
+
+    /// Stores `bytes` as the tenant's blob `name`, committed as a
+    /// function's `blobs::put` is, to set a test up.
+    pub async fn put_blob(
+        &self,
+        name: &str,
+        content_type: &str,
+        bytes: impl Into<Vec<u8>>,
+    ) -> Result<(), KitError> {
+        let seed = |e: &dyn std::fmt::Display| KitError::Seed(e.to_string());
+        let files = self.store.files();
+        let staged = (files
+            .stage_bytes(&self.tenant, content_type, bytes.into())
+            .await)
+            .map_err(|e| seed(&e))?;
+        let size = staged.size;
+        let mut staging = Staging::new(Limits::default());
+        (staging.write_blob(name.to_owned(), StagedBlob::Put(Arc::new(staged)), size))
+            .map_err(|e| seed(&e))?;
+        self.commit(staging).await
+    }
+
+    /// The tenant's cache entry `key`, as its functions would read it.
+    pub fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>, KitError> {
+        let cache = self.runtime.cache(&Arc::from(self.tenant.as_str()));
+        cache.get(key).map_err(|e| KitError::Seed(e.to_string()))
+    }
+
+    /// Sets the tenant's cache entry `key` for `ttl` (or until evicted).
+    pub fn cache_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), KitError> {
+        let cache = self.runtime.cache(&Arc::from(self.tenant.as_str()));
+        (cache.set(key, value, ttl)).map_err(|e| KitError::Seed(e.to_string()))
+    }
+
+    /// Moves the wall clock the functions see (`SystemTime::now()` in a
+    /// guest) forward by `by`, and the time of the ticks [`TestHost::tick`]
+    /// fires with it: expiry and schedule logic is tested without sleeping.
+    /// The host's own timers (leases, backoff, cache expiry) keep real time.
+    pub fn advance_clock(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.runtime.shift_clock(by);
+    }
+
+    /// The time the functions see: now, plus what [`TestHost::advance_clock`] added.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::milliseconds(self.runtime.shift_clock(0))
+    }
+
+    /// Makes the next `n` commits that read or wrote a document fail as
+    /// conflicts, as if another request had changed what they read: the
+    /// host runs their function again on a fresh instance, as it does in
+    /// production, and the test sees what a re-run does.
+    pub fn conflict_next_commits(&self, n: u32) {
+        self.store.committer().inject_conflicts(n);
+    }
+
     /// Fires a tick of the schedule `name` now, as the host's schedule
     /// runner does when the cron is due (the schedule's next tick stays as
     /// it was); [`TestHost::deliver_all`] then waits for it to be handled.
@@ -246,7 +327,7 @@ impl TestHost {
         .await?;
         let (function, next) =
             row.ok_or_else(|| KitError::Seed(format!("the manifest has no schedule {name:?}")))?;
-        let now = chrono::Utc::now();
+        let now = self.now();
         let payload = serde_json::json!({
             "schedule": name,
             "tick": now.to_rfc3339(),
@@ -293,6 +374,16 @@ impl TestHost {
             Ok(other) => Err(KitError::Seed(format!("{other:?}"))),
             Err(e) => Err(KitError::Seed(e.to_string())),
         }
+    }
+
+    /// The tenant's invocation records, newest first: every request and
+    /// message run, with its route, status, outcome and how many times
+    /// the function ran (more than once after a conflict).
+    pub async fn invocations(&self) -> Result<Vec<Invocation>, KitError> {
+        let seed = |e: &dyn std::fmt::Display| KitError::Seed(e.to_string());
+        // Records of invocations that staged nothing are written in the background.
+        self.store.committer().flush().await;
+        (self.store.invocations(Some(&self.tenant), None, 1000).await).map_err(|e| seed(&e))
     }
 
     /// The messages committed to `topic` of the tenant so far, oldest

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::{AnyConnection, Connection};
@@ -185,6 +186,8 @@ struct Effects {
 #[derive(Clone)]
 pub struct Committer {
     jobs: mpsc::Sender<Job>,
+    /// Commits still to be refused as conflicts: a test's fault injection.
+    conflicts: Arc<AtomicU32>,
 }
 
 impl Committer {
@@ -192,7 +195,17 @@ impl Committer {
     pub(super) fn start(db: Db, max_batch: usize, ctx: Arc<Context>) -> Self {
         let (jobs, rx) = mpsc::channel(max_batch * 8);
         tokio::spawn(run(db, rx, max_batch, ctx));
-        Self { jobs }
+        Self {
+            jobs,
+            conflicts: Arc::default(),
+        }
+    }
+
+    /// Refuses the next `n` commits that wrote or read something as if a
+    /// document they read had changed, without writing them, so that a
+    /// test sees its function run again (`sluice-test`'s fault injection).
+    pub fn inject_conflicts(&self, n: u32) {
+        self.conflicts.store(n, Ordering::SeqCst);
     }
 
     /// Runs a queue or schedule operation in the next transaction.
@@ -213,6 +226,15 @@ impl Committer {
     /// The commit runs on the committer's task: dropping this future (a
     /// client that went away) does not stop a commit already queued.
     pub async fn commit(&self, request: CommitRequest) -> Result<CommitOutcome, CommitError> {
+        if self.conflicts.load(Ordering::Relaxed) > 0
+            && let Some(key) = request.staging.some_key()
+            && self
+                .conflicts
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Ok(CommitOutcome::Conflict(key));
+        }
         let (reply, rx) = oneshot::channel();
         self.jobs
             .send(Job::Commit {

@@ -39,6 +39,8 @@ async fn run() -> Result<()> {
         } => sluice_host::runtime::compile_component(fuel, max_wasm_stack, max_memory_bytes)
             .map_err(anyhow::Error::msg),
         Command::Serve(args) => cli::serve::run(config, args).await,
+        Command::New(args) => cli::new::run(args),
+        Command::Dev(args) => cli::dev::run(config, args).await,
         Command::Token(args) => cli::token::run(&config, args),
         Command::Key(command) => cli::key::run(&config, command, json).await,
         Command::DeadLetters(command) => cli::dead_letters::run(&config, command).await,

@@ -155,7 +155,7 @@ async fn locate(path: &Path, args: &DeployArgs) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// The schema files the manifest's routes name.
-fn schema_paths(manifest: &toml::Table) -> Vec<String> {
+pub(super) fn schema_paths(manifest: &toml::Table) -> Vec<String> {
     let mut paths: Vec<String> = manifest
         .get("routes")
         .and_then(|r| r.as_array())

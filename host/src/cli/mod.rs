@@ -1,14 +1,17 @@
 //! Every `sluice` subcommand, one file each: the host itself (`serve`),
 //! what works on its database directly (`key`, `dead-letters`), what talks
 //! to a running host's admin API (`tenant`, `deploy`, `functions`,
-//! `versions`, `rollback`, `invocations`), and `token`.
+//! `versions`, `rollback`, `invocations`), `token`, and the guest
+//! developer's `new` (a crate from a template) and `dev` (serve and reload).
 
 pub mod build;
 pub mod client;
 pub mod dead_letters;
+pub mod dev;
 pub mod functions;
 pub mod invocations;
 pub mod key;
+pub mod new;
 pub mod serve;
 pub mod tenant;
 pub mod token;
@@ -71,6 +74,12 @@ pub enum Command {
     },
     /// Serve the functions found in the functions directory.
     Serve(serve::Args),
+    /// Start a function crate from a template: code, manifest, schema,
+    /// README and a test that passes with `cargo test`.
+    New(new::Args),
+    /// Serve function crates on an embedded host and swap a new version in
+    /// whenever their sources or manifest change.
+    Dev(dev::Args),
     /// Create, list and revoke operator keys for the admin API.
     ///
     /// Works on the database directly: the first key cannot come from an API
@@ -123,7 +132,12 @@ impl Cli {
     pub fn config(&self) -> Result<Config> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
-            None if Path::new("sluice.toml").is_file() => Config::load(Path::new("sluice.toml"))?,
+            // In a function crate, `sluice.toml` is the function's manifest.
+            None if Path::new("sluice.toml").is_file()
+                && !is_manifest(Path::new("sluice.toml")) =>
+            {
+                Config::load(Path::new("sluice.toml"))?
+            }
             None => Config::default(),
         };
         if let Some(dir) = &self.data_dir {
@@ -134,6 +148,15 @@ impl Cli {
         }
         Ok(config)
     }
+}
+
+/// True when `path` is a function's manifest (it names a tenant), not a
+/// host's configuration.
+fn is_manifest(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|table| table.contains_key("tenant"))
 }
 
 /// The admin API client: URL and key from flags or environment, else the config file.

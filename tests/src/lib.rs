@@ -675,7 +675,9 @@ impl Process {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                bail!("sluice did not start serving");
+                let _ = child.wait();
+                let said = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                bail!("sluice did not start serving; it logged:\n{said}");
             }
         };
         Ok(Self {

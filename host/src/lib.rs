@@ -23,6 +23,7 @@
 pub mod config;
 pub mod metrics;
 pub mod problem;
+pub mod telemetry;
 
 pub mod store;
 

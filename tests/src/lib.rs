@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub use reqwest::StatusCode;
 
+pub mod otlp;
 mod own_server;
 pub mod postgres;
 pub mod s3;

@@ -13,6 +13,7 @@ pub mod invocations;
 pub mod key;
 pub mod new;
 pub mod serve;
+pub mod telemetry;
 pub mod tenant;
 pub mod token;
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use sluice_host::{App, Config, Server};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// `sluice serve`'s flags; the configuration file sets the rest.
 #[derive(clap::Args)]
@@ -24,13 +25,25 @@ pub struct Args {
 
 /// Serves `config` with the flags' changes, logging to stderr.
 pub async fn run(mut config: Config, args: Args) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let telemetry = if super::telemetry::wanted(&config.telemetry) {
+        let (traces, telemetry) = super::telemetry::install(&config.telemetry)?;
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi);
+        let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
+        registry.with(traces).init();
+        Some(telemetry)
+    } else {
+        // Off: as if traces did not exist.
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_env_filter(filter)
+            .init();
+        None
+    };
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -42,7 +55,11 @@ pub async fn run(mut config: Config, args: Args) -> Result<()> {
     }
     // Components are compiled by this same binary in a boxed child.
     config.runtime.isolated_compiler = std::env::current_exe().ok();
-    serve(config).await
+    let served = serve(config).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
+    served
 }
 
 async fn serve(config: Config) -> Result<()> {

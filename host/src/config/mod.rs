@@ -77,6 +77,40 @@ pub struct Config {
     pub cli: CliConfig,
     /// Where blob bytes live.
     pub blobs: BlobsConfig,
+    /// OpenTelemetry traces.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP with
+/// protobuf. Off unless `enabled` is true or `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set; `OTEL_SDK_DISABLED=true`
+/// turns it off whatever this says. The other `OTEL_*` variables
+/// (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*`, …) apply as usual.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Export traces.
+    pub enabled: bool,
+    /// The OTLP/HTTP endpoint, e.g. `http://collector:4318`; traces go to
+    /// `<endpoint>/v1/traces`. Default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else
+    /// `http://localhost:4318`.
+    pub endpoint: Option<String>,
+    /// `service.name` of the spans. Default: `OTEL_SERVICE_NAME`, else `sluice`.
+    pub service_name: Option<String>,
+    /// The share of traces started here that are kept, 0.0 to 1.0; a trace
+    /// continued from a caller's `traceparent` follows the caller's choice.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: None,
+            service_name: None,
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// Where blob bytes live.
@@ -167,6 +201,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             cli: CliConfig::default(),
             blobs: BlobsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::field::Empty;
 use tracing::{Instrument, info_span};
 
 use super::Dispatcher;
@@ -12,6 +13,7 @@ use crate::catalog::Consumer;
 use crate::pipeline::persist::{self, Attempt, Invocation, Invoked, Refused};
 use crate::runtime::bindings::{Message, MessageError};
 use crate::store::{DeliveryEnd, Due, Lease, Outcome, Staging};
+use crate::telemetry;
 
 /// A leased delivery to its consumer.
 struct Delivery<'a> {
@@ -46,7 +48,16 @@ pub(super) async fn consume(
         message_id = %due.message_id,
         version = function.version,
         attempt,
+        outcome = Empty,
+        otel.name = Empty,
+        otel.kind = "consumer",
     );
+    if telemetry::enabled() {
+        span.record("otel.name", format!("message {}", due.topic));
+        if let Some(parent) = &due.trace {
+            telemetry::continue_from_traceparent(&span, parent);
+        }
+    }
     let invoked = Invoked {
         request_id,
         tenant: function.tenant.clone(),

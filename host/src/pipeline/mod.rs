@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::telemetry;
 
 /// The path of the host's health check.
 pub const HEALTH_PATH: &str = "/_sluice/health";
@@ -105,32 +106,34 @@ where
         let ok = serde_json::json!({"status": "ok"});
         return respond::json(StatusCode::OK, request_id, &ok);
     }
+    let (parts, body) = req.into_parts();
+    // Routed before the request's span exists, so that the span is named
+    // after its route (`POST /demo/todos/{id}`) from the start.
+    let matched = p
+        .framing
+        .check(&parts)
+        .and_then(|()| receive::route(&p.live.load(), &parts.method, parts.uri.path()));
+    let target = matched.as_ref().ok().map(|(target, _)| target.clone());
+    let function = target.as_ref().map(|t| &t.function);
     let span = info_span!(
         "request",
         request_id = %request_id,
-        method = %req.method(),
-        path = %req.uri().path(),
-        tenant = Empty,
-        function = Empty,
-        version = Empty,
+        method = %parts.method,
+        path = %parts.uri.path(),
+        tenant = function.map(|f| &*f.tenant),
+        function = function.map(|f| &*f.name),
+        version = function.and_then(|f| f.version),
+        route = target.as_ref().map(|t| &*t.route),
         status = Empty,
+        outcome = Empty,
+        otel.name = target.as_ref().map_or(parts.method.as_str(), |t| &*t.name),
+        otel.kind = "server",
+        otel.status_code = Empty,
     );
+    telemetry::continue_from_headers(&span, &parts.headers);
     async {
-        let (parts, body) = req.into_parts();
-        let matched = info_span!("receive").in_scope(|| {
-            p.framing.check(&parts)?;
-            receive::route(&p.live.load(), &parts.method, parts.uri.path())
-        });
-        let function = matched
-            .as_ref()
-            .ok()
-            .map(|(target, _)| target.function.clone());
         let span = tracing::Span::current();
-        if let Some(f) = &function {
-            span.record("tenant", &*f.tenant);
-            span.record("function", &*f.name);
-            span.record("version", f.version);
-        }
+        let function = target.map(|t| t.function.clone());
         let result = match matched {
             Ok(matched) => serve(p, matched, parts, body, request_id, started).await,
             Err(e) => Err(e.into()),
@@ -138,6 +141,9 @@ where
         let response = result.unwrap_or_else(|error| fail(request_id, &error));
         let status = response.status().as_u16();
         span.record("status", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
         let (tenant, name) = function.map(|f| (f.tenant, f.name)).unwrap_or_default();
         p.metrics.request(&tenant, &name, status);
         tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "done");
@@ -160,7 +166,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let routed = receive::admit(&p.admission, matched)?;
+    let routed = info_span!("receive").in_scope(|| receive::admit(&p.admission, matched))?;
     let stage = p.metrics.stage_done("receive", started);
     let caller = authenticate::caller(&p.keys, &routed, &parts.headers)
         .instrument(info_span!("authenticate"))

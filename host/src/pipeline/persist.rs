@@ -22,16 +22,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
-use tracing::{Instrument, info_span};
+use tracing::field::Empty;
+use tracing::{Instrument, Span, info_span};
 
 use crate::catalog::RouteTarget;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::store::staging::DocKey;
 use crate::store::{
-    CommitError, CommitOutcome, CommitRequest, DeliveryEnd, DocumentLock, InvocationRecord,
-    Outcome, Staging, Store,
+    CommitError, CommitOutcome, CommitRequest, CommitTrace, DeliveryEnd, DocumentLock,
+    InvocationRecord, Outcome, Staging, Store,
 };
+use crate::telemetry;
 
 /// Why an invocation's effects did not commit. It has been recorded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -225,19 +227,27 @@ impl Persist {
             } else {
                 Staging::default()
             };
+            Span::current().record("outcome", attempt.outcome.as_str());
             if staging.is_empty() && attempt.delivery.is_none() {
                 self.record_only(record).await;
                 return Ok(attempt.answer);
             }
             let stage = Instant::now();
+            let span = info_span!("persist", batch = Empty, wait_us = Empty);
+            let trace = telemetry::traceparent(&Span::current()).map(|traceparent| CommitTrace {
+                traceparent,
+                span: span.clone(),
+                queued: tokio::time::Instant::now(),
+            });
             let committed = (self.store.committer())
                 .commit(CommitRequest {
                     staging,
                     record,
                     delivery: attempt.delivery,
                     hops: invocation.invoked().hops,
+                    trace,
                 })
-                .instrument(info_span!("persist"))
+                .instrument(span)
                 .await;
             if ok {
                 self.metrics.stage_done("persist", stage);
@@ -272,6 +282,7 @@ impl Persist {
 
     /// Records a refusal, with the delivery's end its consumer chose.
     async fn refuse<I: Invocation>(&self, invocation: &I, why: &Error, attempts: u32) {
+        Span::current().record("outcome", why.outcome().as_str());
         let refused = invocation.refused(why);
         let record = record(
             invocation.invoked(),
@@ -289,6 +300,7 @@ impl Persist {
             record,
             delivery: Some(end),
             hops: 0,
+            trace: None,
         };
         if let Err(e) = self.store.committer().commit(request).await {
             tracing::error!(error = %e, "commit failed");
@@ -303,6 +315,7 @@ impl Persist {
             record,
             delivery: None,
             hops: 0,
+            trace: None,
         };
         self.store.committer().submit(request).await;
     }

@@ -33,7 +33,7 @@ use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Qu
 use tokio::sync::Notify;
 
 pub use blobs::StoredBlob;
-pub use commit::{CommitError, CommitOutcome, CommitRequest, Committer};
+pub use commit::{CommitError, CommitOutcome, CommitRequest, CommitTrace, Committer};
 pub use documents::StoredDocument;
 pub use files::{BlobSource, BucketError, ByteStream, Files, Repair, StagedFile, StagedWriter};
 pub use functions::{DeployedFunction, NewVersion, StoredVersion, VersionInfo};

@@ -368,6 +368,7 @@ impl TestHost {
             },
             delivery: None,
             hops: 0,
+            trace: None,
         };
         match self.store.committer().commit(request).await {
             Ok(CommitOutcome::Committed) => Ok(()),

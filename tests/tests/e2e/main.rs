@@ -9,3 +9,4 @@ mod examples;
 mod pipeline;
 mod runtime;
 mod store;
+mod telemetry;

@@ -190,10 +190,14 @@ impl Batch {
         if let Some(end) = &s.request.delivery {
             self.end_delivery(&tenant, end, effects);
         }
-        let (request_id, hops) = (&s.request.record.request_id, s.request.hops);
-        self.write_documents(&tenant, s.writes, request_id, hops, ctx);
+        let from = From {
+            request_id: &s.request.record.request_id,
+            hops: s.request.hops,
+            trace: s.request.trace.as_ref().map(|t| t.traceparent.as_str()),
+        };
+        self.write_documents(&tenant, s.writes, &from, ctx);
         self.write_blobs(&tenant, s.blobs);
-        self.send(&tenant, s.messages, request_id, hops);
+        self.send(&tenant, s.messages, &from);
         self.records.push(s.request.record.clone());
         CommitOutcome::Committed
     }
@@ -281,8 +285,7 @@ impl Batch {
         &mut self,
         tenant: &Arc<str>,
         writes: &BTreeMap<DocKey, StagedWrite>,
-        request_id: &str,
-        hops: u32,
+        from: &From<'_>,
         ctx: &Context,
     ) {
         for (k, write) in writes {
@@ -321,9 +324,10 @@ impl Batch {
                     .into_bytes(),
                     idempotency_key: None,
                     available_at: self.now,
-                    request_id: request_id.to_owned(),
+                    request_id: from.request_id.to_owned(),
                     to: None,
-                    hops,
+                    hops: from.hops,
+                    trace: from.trace.map(str::to_owned),
                 });
             }
             self.docs.insert(key, DocRow { value, version });
@@ -357,7 +361,7 @@ impl Batch {
         }
     }
 
-    fn send(&mut self, tenant: &Arc<str>, messages: &[StagedMessage], request_id: &str, hops: u32) {
+    fn send(&mut self, tenant: &Arc<str>, messages: &[StagedMessage], from: &From<'_>) {
         let now = self.now;
         self.outbox
             .extend(messages.iter().map(|message| NewMessage {
@@ -367,9 +371,10 @@ impl Batch {
                 idempotency_key: message.idempotency_key.clone(),
                 available_at:
                     now.saturating_add(i64::try_from(message.delay_ms).unwrap_or(i64::MAX)),
-                request_id: request_id.to_owned(),
+                request_id: from.request_id.to_owned(),
                 to: None,
-                hops,
+                hops: from.hops,
+                trace: from.trace.map(str::to_owned),
             }));
     }
 
@@ -431,4 +436,12 @@ fn plan(staged: &[Staged<'_>], ctx: &Context) -> Plan {
         }
     }
     Plan::new(tenants, keys)
+}
+
+/// What the messages and events of one request carry from it.
+struct From<'a> {
+    request_id: &'a str,
+    hops: u32,
+    /// Its `traceparent`, when traces are on.
+    trace: Option<&'a str>,
 }

@@ -288,8 +288,8 @@ impl Tx for LiteTx<'_> {
             forget.execute(params![&*m.tenant, m.topic, m.idempotency_key, before])?;
         }
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id, hops) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id, hops, trace) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
         )?;
         let mut deliver = self.conn.prepare_cached(
             "INSERT INTO deliveries (id, message_id, tenant, function, available_at) \
@@ -306,7 +306,8 @@ impl Tx for LiteTx<'_> {
                 m.available_at,
                 now,
                 m.request_id,
-                m.hops
+                m.hops,
+                m.trace
             ])? == 1;
             if !inserted {
                 continue;

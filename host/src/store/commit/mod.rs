@@ -46,6 +46,21 @@ pub struct CommitRequest {
     /// request, one more than its message's for a consumer. Bounds loops
     /// (a consumer writing what it subscribes to).
     pub hops: u32,
+    /// Its trace, when traces are exported.
+    pub trace: Option<CommitTrace>,
+}
+
+/// What a traced invocation's commit carries to its trace.
+#[derive(Debug)]
+pub struct CommitTrace {
+    /// The `traceparent` the messages and events it makes carry, so that
+    /// their consumers continue its trace.
+    pub traceparent: String,
+    /// Its `persist` span, where the batch's size and the wait before the
+    /// batch are recorded (`batch`, `wait_us`).
+    pub span: tracing::Span,
+    /// When it was handed to the committer.
+    pub queued: Instant,
 }
 
 /// How a commit ended.
@@ -383,6 +398,17 @@ async fn run_pg(conn: &mut AnyConnection, pending: &Batch, ctx: &Context) -> Ran
 /// Commits one batch; false if it failed (and nothing of it was written).
 async fn commit_batch(db: &mut Db, pending: &mut Batch, ctx: &Context) -> bool {
     let size = pending.requests.len() + pending.ops.len();
+    for trace in pending
+        .requests
+        .iter()
+        .filter_map(|(r, _)| r.trace.as_ref())
+    {
+        trace.span.record("batch", size);
+        let waited = trace.queued.elapsed().as_micros();
+        trace
+            .span
+            .record("wait_us", u64::try_from(waited).unwrap_or(u64::MAX));
+    }
     let ran = match db {
         Db::Pg(conn) => run_pg(conn, pending, ctx).await,
         Db::Lite(thread) => {

@@ -131,11 +131,13 @@ pub struct Due {
     pub enqueued_at: i64,
     /// Consumer runs that led to it.
     pub hops: u32,
+    /// Its sender's `traceparent`, when traces were on.
+    pub trace: Option<String>,
 }
 
 /// Deliveries of one function due at `$3` (Unix ms), oldest first, up to `$4`.
 const DUE_DELIVERIES: &str = "SELECT d.id, d.tenant, d.function, o.id, o.topic, o.payload, \
-     o.idempotency_key, o.created_at, o.hops \
+     o.idempotency_key, o.created_at, o.hops, o.trace \
      FROM deliveries d JOIN outbox o ON o.id = d.message_id \
      WHERE d.tenant = $1 AND d.function = $2 AND d.available_at <= $3 \
        AND (d.lease_until IS NULL OR d.lease_until <= $3) \
@@ -176,6 +178,7 @@ impl Store {
                                 idempotency_key: row.get(6)?,
                                 enqueued_at: row.get(7)?,
                                 hops: row.get(8)?,
+                                trace: row.get(9)?,
                             })
                         },
                     )?;
@@ -202,6 +205,7 @@ impl Store {
                         idempotency_key: row.get(6),
                         enqueued_at: row.get(7),
                         hops: u32::try_from(row.get::<i32, _>(8)).unwrap_or(u32::MAX),
+                        trace: row.get(9),
                     }));
                 }
             }

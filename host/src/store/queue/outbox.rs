@@ -23,6 +23,8 @@ pub(in crate::store) struct NewMessage {
     pub to: Option<Arc<str>>,
     /// Consumer runs that led to it (see `CommitRequest::hops`).
     pub hops: u32,
+    /// The `traceparent` of the invocation that sent it, when traces are on.
+    pub trace: Option<String>,
 }
 
 /// Inserts `messages` and one delivery per subscriber. A message whose
@@ -56,7 +58,7 @@ pub(in crate::store) async fn enqueue(
     let mut inserted = std::collections::HashSet::new();
     for chunk in rows.chunks(CHUNK) {
         let mut q = QueryBuilder::<Any>::new(
-            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id, hops) ",
+            "INSERT INTO outbox (id, tenant, topic, payload, idempotency_key, available_at, created_at, request_id, hops, trace) ",
         );
         q.push_values(chunk, |mut b, (id, m)| {
             b.push_bind(id.clone())
@@ -67,7 +69,8 @@ pub(in crate::store) async fn enqueue(
                 .push_bind(m.available_at)
                 .push_bind(now)
                 .push_bind(m.request_id.clone())
-                .push_bind(i64::from(m.hops));
+                .push_bind(i64::from(m.hops))
+                .push_bind(m.trace.clone());
         });
         q.push(" ON CONFLICT DO NOTHING RETURNING id");
         for row in crate::store::build(&mut q, Backend::Postgres)?

@@ -70,6 +70,7 @@ pub(in crate::store) fn tick_message(tick: &Tick, now: i64) -> Option<NewMessage
         request_id: uuid::Uuid::now_v7().to_string(),
         to: Some(tick.function.clone()),
         hops: 0,
+        trace: None,
     })
 }
 

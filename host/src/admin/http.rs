@@ -151,9 +151,24 @@ pub(super) fn no_tenant(name: &str) -> Problem {
     )
 }
 
+/// The query's `limit`, 1 to 1000, default 50; what is wrong with it.
+pub(super) fn page_limit(query: &[(String, String)]) -> Result<u32, String> {
+    match param(query, "limit") {
+        None => Ok(50),
+        Some(n) => (n.parse::<u32>().ok())
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| format!("limit {n:?} must be 1 to 1000")),
+    }
+}
+
 /// 503: the database failed (logged here, not shown).
 pub(super) fn unavailable(e: StoreError) -> Problem {
     tracing::error!(error = %e, "admin store access failed");
+    store_down()
+}
+
+/// 503: the database failed; the caller has logged why.
+pub(super) fn store_down() -> Problem {
     Problem::new(
         503,
         "store-unavailable",

@@ -3,6 +3,7 @@
 //! `host/openapi.json`, served at `/v1/openapi.json`. This file is the
 //! route table; each route's handler lives with its kind of resource.
 
+mod dead_letters;
 mod functions;
 mod http;
 mod invocations;
@@ -80,6 +81,16 @@ where
     match (method, segments.as_slice()) {
         (&M::GET, ["metrics"]) => invocations::metrics(admin).await,
         (&M::GET, ["v1", "invocations"]) => invocations::list(admin, &query).await,
+        (&M::GET, ["v1", "invocations", id]) => invocations::show(admin, id).await,
+        (&M::GET, ["v1", "stats"]) => invocations::stats(admin, &query).await,
+        (&M::GET, ["v1", "dead-letters"]) => dead_letters::list(admin, &query).await,
+        (&M::POST, ["v1", "dead-letters", "replay"]) => {
+            dead_letters::replay(admin, None, &query, &op).await
+        }
+        (&M::GET, ["v1", "dead-letters", id]) => dead_letters::show(admin, id).await,
+        (&M::POST, ["v1", "dead-letters", id, "replay"]) => {
+            dead_letters::replay(admin, Some(id), &query, &op).await
+        }
         (&M::GET, ["v1", "tenants"]) => tenants::list(admin).await,
         (&M::POST, ["v1", "tenants"]) => tenants::create(admin, read_json(req).await?, &op).await,
         (&M::GET, ["v1", "tenants", name]) => tenants::show(admin, name).await,
@@ -123,6 +134,9 @@ where
             | ["v1", "tenants", _]
             | ["v1", "tenants", _, "rate" | "auth" | "quota"]
             | ["v1", "functions"]
+            | ["v1", "invocations" | "dead-letters" | "stats"]
+            | ["v1", "invocations" | "dead-letters", _]
+            | ["v1", "dead-letters", _, "replay"]
             | ["v1", "tenants", _, "functions", _]
             | ["v1", "tenants", _, "functions", _, "versions" | "rollback"],
         ) => Err(Problem::new(

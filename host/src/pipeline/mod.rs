@@ -145,7 +145,7 @@ where
             span.record("otel.status_code", "ERROR");
         }
         let (tenant, name) = function.map(|f| (f.tenant, f.name)).unwrap_or_default();
-        p.metrics.request(&tenant, &name, status);
+        p.metrics.request(&tenant, &name, status, started.elapsed());
         tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "done");
         response
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Any, QueryBuilder, Row};
 
 use super::{Store, StoreError};
 
@@ -112,26 +112,67 @@ pub struct InvocationRow {
     pub created_at: i64,
 }
 
+/// Which invocation records to list; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct InvocationFilter {
+    /// One record, by its request id.
+    pub request_id: Option<String>,
+    /// Only this tenant's.
+    pub tenant: Option<String>,
+    /// Only this function's.
+    pub function: Option<String>,
+    /// Only these outcomes (`ok`, `guest-error`, `limit`, …).
+    pub outcome: Option<String>,
+    /// Only this status.
+    pub status: Option<i64>,
+    /// Only those that went over this limit (`timeout_ms`, `memory_bytes`, …).
+    pub limit: Option<String>,
+    /// Only those older than this record: `(created_at, request_id)`, the
+    /// last of the previous page.
+    pub before: Option<(i64, String)>,
+}
+
 impl Store {
-    /// The most recent invocation records, newest first, optionally of one
-    /// tenant and function.
+    /// The most recent invocation records matching `filter`, newest first,
+    /// at most `limit`.
     pub async fn invocations(
         &self,
-        tenant: Option<&str>,
-        function: Option<&str>,
+        filter: &InvocationFilter,
         limit: u32,
     ) -> Result<Vec<InvocationRow>, StoreError> {
-        let rows = sqlx::query(
+        let mut q = QueryBuilder::<Any>::new(
             "SELECT request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, \
-             exceeded_limit \
-             FROM invocations WHERE ($1 IS NULL OR tenant = $1) AND ($2 IS NULL OR function = $2) \
-             ORDER BY created_at DESC, request_id DESC LIMIT $3",
-        )
-        .bind(tenant)
-        .bind(function)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reads)
-        .await?;
+             exceeded_limit FROM invocations WHERE 1 = 1",
+        );
+        let text = [
+            ("request_id", &filter.request_id),
+            ("tenant", &filter.tenant),
+            ("function", &filter.function),
+            ("outcome", &filter.outcome),
+            ("exceeded_limit", &filter.limit),
+        ];
+        for (column, value) in text {
+            if let Some(value) = value {
+                q.push(format!(" AND {column} = ")).push_bind(value.clone());
+            }
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status);
+        }
+        if let Some((at, id)) = &filter.before {
+            q.push(" AND (created_at < ")
+                .push_bind(*at)
+                .push(" OR (created_at = ")
+                .push_bind(*at)
+                .push(" AND request_id < ")
+                .push_bind(id.clone())
+                .push("))");
+        }
+        q.push(" ORDER BY created_at DESC, request_id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = super::build(&mut q, self.backend)?
+            .fetch_all(&self.reads)
+            .await?;
         Ok(rows
             .iter()
             .map(|r| InvocationRow {

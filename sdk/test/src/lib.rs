@@ -35,7 +35,7 @@ use sluice_host::config::{Config, KeyConfig, Limits};
 use sluice_host::runtime::Runtime;
 use sluice_host::store::staging::{DocKey, StagedBlob, StagedWrite};
 use sluice_host::store::{
-    CommitOutcome, CommitRequest, InvocationRecord, Outcome, Staging, Store, Tick,
+    CommitOutcome, CommitRequest, InvocationFilter, InvocationRecord, Outcome, Staging, Store, Tick,
 };
 use sluice_host::{App, Server};
 use tempfile::TempDir;
@@ -384,7 +384,11 @@ impl TestHost {
         let seed = |e: &dyn std::fmt::Display| KitError::Seed(e.to_string());
         // Records of invocations that staged nothing are written in the background.
         self.store.committer().flush().await;
-        (self.store.invocations(Some(&self.tenant), None, 1000).await).map_err(|e| seed(&e))
+        let filter = InvocationFilter {
+            tenant: Some(self.tenant.clone()),
+            ..InvocationFilter::default()
+        };
+        (self.store.invocations(&filter, 1000).await).map_err(|e| seed(&e))
     }
 
     /// The messages committed to `topic` of the tenant so far, oldest

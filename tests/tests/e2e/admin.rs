@@ -180,6 +180,12 @@ async fn the_openapi_document_is_served_and_complete() -> Result<()> {
         ("/v1/tenants/{tenant}/functions/{name}/versions", "get"),
         ("/v1/tenants/{tenant}/functions/{name}/versions", "post"),
         ("/v1/tenants/{tenant}/functions/{name}/rollback", "post"),
+        ("/v1/invocations/{request_id}", "get"),
+        ("/v1/stats", "get"),
+        ("/v1/dead-letters", "get"),
+        ("/v1/dead-letters/{id}", "get"),
+        ("/v1/dead-letters/{id}/replay", "post"),
+        ("/v1/dead-letters/replay", "post"),
         ("/metrics", "get"),
     ] {
         assert!(

@@ -549,3 +549,137 @@ async fn a_long_backlog_does_not_delay_another_tenants_messages() -> Result<()> 
     host.stop().await?;
     Ok(())
 }
+
+/// The admin API lists, shows and replays dead letters; the invocation
+/// records filter by outcome and page by cursor; the last hour's figures
+/// count the requests and message runs, with the dead letters now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_figures_through_the_admin_api() -> Result<()> {
+    use reqwest::Method;
+    use sluice_tests::{admin, operator_key};
+
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    send(
+        &host,
+        json!({"op": "give-up", "key": "hopeless"}),
+        json!({}),
+    )
+    .await?;
+    send(&host, json!({"op": "record", "key": "fine"}), json!({})).await?;
+    let (id, ..) = dead_letter(&host, "hopeless").await?;
+    let get = |path: String| {
+        let (host, key) = (&host, key.clone());
+        async move { admin(host, Method::GET, &path, Some(&key), None).await }
+    };
+
+    let listed = get("/v1/dead-letters?tenant=acme".into()).await?;
+    assert_eq!(listed.status.as_u16(), 200, "{}", listed.body);
+    let letters = listed.body["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(letters.len(), 1, "{}", listed.body);
+    assert_eq!(letters[0]["id"], id.as_str());
+    let shown = get(format!("/v1/dead-letters/{id}")).await?;
+    assert!(
+        shown.body["payload"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("hopeless")
+    );
+    assert!(
+        shown.body["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot handle")
+    );
+    get("/v1/dead-letters/no-such-letter".into())
+        .await?
+        .assert_problem(404);
+    let none = get("/v1/dead-letters?tenant=other".into()).await?;
+    assert_eq!(none.body["dead_letters"], json!([]));
+
+    let stats = get("/v1/stats".into()).await?;
+    assert_eq!(stats.status.as_u16(), 200, "{}", stats.body);
+    let minutes = stats.body["minutes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let acme: Vec<&Value> = (minutes.iter())
+        .flat_map(|m| m["tenants"].as_array().into_iter().flatten())
+        .filter(|t| t["tenant"] == "acme")
+        .collect();
+    let total = |field: &str| {
+        acme.iter()
+            .map(|t| t[field].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(total("requests"), 2, "{}", stats.body);
+    assert!(total("message_failures") >= 1, "{}", stats.body);
+    assert!(
+        acme.iter().all(|t| t["p50_ms"].as_f64().is_some()),
+        "{}",
+        stats.body
+    );
+    let queue = (stats.body["queues"].as_array().into_iter().flatten())
+        .find(|q| q["tenant"] == "acme" && q["function"] == "consumer")
+        .cloned()
+        .context("no queue figures for acme/consumer")?;
+    assert_eq!(queue["dead_letters"], 1, "{}", stats.body);
+
+    // The invocation records: filtered, one by id, paged.
+    let gave_up = get("/v1/invocations?tenant=acme&outcome=give-up".into()).await?;
+    let records = gave_up.body["invocations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(records.len(), 1, "{}", gave_up.body);
+    let request_id = records[0]["request_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let one = get(format!("/v1/invocations/{request_id}")).await?;
+    assert_eq!(one.body["outcome"], "give-up");
+    get("/v1/invocations/no-such-request".into())
+        .await?
+        .assert_problem(404);
+    get("/v1/invocations?status=abc".into())
+        .await?
+        .assert_problem(422);
+    let first = get("/v1/invocations?tenant=acme&limit=1".into()).await?;
+    let next = first.body["next"]
+        .as_str()
+        .context("a full page has a next cursor")?
+        .to_owned();
+    let second = get(format!("/v1/invocations?tenant=acme&limit=1&before={next}")).await?;
+    assert_ne!(
+        first.body["invocations"][0]["request_id"],
+        second.body["invocations"][0]["request_id"]
+    );
+
+    // Replayed: delivered again, given up again.
+    let replay = |path: String| {
+        let (host, key) = (&host, key.clone());
+        async move { admin(host, Method::POST, &path, Some(&key), None).await }
+    };
+    let replayed = replay(format!("/v1/dead-letters/{id}/replay")).await?;
+    assert_eq!(replayed.body, json!({ "replayed": 1 }), "{}", replayed.body);
+    replay("/v1/dead-letters/no-such-letter/replay".into())
+        .await?
+        .assert_problem(404);
+    let other = replay("/v1/dead-letters/replay?tenant=other".into()).await?;
+    assert_eq!(other.body, json!({ "replayed": 0 }));
+    eventually("the replayed message to give up again", || async {
+        let runs = consumer_runs(&host).await?;
+        let gave_up = runs.iter().filter(|(o, _)| o == "give-up").count();
+        let dead = count(host.data(), "SELECT count(*) FROM dead_letters", &[]).await?;
+        Ok((gave_up == 2 && dead == 1).then_some(()))
+    })
+    .await?;
+    admin(&host, Method::GET, "/v1/dead-letters", None, None)
+        .await?
+        .assert_problem(401);
+    host.stop().await?;
+    Ok(())
+}

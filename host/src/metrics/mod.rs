@@ -2,6 +2,8 @@
 //! and messages by tenant, function and outcome, latency per pipeline stage,
 //! queue depth and dead letters, instance-pool use.
 
+mod minutes;
+
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +12,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+pub use minutes::{MinuteFigures, Minutes, TenantMinute};
 
 /// Labels of a request count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +57,8 @@ pub struct Metrics {
     instances_in_use: Gauge,
     instances_max: Gauge,
     components_loaded: Gauge,
+    /// The last hour, per minute and tenant.
+    pub minutes: Minutes,
 }
 
 fn stage_histogram() -> Histogram {
@@ -121,6 +127,7 @@ impl Default for Metrics {
             instances_in_use,
             instances_max,
             components_loaded,
+            minutes: Minutes::default(),
         }
     }
 }
@@ -128,7 +135,8 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts a request answered with `status`; tenant and function are
     /// empty for a request that matched no route.
-    pub fn request(&self, tenant: &str, function: &str, status: u16) {
+    pub fn request(&self, tenant: &str, function: &str, status: u16, took: Duration) {
+        self.minutes.request(tenant, status, took);
         self.requests
             .get_or_create(&RequestLabels {
                 tenant: tenant.to_owned(),
@@ -140,6 +148,7 @@ impl Metrics {
 
     /// Counts a delivery run that ended with `outcome`.
     pub fn message(&self, tenant: &str, function: &str, outcome: &str) {
+        self.minutes.message(tenant, outcome != "ok");
         self.messages
             .get_or_create(&MessageLabels {
                 tenant: tenant.to_owned(),

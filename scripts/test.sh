@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: checks the dependencies against the RustSec
 # advisories (scripts/audit.sh), builds the guests once (installing the
-# wasm32-wasip2 target if needed), packages the SDK as a guest crate
+# wasm32-wasip2 target if needed) and the console (installing Node.js's
+# packages and Chromium if needed), packages the SDK as a guest crate
 # elsewhere would get it, then the host's unit tests and the
 # end-to-end tests against real hosts over HTTP on SQLite, then the
 # end-to-end tests again on PostgreSQL, and the blob tests once more with
@@ -13,6 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/audit.sh
 bash scripts/build-guests.sh
+# The console is embedded in the host when it compiles, so it is built
+# first; the browser tests need Chromium.
+bash scripts/console.sh --browser
 # The SDK builds outside this repository: packaged with the contract it
 # carries, and built from the package.
 cargo package --locked --quiet --allow-dirty -p sluice-sdk-macros -p sluice-sdk

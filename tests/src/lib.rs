@@ -703,6 +703,17 @@ impl Process {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// The admin API, `http://127.0.0.1:PORT`, as the host logged it.
+    pub fn admin_url(&self) -> Result<String> {
+        self.log()
+            .iter()
+            .filter(|l| l.contains("admin API listening"))
+            .find_map(|l| l.split("admin=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|addr| format!("http://{addr}"))
+            .context("the host logged no admin address")
+    }
+
     /// Resident memory, in bytes (`VmRSS` in `/proc/<pid>/status`).
     pub fn resident_bytes(&self) -> Result<u64> {
         resident_bytes(self.pid())

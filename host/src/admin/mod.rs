@@ -3,6 +3,7 @@
 //! `host/openapi.json`, served at `/v1/openapi.json`. This file is the
 //! route table; each route's handler lives with its kind of resource.
 
+mod console;
 mod dead_letters;
 mod functions;
 mod http;
@@ -54,6 +55,9 @@ where
 {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    if path == console::PREFIX || path.starts_with("/console/") {
+        return console::serve(&method, &path, request_id);
+    }
     let span = tracing::info_span!("admin", request_id = %request_id, %method, %path);
     let result = route(admin, req, &method, &path).instrument(span).await;
     http::response(result, request_id)

@@ -60,8 +60,11 @@ pub(super) async fn show(admin: &Admin, name: &str) -> Result<Answer, Problem> {
     let tenant = (admin.store.tenant(name).await)
         .map_err(unavailable)?
         .ok_or_else(|| no_tenant(name))?;
+    let stored_bytes = admin.store.stored_bytes(name).await.map_err(unavailable)?;
+    let functions = admin.live.functions_of(name);
     let mut body = json!(tenant);
-    body["functions"] = json!(admin.live.functions_of(name));
+    body["usage"] = json!({ "functions": functions.len(), "stored_bytes": stored_bytes });
+    body["functions"] = json!(functions);
     Ok(Answer::Json(StatusCode::OK, body))
 }
 

@@ -12,7 +12,7 @@ use super::Dispatcher;
 use crate::catalog::Consumer;
 use crate::pipeline::persist::{self, Attempt, Invocation, Invoked, Refused};
 use crate::runtime::bindings::{Message, MessageError};
-use crate::store::{DeliveryEnd, Due, Lease, Outcome, Staging};
+use crate::store::{DeliveryEnd, Due, Lease, Outcome, StageTimes, Staging};
 use crate::telemetry;
 
 /// A leased delivery to its consumer.
@@ -66,6 +66,7 @@ pub(super) async fn consume(
         started: Instant::now(),
         timeout: Duration::from_millis(function.limits.timeout_ms),
         hops: due.hops.saturating_add(1),
+        stages: StageTimes::default(),
     };
     let delivery = Delivery {
         dispatcher,

@@ -24,7 +24,7 @@ use crate::catalog::{Live, Matched};
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{StageTimes, Store};
 use crate::telemetry;
 
 /// The path of the host's health check.
@@ -166,17 +166,24 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let micros = |from: Instant, to: Instant| u64::try_from((to - from).as_micros()).ok();
     let routed = info_span!("receive").in_scope(|| receive::admit(&p.admission, matched))?;
-    let stage = p.metrics.stage_done("receive", started);
+    let received = p.metrics.stage_done("receive", started);
     let caller = authenticate::caller(&p.keys, &routed, &parts.headers)
         .instrument(info_span!("authenticate"))
         .await?;
-    let stage = p.metrics.stage_done("authenticate", stage);
+    let authenticated = p.metrics.stage_done("authenticate", received);
     let body = validate::body(&routed, &p.store, &parts.headers, body, p.body_timeout)
         .instrument(info_span!("validate"))
         .await?;
-    p.metrics.stage_done("validate", stage);
-    let invoked = persist::Invoked::request(&routed.target, request_id, started);
+    let validated = p.metrics.stage_done("validate", authenticated);
+    let stages = StageTimes {
+        receive_us: micros(started, received),
+        authenticate_us: micros(received, authenticated),
+        validate_us: micros(authenticated, validated),
+        process_us: 0,
+    };
+    let invoked = persist::Invoked::request(&routed.target, request_id, started, stages);
     let call = process::Call::new(p, &routed, &parts, caller, body, invoked);
     let answer = p.persist.run(call).await??;
     let tenant = &routed.target.function.tenant;

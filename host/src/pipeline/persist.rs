@@ -31,7 +31,7 @@ use crate::problem::Problem;
 use crate::store::staging::DocKey;
 use crate::store::{
     CommitError, CommitOutcome, CommitRequest, CommitTrace, DeliveryEnd, DocumentLock,
-    InvocationRecord, Outcome, Staging, Store,
+    InvocationRecord, Outcome, StageTimes, Staging, Store,
 };
 use crate::telemetry;
 
@@ -117,11 +117,19 @@ pub struct Invoked {
     pub timeout: Duration,
     /// Consumer runs that led to what it sends and writes (see `CommitRequest::hops`).
     pub hops: u32,
+    /// The times of the stages before the function (a request's).
+    pub stages: StageTimes,
 }
 
 impl Invoked {
-    /// A request to `target`, received at `started`.
-    pub fn request(target: &RouteTarget, request_id: &str, started: Instant) -> Self {
+    /// A request to `target`, received at `started`, that took `stages` to
+    /// get to its function.
+    pub fn request(
+        target: &RouteTarget,
+        request_id: &str,
+        started: Instant,
+        stages: StageTimes,
+    ) -> Self {
         let function = &target.function;
         Self {
             request_id: request_id.to_owned(),
@@ -131,6 +139,7 @@ impl Invoked {
             started,
             timeout: Duration::from_millis(function.limits.timeout_ms),
             hops: 0,
+            stages,
         }
     }
 }
@@ -211,16 +220,19 @@ impl Persist {
         // Held from the first conflict on: see `Contention`.
         let mut serialized = None;
         let mut n = 0;
+        let mut ran = Duration::ZERO;
         loop {
             n += 1;
+            let running = Instant::now();
             let attempt = invocation.attempt(n, deadline).await;
+            ran += running.elapsed();
             let ok = attempt.outcome == Outcome::Ok;
             let record = record(
                 invocation.invoked(),
                 attempt.status,
                 attempt.outcome,
                 attempt.exceeded,
-                n,
+                (n, ran),
             );
             let staging = if ok {
                 attempt.staging
@@ -275,13 +287,13 @@ impl Persist {
                 Ok(CommitOutcome::LeaseLost) => return Err(Error::LeaseLost),
                 Err(e) => Error::Unavailable(e),
             };
-            self.refuse(&invocation, &refused, n).await;
+            self.refuse(&invocation, &refused, (n, ran)).await;
             return Err(refused);
         }
     }
 
     /// Records a refusal, with the delivery's end its consumer chose.
-    async fn refuse<I: Invocation>(&self, invocation: &I, why: &Error, attempts: u32) {
+    async fn refuse<I: Invocation>(&self, invocation: &I, why: &Error, runs: (u32, Duration)) {
         Span::current().record("outcome", why.outcome().as_str());
         let refused = invocation.refused(why);
         let record = record(
@@ -289,7 +301,7 @@ impl Persist {
             refused.status,
             why.outcome(),
             None,
-            attempts,
+            runs,
         );
         let Some(end) = refused.delivery else {
             self.record_only(record).await;
@@ -326,8 +338,9 @@ fn record(
     status: u16,
     outcome: Outcome,
     exceeded: Option<&'static str>,
-    attempts: u32,
+    (attempts, ran): (u32, Duration),
 ) -> InvocationRecord {
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     InvocationRecord {
         request_id: invoked.request_id.clone(),
         tenant: invoked.tenant.clone(),
@@ -337,7 +350,11 @@ fn record(
         outcome,
         exceeded,
         attempts,
-        duration_us: u64::try_from(invoked.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        duration_us: micros(invoked.started.elapsed()),
+        stages: StageTimes {
+            process_us: micros(ran),
+            ..invoked.stages
+        },
     }
 }
 

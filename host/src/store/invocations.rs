@@ -85,6 +85,35 @@ pub struct InvocationRecord {
     pub attempts: u32,
     /// Wall time from receive to commit, in microseconds.
     pub duration_us: u64,
+    /// Where that time went, stage by stage.
+    pub stages: StageTimes,
+}
+
+/// Where an invocation's time went, in microseconds: the stages before the
+/// function (a request's only) and the function's runs, all attempts
+/// together. The commit is not among them: the record commits with it
+/// (its trace's `persist` span has it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StageTimes {
+    /// Routing and admission.
+    #[serde(rename = "receive", skip_serializing_if = "Option::is_none")]
+    pub receive_us: Option<u64>,
+    /// Checking the caller's token.
+    #[serde(rename = "authenticate", skip_serializing_if = "Option::is_none")]
+    pub authenticate_us: Option<u64>,
+    /// Reading the body and checking it against the route's schema.
+    #[serde(rename = "validate", skip_serializing_if = "Option::is_none")]
+    pub validate_us: Option<u64>,
+    /// The function's runs.
+    #[serde(rename = "process")]
+    pub process_us: u64,
+}
+
+impl StageTimes {
+    /// As the `stages` column keeps it: a small JSON object.
+    pub fn to_column(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// One invocation record as listed to operators.
@@ -110,6 +139,9 @@ pub struct InvocationRow {
     pub duration_us: i64,
     /// Unix ms.
     pub created_at: i64,
+    /// Time per stage (see [`StageTimes`]); none on records from before
+    /// stages were kept.
+    pub stages: Option<StageTimes>,
 }
 
 /// Which invocation records to list; every field narrows.
@@ -142,7 +174,7 @@ impl Store {
     ) -> Result<Vec<InvocationRow>, StoreError> {
         let mut q = QueryBuilder::<Any>::new(
             "SELECT request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, \
-             exceeded_limit FROM invocations WHERE 1 = 1",
+             exceeded_limit, stages FROM invocations WHERE 1 = 1",
         );
         let text = [
             ("request_id", &filter.request_id),
@@ -186,6 +218,8 @@ impl Store {
                 duration_us: r.get(7),
                 created_at: r.get(8),
                 limit: r.get(9),
+                stages: (r.get::<Option<String>, _>(10))
+                    .and_then(|text| serde_json::from_str(&text).ok()),
             })
             .collect())
     }

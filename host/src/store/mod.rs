@@ -37,7 +37,7 @@ pub use commit::{CommitError, CommitOutcome, CommitRequest, CommitTrace, Committ
 pub use documents::StoredDocument;
 pub use files::{BlobSource, BucketError, ByteStream, Files, Repair, StagedFile, StagedWriter};
 pub use functions::{DeployedFunction, NewVersion, StoredVersion, VersionInfo};
-pub use invocations::{InvocationFilter, InvocationRecord, InvocationRow, Outcome};
+pub use invocations::{InvocationFilter, InvocationRecord, InvocationRow, Outcome, StageTimes};
 pub use notices::{DocumentLock, Notice, Notices};
 pub use operator_keys::OperatorKey;
 pub use queue::{

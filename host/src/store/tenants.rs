@@ -159,6 +159,15 @@ impl Store {
         Ok(row.as_ref().map(tenant))
     }
 
+    /// The bytes of documents tenant `name` stores now, as its quota counts them.
+    pub async fn stored_bytes(&self, name: &str) -> Result<i64, StoreError> {
+        let bytes: Option<i64> = sqlx::query_scalar(STORED_BYTES)
+            .bind(name)
+            .fetch_one(&self.reads)
+            .await?;
+        Ok(bytes.unwrap_or(0))
+    }
+
     /// Sets (or, with `None`, removes) tenant `name`'s own token settings; false if there is no such tenant.
     pub async fn set_tenant_auth(
         &self,

@@ -365,6 +365,7 @@ impl TestHost {
                 exceeded: None,
                 attempts: 1,
                 duration_us: 0,
+                stages: Default::default(),
             },
             delivery: None,
             hops: 0,

@@ -641,6 +641,25 @@ async fn dead_letters_and_figures_through_the_admin_api() -> Result<()> {
         .to_owned();
     let one = get(format!("/v1/invocations/{request_id}")).await?;
     assert_eq!(one.body["outcome"], "give-up");
+    // A delivery has no stages before its function; its run is timed.
+    let stages = &one.body["stages"];
+    assert!(stages["process"].as_u64().is_some(), "{}", one.body);
+    assert!(stages.get("authenticate").is_none(), "{}", one.body);
+    // A request has every stage up to the function.
+    let sent = get("/v1/invocations?tenant=acme&outcome=ok".into()).await?;
+    let request = (sent.body["invocations"].as_array().into_iter().flatten())
+        .find(|r| r["route"].as_str().is_some_and(|r| r.starts_with("POST ")))
+        .with_context(|| format!("no request among {}", sent.body))?;
+    let stages = &request["stages"];
+    for stage in ["receive", "authenticate", "validate", "process"] {
+        assert!(stages[stage].as_u64().is_some(), "{stage}: {}", sent.body);
+    }
+    let sum: u64 = ["receive", "authenticate", "validate", "process"]
+        .iter()
+        .filter_map(|s| stages[*s].as_u64())
+        .sum();
+    let total = request["duration_us"].as_u64().unwrap_or(0);
+    assert!(sum <= total, "stages {sum} µs within the whole {total} µs");
     get("/v1/invocations/no-such-request".into())
         .await?
         .assert_problem(404);

@@ -379,8 +379,8 @@ impl Tx for LiteTx<'_> {
     ) -> Result<(), TxError> {
         let mut statement = self.conn.prepare_cached(
             "INSERT INTO invocations (request_id, tenant, function, route, status, outcome, \
-             attempts, duration_us, created_at, exceeded_limit) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (request_id) DO NOTHING",
+             attempts, duration_us, created_at, exceeded_limit, stages) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (request_id) DO NOTHING",
         )?;
         for r in records {
             statement.execute(params![
@@ -393,7 +393,8 @@ impl Tx for LiteTx<'_> {
                 r.attempts,
                 i64::try_from(r.duration_us).unwrap_or(i64::MAX),
                 now,
-                r.exceeded
+                r.exceeded,
+                r.stages.to_column()
             ])?;
         }
         Ok(())

@@ -272,7 +272,7 @@ async fn insert_records(
 ) -> Result<(), sqlx::Error> {
     for chunk in records.chunks(CHUNK) {
         let mut q = QueryBuilder::<Any>::new(
-            "INSERT INTO invocations (request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, exceeded_limit) ",
+            "INSERT INTO invocations (request_id, tenant, function, route, status, outcome, attempts, duration_us, created_at, exceeded_limit, stages) ",
         );
         q.push_values(chunk, |mut b, r| {
             b.push_bind(&r.request_id)
@@ -284,7 +284,8 @@ async fn insert_records(
                 .push_bind(i64::from(r.attempts))
                 .push_bind(i64::try_from(r.duration_us).unwrap_or(i64::MAX))
                 .push_bind(now)
-                .push_bind(r.exceeded);
+                .push_bind(r.exceeded)
+                .push_bind(r.stages.to_column());
         });
         q.push(" ON CONFLICT (request_id) DO NOTHING");
         build(&mut q, Backend::of_connection(conn))?

@@ -1,0 +1,2 @@
+-- As migrations/sqlite/0010_stages.sql.
+ALTER TABLE invocations ADD COLUMN stages TEXT;

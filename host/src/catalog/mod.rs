@@ -9,6 +9,7 @@
 
 pub mod components;
 pub mod consumer;
+pub mod cors;
 pub mod deploy;
 pub mod routes;
 pub mod schema;
@@ -22,12 +23,13 @@ use http::Method;
 use tokio::sync::watch;
 
 pub use consumer::{Consumer, ConsumerKey, Scheduled};
+pub use cors::Cors;
 pub use deploy::{DeployError, Deployer, Upload};
 pub use routes::{Matched, NoRoute, RouteConflict, RouteTarget, Routes};
 pub use schema::Schema;
 
 use crate::config::Config;
-use crate::config::manifest::FunctionManifest;
+use crate::config::manifest::{FunctionManifest, RouteCors};
 use crate::runtime::Function;
 use crate::store::Subscriptions;
 
@@ -130,6 +132,7 @@ impl Unit {
                  sluice:function/message-handler (#[sluice_sdk::on_message])",
             ));
         }
+        let function_cors = manifest.cors.as_ref().map(|c| Arc::new(Cors::compile(c)));
         let mut routes = Vec::with_capacity(manifest.routes.len());
         for route in &manifest.routes {
             let m = &route.manifest;
@@ -159,6 +162,11 @@ impl Unit {
                 max_body_bytes: m.max_body_bytes.unwrap_or(default_body_limit),
                 accept: m.accept.clone(),
                 schema,
+                cors: match &m.cors {
+                    Some(RouteCors::Enabled(_)) => None,
+                    Some(RouteCors::Rules(rules)) => Some(Arc::new(Cors::compile(rules))),
+                    None => function_cors.clone(),
+                },
             };
             routes.push((method, path, Arc::new(target)));
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::Method;
 
+use super::cors::Cors;
 use super::schema::Schema;
 use crate::config::manifest::{AuthRule, BodyKind};
 use crate::runtime::Function;
@@ -30,6 +31,8 @@ pub struct RouteTarget {
     pub accept: Vec<String>,
     /// The compiled body schema.
     pub schema: Option<Schema>,
+    /// Its cross-origin rules, if browsers on other origins may call it.
+    pub cors: Option<Arc<Cors>>,
 }
 
 /// A matched route and its captured path parameters.

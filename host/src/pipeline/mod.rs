@@ -107,6 +107,9 @@ where
         return respond::json(StatusCode::OK, request_id, &ok);
     }
     let (parts, body) = req.into_parts();
+    if receive::is_preflight(&parts) {
+        return preflight(p, &parts, request_id);
+    }
     // Routed before the request's span exists, so that the span is named
     // after its route (`POST /demo/todos/{id}`) from the start.
     let matched = p
@@ -131,6 +134,11 @@ where
         otel.status_code = Empty,
     );
     telemetry::continue_from_headers(&span, &parts.headers);
+    // Read before the stages take the request: the answer's CORS headers.
+    let cors = target
+        .as_ref()
+        .and_then(|t| t.cors.clone())
+        .zip(parts.headers.get(http::header::ORIGIN).cloned());
     async {
         let span = tracing::Span::current();
         let function = target.map(|t| t.function.clone());
@@ -138,7 +146,10 @@ where
             Ok(matched) => serve(p, matched, parts, body, request_id, started).await,
             Err(e) => Err(e.into()),
         };
-        let response = result.unwrap_or_else(|error| fail(request_id, &error));
+        let mut response = result.unwrap_or_else(|error| fail(request_id, &error));
+        if let Some((cors, origin)) = cors {
+            cors.decorate(response.headers_mut(), &origin);
+        }
         let status = response.status().as_u16();
         span.record("status", status);
         if status >= 500 {
@@ -188,6 +199,28 @@ where
     let answer = p.persist.run(call).await??;
     let tenant = &routed.target.function.tenant;
     Ok(respond::answer(&p.store, tenant, answer, &parts.headers).await?)
+}
+
+/// Answers a CORS preflight: 204 with the route's rules, or a problem
+/// without CORS headers (so the browser refuses the call).
+fn preflight(
+    p: &Pipeline,
+    parts: &http::request::Parts,
+    request_id: &str,
+) -> http::Response<ResponseBody> {
+    let answer = (p.framing.check(parts)).and_then(|()| receive::preflight(&p.live.load(), parts));
+    match answer {
+        Ok(headers) => {
+            let mut response = http::Response::new(respond::full(""));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response.headers_mut().extend(headers);
+            if let Ok(id) = http::HeaderValue::from_str(request_id) {
+                response.headers_mut().insert(respond::REQUEST_ID, id);
+            }
+            response
+        }
+        Err(e) => fail(request_id, &e.into()),
+    }
 }
 
 /// The problem response for `error`, logged as what it is.

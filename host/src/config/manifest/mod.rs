@@ -1,6 +1,7 @@
 //! Function manifests (`sluice.toml`): which component, which tenant, which
 //! routes, and what the function consumes.
 
+mod cors;
 mod messages;
 mod routes;
 
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use cors::{CorsManifest, RouteCors};
 pub use messages::{MessagesManifest, Missed, Schedule, ScheduleManifest};
 pub use routes::{AuthRule, BodyKind, Formats, NamedRule, Route, RouteManifest, accepts};
 
@@ -64,6 +66,7 @@ struct ManifestFile {
     schedules: Vec<ScheduleManifest>,
     #[serde(default)]
     limits: LimitsManifest,
+    cors: Option<CorsManifest>,
 }
 
 /// A loaded manifest: everything needed to serve a function.
@@ -83,6 +86,8 @@ pub struct FunctionManifest {
     pub schedules: Vec<Schedule>,
     /// The limits it asks for, within the host's ceilings.
     pub limits: LimitsManifest,
+    /// Cross-origin rules for its routes (a route's own `cors` wins).
+    pub cors: Option<CorsManifest>,
 }
 
 /// A route's schema: read next to the manifest, or taken from the upload.
@@ -166,6 +171,9 @@ impl FunctionManifest {
             // The uploaded component is the one served, whatever the manifest names.
             (Source::Upload { .. }, _) => PathBuf::new(),
         };
+        if let Some(cors) = &file.cors {
+            cors.check().map_err(invalid)?;
+        }
         let mut routes = Vec::with_capacity(file.routes.len());
         let mut checked = file.routes;
         for route in &mut checked {
@@ -196,6 +204,7 @@ impl FunctionManifest {
             messages,
             schedules,
             limits: file.limits,
+            cors: file.cors,
         })
     }
 

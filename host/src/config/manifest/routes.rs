@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::cors::RouteCors;
+
 /// Who may call a route.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -86,6 +88,9 @@ pub struct RouteManifest {
     /// Whether the schema's `format` keywords are checked.
     #[serde(default)]
     pub formats: Formats,
+    /// Cross-origin rules of this route alone, or `false` for none; default:
+    /// the function's `[cors]`.
+    pub cors: Option<RouteCors>,
 }
 
 impl RouteManifest {
@@ -198,6 +203,18 @@ pub(super) fn check(route: &mut RouteManifest) -> Result<(), String> {
             route.method, route.path
         ));
     }
+    match &route.cors {
+        Some(RouteCors::Enabled(true)) => {
+            return Err(format!(
+                "route {} {}: cors = true says nothing; write its rules, or leave it out to use the function's [cors]",
+                route.method, route.path
+            ));
+        }
+        Some(RouteCors::Rules(rules)) => rules
+            .check()
+            .map_err(|e| format!("route {} {}: {e}", route.method, route.path))?,
+        _ => {}
+    }
     if let Some(name) = &route.name
         && !is_route_name(name)
     {
@@ -250,6 +267,7 @@ mod tests {
             max_body_bytes: None,
             accept: Vec::new(),
             formats: Formats::default(),
+            cors: None,
         };
         assert_eq!(
             route("POST", "/todos/{id}/done").route_name(),

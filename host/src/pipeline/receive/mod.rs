@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use http::{HeaderValue, Method};
+use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+use http::{HeaderMap, HeaderValue, Method};
 
 pub use admission::{Admission, Busy, Permit};
 pub use framing::Framing;
@@ -61,6 +62,9 @@ pub enum Error {
     /// The function or its tenant has as many requests running as it may.
     #[error(transparent)]
     Busy(#[from] Busy),
+    /// A CORS preflight the route's rules do not allow.
+    #[error("CORS preflight refused: {0}")]
+    CorsRefused(String),
 }
 
 impl Error {
@@ -103,6 +107,9 @@ impl Error {
             )
             .with_limit(busy.name(), busy.value() as u64)
             .retry_after(Duration::from_secs(1)),
+            Error::CorsRefused(_) => {
+                Problem::new(403, "cors-refused", "Cross-origin call refused", detail)
+            }
         }
     }
 }
@@ -128,6 +135,36 @@ pub fn route(catalog: &Catalog, method: &Method, path: &str) -> Result<Matched, 
             allowed,
         },
     })
+}
+
+/// Whether the request is a CORS preflight: `OPTIONS` with `origin` and
+/// `access-control-request-method`.
+pub fn is_preflight(parts: &http::request::Parts) -> bool {
+    parts.method == Method::OPTIONS
+        && parts.headers.contains_key(ORIGIN)
+        && parts.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Answers a CORS preflight from the rules of the route it asks about,
+/// before any token is looked at and without running the function: the
+/// headers that allow the call, or why it is refused.
+pub fn preflight(catalog: &Catalog, parts: &http::request::Parts) -> Result<HeaderMap, Error> {
+    let header = |name| parts.headers.get(name);
+    let (Some(origin), Some(asked)) = (header(ORIGIN), header(ACCESS_CONTROL_REQUEST_METHOD))
+    else {
+        return Err(Error::CorsRefused("not a preflight".into()));
+    };
+    let method = Method::from_bytes(asked.as_bytes())
+        .map_err(|_| Error::CorsRefused("access-control-request-method is not a method".into()))?;
+    let (target, _) = route(catalog, &method, parts.uri.path())?;
+    let cors = target.cors.as_ref().ok_or_else(|| {
+        Error::CorsRefused(format!(
+            "{} takes no cross-origin calls (its manifest has no [cors] rules for it)",
+            target.name
+        ))
+    })?;
+    cors.preflight(origin, &method, header(ACCESS_CONTROL_REQUEST_HEADERS))
+        .map_err(Error::CorsRefused)
 }
 
 /// Admits a matched request under its tenant's rate and its function's and

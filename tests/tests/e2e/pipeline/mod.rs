@@ -1,6 +1,7 @@
 //! The request pipeline, one module per stage.
 
 mod authenticate;
+mod cors;
 mod persist;
 mod process;
 mod receive;

@@ -17,6 +17,8 @@ bash scripts/build-guests.sh
 # The console is embedded in the host when it compiles, so it is built
 # first; the browser tests need Chromium.
 bash scripts/console.sh --browser
+# The OpenAPI validator the contract tests check documents with.
+bash scripts/pytools.sh
 # The SDK builds outside this repository: packaged with the contract it
 # carries, and built from the package.
 cargo package --locked --quiet --allow-dirty -p sluice-sdk-macros -p sluice-sdk

@@ -8,6 +8,66 @@ use serde::Serialize;
 /// The `content-type` of every error the host makes.
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// The JSON Schema of a problem body, shared by every OpenAPI document the
+/// host gives (the admin API's and each tenant's).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "required": [
+            "type",
+            "title",
+            "status",
+            "detail",
+            "request_id"
+        ],
+        "properties": {
+            "type": {
+                "type": "string",
+                "description": "`urn:sluice:problem:<slug>`"
+            },
+            "title": {
+                "type": "string"
+            },
+            "status": {
+                "type": "integer"
+            },
+            "detail": {
+                "type": "string"
+            },
+            "request_id": {
+                "type": "string"
+            },
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "pointer": {
+                            "type": "string"
+                        },
+                        "message": {
+                            "type": "string"
+                        }
+                    }
+                },
+                "description": "Every failing location, for validation problems"
+            },
+            "limit": {
+                "type": "object",
+                "description": "For `limit:<name>` problems: the limit a function went over and its value for the function",
+                "properties": {
+                    "name": {
+                        "type": "string"
+                    },
+                    "value": {
+                        "type": "integer"
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// One failing location inside a request body (a JSON pointer) and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {

@@ -563,6 +563,58 @@ pub fn consumer_deploy(dir: &Path, tenant: &str) -> Result<Vec<String>> {
     ])
 }
 
+/// Creates tenant `tenant` through the admin API and deploys the `echo`
+/// test guest to it as function `echo` under `manifest` (written into the
+/// host's data directory), with `sluice deploy`; what the CLI said, or why
+/// it refused.
+pub async fn echo_tenant(
+    host: &TestHost,
+    key: &str,
+    tenant: &str,
+    manifest: &str,
+) -> Result<std::process::Output> {
+    let made = admin(
+        host,
+        reqwest::Method::POST,
+        "/v1/tenants",
+        Some(key),
+        Some(serde_json::json!({ "name": tenant })),
+    )
+    .await?;
+    if made.status.as_u16() != 201 && made.status.as_u16() != 409 {
+        bail!("creating tenant {tenant}: {}", made.body);
+    }
+    deploy_echo(host, key, tenant, manifest)
+}
+
+/// Deploys the `echo` test guest to `tenant` as function `echo` under
+/// `manifest`, with `sluice deploy`.
+pub fn deploy_echo(
+    host: &TestHost,
+    key: &str,
+    tenant: &str,
+    manifest: &str,
+) -> Result<std::process::Output> {
+    let path = host.data().join(format!("{tenant}-echo.toml"));
+    std::fs::write(&path, manifest)?;
+    let wasm = root().join("target/wasm32-wasip2/guest/echo.wasm");
+    let (wasm, path) = (wasm.to_string_lossy(), path.to_string_lossy());
+    sluice(
+        host,
+        Some(key),
+        &[
+            "deploy",
+            &wasm,
+            "--manifest",
+            &path,
+            "--tenant",
+            tenant,
+            "--name",
+            "echo",
+        ],
+    )
+}
+
 /// A new operator key, made with `sluice key create`.
 pub fn operator_key(host: &TestHost) -> Result<String> {
     let out = sluice(host, None, &["key", "create", "--name", "tests"])?;

@@ -98,6 +98,7 @@ where
         (&M::GET, ["v1", "tenants"]) => tenants::list(admin).await,
         (&M::POST, ["v1", "tenants"]) => tenants::create(admin, read_json(req).await?, &op).await,
         (&M::GET, ["v1", "tenants", name]) => tenants::show(admin, name).await,
+        (&M::GET, ["v1", "tenants", name, "openapi.json"]) => tenants::openapi(admin, name).await,
         (&M::DELETE, ["v1", "tenants", name]) => {
             let force = param(&query, "force") == Some("true");
             tenants::delete(admin, name, force, &op).await
@@ -136,7 +137,12 @@ where
             _,
             ["v1", "tenants"]
             | ["v1", "tenants", _]
-            | ["v1", "tenants", _, "rate" | "auth" | "quota"]
+            | [
+                "v1",
+                "tenants",
+                _,
+                "rate" | "auth" | "quota" | "openapi.json",
+            ]
             | ["v1", "functions"]
             | ["v1", "invocations" | "dead-letters" | "stats"]
             | ["v1", "invocations" | "dead-letters", _]
@@ -164,4 +170,18 @@ where
 #[serde(deny_unknown_fields)]
 struct RollbackTo {
     version: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_document_shares_the_problem_schema() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("the admin document is JSON");
+        assert_eq!(
+            doc["components"]["schemas"]["Problem"],
+            crate::problem::json_schema()
+        );
+    }
 }

@@ -68,6 +68,15 @@ pub(super) async fn show(admin: &Admin, name: &str) -> Result<Answer, Problem> {
     Ok(Answer::Json(StatusCode::OK, body))
 }
 
+/// The OpenAPI document of a tenant's live routes, as its clients get it.
+pub(super) async fn openapi(admin: &Admin, name: &str) -> Result<Answer, Problem> {
+    (admin.store.tenant(name).await)
+        .map_err(unavailable)?
+        .ok_or_else(|| no_tenant(name))?;
+    let doc = crate::catalog::openapi::tenant_document(&admin.live.load(), name);
+    Ok(Answer::Json(StatusCode::OK, doc))
+}
+
 /// Deletes a tenant and its data; with functions, only with `force` and
 /// only if none comes from a functions directory.
 pub(super) async fn delete(

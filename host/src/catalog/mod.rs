@@ -11,6 +11,7 @@ pub mod components;
 pub mod consumer;
 pub mod cors;
 pub mod deploy;
+pub mod openapi;
 pub mod routes;
 pub mod schema;
 pub mod sync;
@@ -25,7 +26,7 @@ use tokio::sync::watch;
 pub use consumer::{Consumer, ConsumerKey, Scheduled};
 pub use cors::Cors;
 pub use deploy::{DeployError, Deployer, Upload};
-pub use routes::{Matched, NoRoute, RouteConflict, RouteTarget, Routes};
+pub use routes::{Matched, NoRoute, RouteConflict, RouteDoc, RouteTarget, Routes};
 pub use schema::Schema;
 
 use crate::config::Config;
@@ -166,6 +167,12 @@ impl Unit {
                     Some(RouteCors::Enabled(_)) => None,
                     Some(RouteCors::Rules(rules)) => Some(Arc::new(Cors::compile(rules))),
                     None => function_cors.clone(),
+                },
+                doc: RouteDoc {
+                    summary: m.summary.clone(),
+                    description: m.description.clone(),
+                    status: m.status,
+                    schema: route.schema.clone().map(Arc::new),
                 },
             };
             routes.push((method, path, Arc::new(target)));

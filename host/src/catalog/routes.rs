@@ -33,6 +33,22 @@ pub struct RouteTarget {
     pub schema: Option<Schema>,
     /// Its cross-origin rules, if browsers on other origins may call it.
     pub cors: Option<Arc<Cors>>,
+    /// What the tenant's API description says of it.
+    pub doc: RouteDoc,
+}
+
+/// A route as the tenant's OpenAPI document describes it: what the
+/// manifest says beyond serving it.
+#[derive(Debug, Default)]
+pub struct RouteDoc {
+    /// One line.
+    pub summary: Option<String>,
+    /// Markdown.
+    pub description: Option<String>,
+    /// The success status, if the manifest names one.
+    pub status: Option<u16>,
+    /// The body's JSON Schema as written.
+    pub schema: Option<Arc<serde_json::Value>>,
 }
 
 /// A matched route and its captured path parameters.

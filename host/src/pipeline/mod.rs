@@ -106,6 +106,11 @@ where
         let ok = serde_json::json!({"status": "ok"});
         return respond::json(StatusCode::OK, request_id, &ok);
     }
+    if req.method() == http::Method::GET
+        && let Some(tenant) = openapi_tenant(req.uri().path())
+    {
+        return openapi(p, tenant, request_id);
+    }
     let (parts, body) = req.into_parts();
     if receive::is_preflight(&parts) {
         return preflight(p, &parts, request_id);
@@ -199,6 +204,41 @@ where
     let answer = p.persist.run(call).await??;
     let tenant = &routed.target.function.tenant;
     Ok(respond::answer(&p.store, tenant, answer, &parts.headers).await?)
+}
+
+/// The tenant whose API description `path` asks for:
+/// `/{tenant}/_sluice/openapi.json`.
+fn openapi_tenant(path: &str) -> Option<&str> {
+    let (tenant, rest) = path.strip_prefix('/')?.split_once('/')?;
+    (rest == "_sluice/openapi.json").then_some(tenant)
+}
+
+/// A tenant's OpenAPI document, generated from its live routes; public,
+/// as the routes it describes answer anyone (401 or not), and readable
+/// from any origin, for API explorers hosted elsewhere.
+fn openapi(p: &Pipeline, tenant: &str, request_id: &str) -> http::Response<ResponseBody> {
+    let catalog = p.live.load();
+    if catalog.units_of(tenant).next().is_none() {
+        let problem = Problem::new(
+            404,
+            "not-found",
+            "No such route",
+            format!("tenant {tenant:?} has no live routes to describe"),
+        );
+        return respond::failure(request_id, problem);
+    }
+    let doc = crate::catalog::openapi::tenant_document(&catalog, tenant);
+    let mut response = respond::json(StatusCode::OK, request_id, &doc);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        http::HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 /// Answers a CORS preflight: 204 with the route's rules, or a problem

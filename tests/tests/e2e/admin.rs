@@ -175,6 +175,7 @@ async fn the_openapi_document_is_served_and_complete() -> Result<()> {
         ("/v1/tenants/{name}/rate", "put"),
         ("/v1/tenants/{name}/rate", "delete"),
         ("/v1/tenants/{name}/quota", "put"),
+        ("/v1/tenants/{name}/openapi.json", "get"),
         ("/v1/functions", "get"),
         ("/v1/tenants/{tenant}/functions/{name}", "delete"),
         ("/v1/tenants/{tenant}/functions/{name}/versions", "get"),

@@ -6,6 +6,7 @@ mod catalog;
 mod contract;
 mod delivery;
 mod examples;
+mod openapi;
 mod pipeline;
 mod runtime;
 mod store;

@@ -91,6 +91,13 @@ pub struct RouteManifest {
     /// Cross-origin rules of this route alone, or `false` for none; default:
     /// the function's `[cors]`.
     pub cors: Option<RouteCors>,
+    /// A one-line summary for the tenant's API description.
+    pub summary: Option<String>,
+    /// A longer description (Markdown) for the tenant's API description.
+    pub description: Option<String>,
+    /// The status the function answers with when it succeeds, for the
+    /// tenant's API description (200 to 299).
+    pub status: Option<u16>,
 }
 
 impl RouteManifest {
@@ -203,6 +210,14 @@ pub(super) fn check(route: &mut RouteManifest) -> Result<(), String> {
             route.method, route.path
         ));
     }
+    if let Some(status) = route.status
+        && !(200..=299).contains(&status)
+    {
+        return Err(format!(
+            "route {} {}: status {status} is not a success status (200 to 299)",
+            route.method, route.path
+        ));
+    }
     match &route.cors {
         Some(RouteCors::Enabled(true)) => {
             return Err(format!(
@@ -268,6 +283,9 @@ mod tests {
             accept: Vec::new(),
             formats: Formats::default(),
             cors: None,
+            summary: None,
+            description: None,
+            status: None,
         };
         assert_eq!(
             route("POST", "/todos/{id}/done").route_name(),

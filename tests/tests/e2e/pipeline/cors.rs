@@ -6,8 +6,10 @@
 
 use anyhow::Result;
 use reqwest::Method;
-use serde_json::{Value, json};
-use sluice_tests::{Reply, TestHost, admin, eventually, operator_key, root, sluice, token};
+use serde_json::Value;
+use sluice_tests::{
+    Reply, TestHost, admin, deploy_echo, echo_tenant, eventually, operator_key, token,
+};
 
 const APP: &str = "https://app.example.com";
 
@@ -43,38 +45,12 @@ cors = false
 async fn web() -> Result<(TestHost, String)> {
     let host = TestHost::start().await?;
     let key = operator_key(&host)?;
-    let made = admin(
-        &host,
-        Method::POST,
-        "/v1/tenants",
-        Some(&key),
-        Some(json!({"name": "web"})),
-    )
-    .await?;
-    assert_eq!(made.status.as_u16(), 201, "{}", made.body);
-    deploy(&host, &key, MANIFEST)?;
+    echo_tenant(&host, &key, "web", MANIFEST).await?;
     Ok((host, key))
 }
 
 fn deploy(host: &TestHost, key: &str, manifest: &str) -> Result<std::process::Output> {
-    let path = host.data().join("web-echo.toml");
-    std::fs::write(&path, manifest)?;
-    let wasm = root().join("target/wasm32-wasip2/guest/echo.wasm");
-    let (wasm, path) = (wasm.to_string_lossy(), path.to_string_lossy());
-    sluice(
-        host,
-        Some(key),
-        &[
-            "deploy",
-            &wasm,
-            "--manifest",
-            &path,
-            "--tenant",
-            "web",
-            "--name",
-            "echo",
-        ],
-    )
+    deploy_echo(host, key, "web", manifest)
 }
 
 async fn preflight(

@@ -23,7 +23,21 @@ struct Note {
 #[derive(Deserialize)]
 struct NewNote {
     text: String,
+    #[serde(deserialize_with = "whole_number")]
     ttl_seconds: u64,
+}
+
+/// A whole number as JSON Schema's `integer` has it: `17206.0` is one,
+/// though serde's `u64` refuses it. The schema has checked the range.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=1e15).contains(f))
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
 }
 
 /// An entry of the `expiries` index: where the note that expires then lives.

@@ -163,3 +163,44 @@ async fn a_deploy_changes_the_description_at_once() -> Result<()> {
     host.stop().await?;
     Ok(())
 }
+
+/// Schemathesis (installed by scripts/pytools.sh) against the examples'
+/// routes, from their generated document, on a running host: a bounded
+/// number of generated requests per route, valid and not; no answer may be
+/// a server error or differ from the document (statuses, content types,
+/// headers), valid bodies must be accepted and invalid ones refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_the_examples_true_to_their_description() -> Result<()> {
+    let st = root().join("target/tools/py/bin/st");
+    if !st.is_file() {
+        bail!(
+            "{} is missing: run `bash scripts/pytools.sh` (scripts/test.sh does)",
+            st.display()
+        );
+    }
+    let host = TestHost::start().await?;
+    let alice = sluice_tests::token("alice", "demo", &["member"]);
+    let mut run = Command::new(&st);
+    run.current_dir(host.data())
+        .env("NO_COLOR", "1")
+        .args(["run", &format!("{}/demo/_sluice/openapi.json", host.base)])
+        .args(["--url", &host.base])
+        .args(["-H", &format!("authorization: Bearer {alice}")])
+        .args(["--max-examples", "10", "--seed", "1"])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        // All but ignored_auth: the token goes as a plain header, which
+        // that check cannot take away.
+        .args(["--checks", "all", "--exclude-checks", "ignored_auth"]);
+    let out = tokio::task::spawn_blocking(move || run.output()).await??;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        bail!("schemathesis found problems:\n{said}");
+    }
+    assert!(said.contains("generated"), "{said}");
+    host.stop().await?;
+    Ok(())
+}

@@ -173,6 +173,7 @@ impl Unit {
                     description: m.description.clone(),
                     status: m.status,
                     schema: route.schema.clone().map(Arc::new),
+                    response_schema: route.response_schema.clone().map(Arc::new),
                 },
             };
             routes.push((method, path, Arc::new(target)));

@@ -203,13 +203,14 @@ fn operation(target: &RouteTarget, params: &[(String, bool)]) -> Value {
     let success = doc
         .status
         .map_or_else(|| "2XX".to_owned(), |s| s.to_string());
-    responses.insert(
-        success,
-        json!({
-            "description": "What the function answers",
-            "headers": { "x-request-id": { "schema": { "type": "string" } } },
-        }),
-    );
+    let mut answer = json!({
+        "description": "What the function answers",
+        "headers": { "x-request-id": { "schema": { "type": "string" } } },
+    });
+    if let Some(schema) = &doc.response_schema {
+        answer["content"] = json!({ "application/json": { "schema": &**schema } });
+    }
+    responses.insert(success, answer);
     for status in problems {
         responses.insert(
             status.to_string(),

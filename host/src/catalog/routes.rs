@@ -49,6 +49,8 @@ pub struct RouteDoc {
     pub status: Option<u16>,
     /// The body's JSON Schema as written.
     pub schema: Option<Arc<serde_json::Value>>,
+    /// The success response's JSON Schema, if the manifest names one.
+    pub response_schema: Option<Arc<serde_json::Value>>,
 }
 
 /// A matched route and its captured path parameters.

@@ -154,14 +154,18 @@ async fn locate(path: &Path, args: &DeployArgs) -> Result<(PathBuf, PathBuf)> {
     Ok((manifest, path.to_owned()))
 }
 
-/// The schema files the manifest's routes name.
+/// The schema files the manifest's routes name (bodies' and responses').
 pub(super) fn schema_paths(manifest: &toml::Table) -> Vec<String> {
     let mut paths: Vec<String> = manifest
         .get("routes")
         .and_then(|r| r.as_array())
         .into_iter()
         .flatten()
-        .filter_map(|route| route.get("schema").and_then(|s| s.as_str()))
+        .flat_map(|route| {
+            ["schema", "response_schema"]
+                .into_iter()
+                .filter_map(|field| route.get(field).and_then(|s| s.as_str()))
+        })
         .map(|s| s.strip_prefix("./").unwrap_or(s).to_owned())
         .collect();
     paths.sort();

@@ -57,6 +57,13 @@ async fn each_tenant_gets_a_valid_description_of_its_live_routes() -> Result<()>
     assert_eq!(create["operationId"], "todo.create-todo");
     assert_eq!(create["x-sluice-route"], "create-todo");
     assert_eq!(create["security"], json!([{ "bearer": [] }]));
+    let todo: Value = serde_json::from_slice(&std::fs::read(
+        root().join("guest-examples/todo/schemas/todo.json"),
+    )?)?;
+    assert_eq!(
+        create["responses"]["201"]["content"]["application/json"]["schema"],
+        todo
+    );
     assert!(
         create["responses"]["201"].is_object(),
         "the manifest's status: {create}"

@@ -185,9 +185,14 @@ impl FunctionManifest {
                 Some(rel) => Some(read_schema(&source, base, rel)?),
                 None => None,
             };
+            let response_schema = match &route.response_schema {
+                Some(rel) => Some(read_schema(&source, base, rel)?),
+                None => None,
+            };
             routes.push(Route {
                 manifest: route,
                 schema,
+                response_schema,
             });
         }
         let messages = file

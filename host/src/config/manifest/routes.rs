@@ -98,6 +98,9 @@ pub struct RouteManifest {
     /// The status the function answers with when it succeeds, for the
     /// tenant's API description (200 to 299).
     pub status: Option<u16>,
+    /// JSON Schema file of the JSON body it answers with when it succeeds,
+    /// for the tenant's API description; relative to the manifest.
+    pub response_schema: Option<PathBuf>,
 }
 
 impl RouteManifest {
@@ -140,6 +143,8 @@ pub struct Route {
     pub manifest: RouteManifest,
     /// The schema document, if any.
     pub schema: Option<serde_json::Value>,
+    /// The success response's schema document, if any.
+    pub response_schema: Option<serde_json::Value>,
 }
 
 /// `type/subtype`, `type/*` or `*/*`, in token characters.
@@ -286,6 +291,7 @@ mod tests {
             summary: None,
             description: None,
             status: None,
+            response_schema: None,
         };
         assert_eq!(
             route("POST", "/todos/{id}/done").route_name(),

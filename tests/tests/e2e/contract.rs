@@ -87,7 +87,7 @@ async fn deploys_whose_routes_and_functions_disagree_are_refused() -> Result<()>
     // Its routes, without schemas (not uploaded here).
     let routes_only: String = whole[whole.find("[[routes]]").context("no routes")?..]
         .lines()
-        .filter(|l| !l.starts_with("schema ="))
+        .filter(|l| !l.starts_with("schema =") && !l.starts_with("response_schema ="))
         .map(|l| format!("{l}\n"))
         .collect();
     let routes_only = routes_only.as_str();

@@ -71,10 +71,7 @@ pub async fn deploy(admin: &Admin, args: DeployArgs, json: bool) -> Result<()> {
         "application/wasm",
         &component,
     );
-    for schema in schema_paths(&manifest) {
-        let file = base.join(&schema);
-        let bytes =
-            std::fs::read(&file).with_context(|| format!("reading schema {}", file.display()))?;
+    for (schema, bytes) in read_schemas(&manifest, base)? {
         form.part("schema", &schema, "application/json", &bytes);
     }
     let (content_type, body) = form.finish();
@@ -154,8 +151,22 @@ async fn locate(path: &Path, args: &DeployArgs) -> Result<(PathBuf, PathBuf)> {
     Ok((manifest, path.to_owned()))
 }
 
+/// The schema files the manifest's routes name, read from `base`: (path
+/// as the manifest names it, contents).
+pub(super) fn read_schemas(manifest: &toml::Table, base: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    schema_paths(manifest)
+        .into_iter()
+        .map(|schema| {
+            let file = base.join(&schema);
+            let bytes = std::fs::read(&file)
+                .with_context(|| format!("reading schema {}", file.display()))?;
+            Ok((schema, bytes))
+        })
+        .collect()
+}
+
 /// The schema files the manifest's routes name (bodies' and responses').
-pub(super) fn schema_paths(manifest: &toml::Table) -> Vec<String> {
+fn schema_paths(manifest: &toml::Table) -> Vec<String> {
     let mut paths: Vec<String> = manifest
         .get("routes")
         .and_then(|r| r.as_array())

@@ -54,83 +54,25 @@ const COMMON: &[(&str, &str)] = &[
     ),
 ];
 
-const HTTP: &[(&str, &str)] = &[
-    (
-        "src/lib.rs",
-        include_str!("../../templates/http/src/lib.rs"),
-    ),
-    (
-        "sluice.toml",
-        include_str!("../../templates/http/sluice.toml"),
-    ),
-    (
-        "schemas/new-item.json",
-        include_str!("../../templates/http/schemas/new-item.json"),
-    ),
-    (
-        "tests/items.rs",
-        include_str!("../../templates/http/tests/items.rs"),
-    ),
-    ("README.md", include_str!("../../templates/http/README.md")),
-];
+/// A template's files: (path in the crate, contents of
+/// `templates/<dir>/<path>`).
+macro_rules! template {
+    ($dir:literal: $($path:literal),+ $(,)?) => {
+        &[$(($path, include_str!(concat!("../../templates/", $dir, "/", $path)))),+]
+    };
+}
 
-const CONSUMER: &[(&str, &str)] = &[
-    (
-        "src/lib.rs",
-        include_str!("../../templates/consumer/src/lib.rs"),
-    ),
-    (
-        "sluice.toml",
-        include_str!("../../templates/consumer/sluice.toml"),
-    ),
-    (
-        "schemas/event.json",
-        include_str!("../../templates/consumer/schemas/event.json"),
-    ),
-    (
-        "tests/events.rs",
-        include_str!("../../templates/consumer/tests/events.rs"),
-    ),
-    (
-        "README.md",
-        include_str!("../../templates/consumer/README.md"),
-    ),
-];
+const HTTP: &[(&str, &str)] = template!("http":
+    "src/lib.rs", "sluice.toml", "schemas/new-item.json", "tests/items.rs", "README.md");
 
-const FILES: &[(&str, &str)] = &[
-    (
-        "src/lib.rs",
-        include_str!("../../templates/files/src/lib.rs"),
-    ),
-    (
-        "sluice.toml",
-        include_str!("../../templates/files/sluice.toml"),
-    ),
-    (
-        "tests/files.rs",
-        include_str!("../../templates/files/tests/files.rs"),
-    ),
-    ("README.md", include_str!("../../templates/files/README.md")),
-];
+const CONSUMER: &[(&str, &str)] = template!("consumer":
+    "src/lib.rs", "sluice.toml", "schemas/event.json", "tests/events.rs", "README.md");
 
-const SCHEDULE: &[(&str, &str)] = &[
-    (
-        "src/lib.rs",
-        include_str!("../../templates/schedule/src/lib.rs"),
-    ),
-    (
-        "sluice.toml",
-        include_str!("../../templates/schedule/sluice.toml"),
-    ),
-    (
-        "tests/schedule.rs",
-        include_str!("../../templates/schedule/tests/schedule.rs"),
-    ),
-    (
-        "README.md",
-        include_str!("../../templates/schedule/README.md"),
-    ),
-];
+const FILES: &[(&str, &str)] =
+    template!("files": "src/lib.rs", "sluice.toml", "tests/files.rs", "README.md");
+
+const SCHEDULE: &[(&str, &str)] =
+    template!("schedule": "src/lib.rs", "sluice.toml", "tests/schedule.rs", "README.md");
 
 impl Template {
     fn files(self) -> &'static [(&'static str, &'static str)] {

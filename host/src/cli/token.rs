@@ -28,31 +28,41 @@ pub struct Args {
 
 /// Prints the token.
 pub fn run(config: &Config, args: Args) -> Result<()> {
-    let auth = dev::effective_auth(config).context("reading the development key")?;
-    let Some(key) = auth.keys.iter().find(|k| k.algorithm.starts_with("HS")) else {
-        bail!("`sluice token` signs with an HS256 key; none is configured");
-    };
-    let Some(secret) = &key.secret else {
-        bail!("the HS key has no secret");
-    };
-    let mut extra = args.claims.into_iter().collect::<Map<_, _>>();
-    // A host that requires `iss` and `aud` accepts the first of each;
-    // a --claim names others.
-    let configured = [("iss", &auth.issuer), ("aud", &auth.audience)];
-    for (claim, values) in configured {
-        if let Some(first) = values.as_ref().and_then(|v| v.first()) {
-            extra
-                .entry(claim)
-                .or_insert_with(|| Value::String(first.clone()));
-        }
-    }
     let request = dev::TokenRequest {
         subject: args.sub,
         tenant: args.tenant,
         roles: args.roles,
         ttl_seconds: args.ttl,
-        extra,
+        extra: args.claims.into_iter().collect::<Map<_, _>>(),
     };
+    let Some(token) = sign(config, request)? else {
+        bail!("`sluice token` signs with an HS256 key that has a secret; none is configured");
+    };
+    println!("{token}");
+    Ok(())
+}
+
+/// `request` signed with the host's HS key (the development key unless
+/// `[auth]` names others); `None` if the host has no HS key with a secret.
+pub(super) fn sign(config: &Config, mut request: dev::TokenRequest) -> Result<Option<String>> {
+    let auth = dev::effective_auth(config).context("reading the development key")?;
+    let Some((key, secret)) = (auth.keys.iter())
+        .filter(|k| k.algorithm.starts_with("HS"))
+        .find_map(|k| Some((k, k.secret.as_ref()?)))
+    else {
+        return Ok(None);
+    };
+    // A host that requires `iss` and `aud` accepts the first of each;
+    // a --claim names others.
+    let configured = [("iss", &auth.issuer), ("aud", &auth.audience)];
+    for (claim, values) in configured {
+        if let Some(first) = values.as_ref().and_then(|v| v.first()) {
+            request
+                .extra
+                .entry(claim)
+                .or_insert_with(|| Value::String(first.clone()));
+        }
+    }
     let token = dev::mint(
         secret,
         key.kid.as_deref(),
@@ -60,8 +70,7 @@ pub fn run(config: &Config, args: Args) -> Result<()> {
         &auth.roles_claim,
         &request,
     )?;
-    println!("{token}");
-    Ok(())
+    Ok(Some(token))
 }
 
 fn parse_claim(s: &str) -> Result<(String, Value), String> {

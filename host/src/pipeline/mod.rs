@@ -112,8 +112,8 @@ where
         return openapi(p, tenant, request_id);
     }
     let (parts, body) = req.into_parts();
-    if receive::is_preflight(&parts) {
-        return preflight(p, &parts, request_id);
+    if let Some(asked) = receive::preflight_of(&parts) {
+        return preflight(p, &parts, asked, request_id);
     }
     // Routed before the request's span exists, so that the span is named
     // after its route (`POST /demo/todos/{id}`) from the start.
@@ -182,7 +182,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let micros = |from: Instant, to: Instant| u64::try_from((to - from).as_micros()).ok();
+    let micros = |from: Instant, to: Instant| Some(StageTimes::micros(to - from));
     let routed = info_span!("receive").in_scope(|| receive::admit(&p.admission, matched))?;
     let received = p.metrics.stage_done("receive", started);
     let caller = authenticate::caller(&p.keys, &routed, &parts.headers)
@@ -246,19 +246,13 @@ fn openapi(p: &Pipeline, tenant: &str, request_id: &str) -> http::Response<Respo
 fn preflight(
     p: &Pipeline,
     parts: &http::request::Parts,
+    asked: receive::Preflight<'_>,
     request_id: &str,
 ) -> http::Response<ResponseBody> {
-    let answer = (p.framing.check(parts)).and_then(|()| receive::preflight(&p.live.load(), parts));
+    let answer = (p.framing.check(parts))
+        .and_then(|()| receive::preflight(&p.live.load(), parts.uri.path(), asked));
     match answer {
-        Ok(headers) => {
-            let mut response = http::Response::new(respond::full(""));
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response.headers_mut().extend(headers);
-            if let Ok(id) = http::HeaderValue::from_str(request_id) {
-                response.headers_mut().insert(respond::REQUEST_ID, id);
-            }
-            response
-        }
+        Ok(headers) => respond::empty(StatusCode::NO_CONTENT, request_id, headers),
         Err(e) => fail(request_id, &e.into()),
     }
 }

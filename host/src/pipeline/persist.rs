@@ -340,7 +340,6 @@ fn record(
     exceeded: Option<&'static str>,
     (attempts, ran): (u32, Duration),
 ) -> InvocationRecord {
-    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     InvocationRecord {
         request_id: invoked.request_id.clone(),
         tenant: invoked.tenant.clone(),
@@ -350,9 +349,9 @@ fn record(
         outcome,
         exceeded,
         attempts,
-        duration_us: micros(invoked.started.elapsed()),
+        duration_us: StageTimes::micros(invoked.started.elapsed()),
         stages: StageTimes {
-            process_us: micros(ran),
+            process_us: StageTimes::micros(ran),
             ..invoked.stages
         },
     }

@@ -110,6 +110,11 @@ pub struct StageTimes {
 }
 
 impl StageTimes {
+    /// `d` in whole microseconds, as records keep times.
+    pub fn micros(d: std::time::Duration) -> u64 {
+        u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// As the `stages` column keeps it: a small JSON object.
     pub fn to_column(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()

@@ -217,8 +217,8 @@ impl TestHost {
 
     /// The committed document at `key` of the tenant's `collection`, as JSON.
     pub async fn document(&self, collection: &str, key: &str) -> Result<Option<Value>, KitError> {
-        let stored = (self.store.get_document(&self.tenant, collection, key).await)
-            .map_err(|e| KitError::Seed(e.to_string()))?;
+        let stored =
+            (self.store.get_document(&self.tenant, collection, key).await).map_err(seed)?;
         Ok((stored.and_then(|d| d.value)).and_then(|v| serde_json::from_str(&v).ok()))
     }
 
@@ -236,20 +236,18 @@ impl TestHost {
             collection: collection.to_owned(),
             key: key.to_owned(),
         };
-        (staging.write(key, StagedWrite::Put(value.to_string())))
-            .map_err(|e| KitError::Seed(e.to_string()))?;
+        (staging.write(key, StagedWrite::Put(value.to_string()))).map_err(seed)?;
         self.commit(staging).await
     }
 
     /// The committed blob `name` of the tenant, whole.
     pub async fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, KitError> {
-        let seed = |e: &dyn std::fmt::Display| KitError::Seed(e.to_string());
         let Some((blob, source)) =
-            (self.store.open_blob(&self.tenant, name).await).map_err(|e| seed(&e))?
+            (self.store.open_blob(&self.tenant, name).await).map_err(seed)?
         else {
             return Ok(None);
         };
-        let bytes = source.read(0, blob.size).await.map_err(|e| seed(&e))?;
+        let bytes = source.read(0, blob.size).await.map_err(seed)?;
         Ok(Some(bytes))
     }
 
@@ -261,23 +259,22 @@ impl TestHost {
         content_type: &str,
         bytes: impl Into<Vec<u8>>,
     ) -> Result<(), KitError> {
-        let seed = |e: &dyn std::fmt::Display| KitError::Seed(e.to_string());
         let files = self.store.files();
         let staged = (files
             .stage_bytes(&self.tenant, content_type, bytes.into())
             .await)
-            .map_err(|e| seed(&e))?;
+            .map_err(seed)?;
         let size = staged.size;
         let mut staging = Staging::new(Limits::default());
         (staging.write_blob(name.to_owned(), StagedBlob::Put(Arc::new(staged)), size))
-            .map_err(|e| seed(&e))?;
+            .map_err(seed)?;
         self.commit(staging).await
     }
 
     /// The tenant's cache entry `key`, as its functions would read it.
     pub fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>, KitError> {
         let cache = self.runtime.cache(&Arc::from(self.tenant.as_str()));
-        cache.get(key).map_err(|e| KitError::Seed(e.to_string()))
+        cache.get(key).map_err(seed)
     }
 
     /// Sets the tenant's cache entry `key` for `ttl` (or until evicted).
@@ -288,7 +285,7 @@ impl TestHost {
         ttl: Option<Duration>,
     ) -> Result<(), KitError> {
         let cache = self.runtime.cache(&Arc::from(self.tenant.as_str()));
-        (cache.set(key, value, ttl)).map_err(|e| KitError::Seed(e.to_string()))
+        (cache.set(key, value, ttl)).map_err(seed)
     }
 
     /// Moves the wall clock the functions see (`SystemTime::now()` in a
@@ -382,14 +379,13 @@ impl TestHost {
     /// message run, with its route, status, outcome and how many times
     /// the function ran (more than once after a conflict).
     pub async fn invocations(&self) -> Result<Vec<Invocation>, KitError> {
-        let seed = |e: &dyn std::fmt::Display| KitError::Seed(e.to_string());
         // Records of invocations that staged nothing are written in the background.
         self.store.committer().flush().await;
         let filter = InvocationFilter {
             tenant: Some(self.tenant.clone()),
             ..InvocationFilter::default()
         };
-        (self.store.invocations(&filter, 1000).await).map_err(|e| seed(&e))
+        (self.store.invocations(&filter, 1000).await).map_err(seed)
     }
 
     /// The messages committed to `topic` of the tenant so far, oldest
@@ -592,4 +588,9 @@ fn stage_manifest(dir: &Path, wasm: &Path, data: &Path) -> Result<String, KitErr
         }
     }
     Ok(tenant)
+}
+
+/// What went wrong setting a test up (or reading its state).
+fn seed(e: impl std::fmt::Display) -> KitError {
+    KitError::Seed(e.to_string())
 }

@@ -9,7 +9,6 @@
 mod log;
 mod watch;
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -174,13 +173,9 @@ impl Reloader {
         let table: toml::Table = toml::from_str(&manifest)
             .with_context(|| format!("{} is not valid TOML", manifest_path.display()))?;
         let (tenant, name) = watch::names(&table, &manifest_path)?;
-        let mut schemas = HashMap::new();
-        for schema in super::functions::schema_paths(&table) {
-            let file = function.dir.join(&schema);
-            let bytes = std::fs::read(&file)
-                .with_context(|| format!("reading schema {}", file.display()))?;
-            schemas.insert(schema, bytes);
-        }
+        let schemas = super::functions::read_schemas(&table, &function.dir)?
+            .into_iter()
+            .collect();
         let component =
             std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
         let store = &self.admin.store;
@@ -207,13 +202,6 @@ fn dev_token(config: &Config, tenant: Option<&str>) -> Result<Option<String>> {
     let Some(tenant) = tenant else {
         return Ok(None);
     };
-    let auth = dev_key::effective_auth(config).context("reading the development key")?;
-    let Some(secret) = (auth.keys.iter())
-        .find(|k| k.algorithm.starts_with("HS"))
-        .and_then(|k| k.secret.clone())
-    else {
-        return Ok(None);
-    };
     let request = dev_key::TokenRequest {
         subject: "dev".into(),
         tenant: tenant.to_owned(),
@@ -221,14 +209,7 @@ fn dev_token(config: &Config, tenant: Option<&str>) -> Result<Option<String>> {
         ttl_seconds: 24 * 3600,
         extra: serde_json::Map::new(),
     };
-    let token = dev_key::mint(
-        &secret,
-        None,
-        &auth.tenant_claim,
-        &auth.roles_claim,
-        &request,
-    )?;
-    Ok(Some(token))
+    super::token::sign(config, request)
 }
 
 /// The live routes of each crate, and a `curl` to try the first.

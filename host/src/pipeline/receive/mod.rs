@@ -137,33 +137,41 @@ pub fn route(catalog: &Catalog, method: &Method, path: &str) -> Result<Matched, 
     })
 }
 
-/// Whether the request is a CORS preflight: `OPTIONS` with `origin` and
-/// `access-control-request-method`.
-pub fn is_preflight(parts: &http::request::Parts) -> bool {
-    parts.method == Method::OPTIONS
-        && parts.headers.contains_key(ORIGIN)
-        && parts.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+/// What a CORS preflight asks: from which origin, which method, with
+/// which request headers.
+pub struct Preflight<'a> {
+    origin: &'a HeaderValue,
+    method: &'a HeaderValue,
+    headers: Option<&'a HeaderValue>,
 }
 
-/// Answers a CORS preflight from the rules of the route it asks about,
-/// before any token is looked at and without running the function: the
-/// headers that allow the call, or why it is refused.
-pub fn preflight(catalog: &Catalog, parts: &http::request::Parts) -> Result<HeaderMap, Error> {
-    let header = |name| parts.headers.get(name);
-    let (Some(origin), Some(asked)) = (header(ORIGIN), header(ACCESS_CONTROL_REQUEST_METHOD))
-    else {
-        return Err(Error::CorsRefused("not a preflight".into()));
-    };
-    let method = Method::from_bytes(asked.as_bytes())
+/// The question of a CORS preflight (`OPTIONS` with `origin` and
+/// `access-control-request-method`); `None` for any other request.
+pub fn preflight_of(parts: &http::request::Parts) -> Option<Preflight<'_>> {
+    if parts.method != Method::OPTIONS {
+        return None;
+    }
+    Some(Preflight {
+        origin: parts.headers.get(ORIGIN)?,
+        method: parts.headers.get(ACCESS_CONTROL_REQUEST_METHOD)?,
+        headers: parts.headers.get(ACCESS_CONTROL_REQUEST_HEADERS),
+    })
+}
+
+/// Answers a CORS preflight for `path` from the rules of the route it asks
+/// about, before any token is looked at and without running the function:
+/// the headers that allow the call, or why it is refused.
+pub fn preflight(catalog: &Catalog, path: &str, asked: Preflight<'_>) -> Result<HeaderMap, Error> {
+    let method = Method::from_bytes(asked.method.as_bytes())
         .map_err(|_| Error::CorsRefused("access-control-request-method is not a method".into()))?;
-    let (target, _) = route(catalog, &method, parts.uri.path())?;
+    let (target, _) = route(catalog, &method, path)?;
     let cors = target.cors.as_ref().ok_or_else(|| {
         Error::CorsRefused(format!(
             "{} takes no cross-origin calls (its manifest has no [cors] rules for it)",
             target.name
         ))
     })?;
-    cors.preflight(origin, &method, header(ACCESS_CONTROL_REQUEST_HEADERS))
+    cors.preflight(asked.origin, &method, asked.headers)
         .map_err(Error::CorsRefused)
 }
 

@@ -218,6 +218,19 @@ pub fn json(
     out
 }
 
+/// A response made by the host itself with no body: `status` and `headers`.
+pub fn empty(
+    status: StatusCode,
+    request_id: &str,
+    headers: http::HeaderMap,
+) -> http::Response<Body> {
+    let mut out = http::Response::new(full(""));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    set_request_id(&mut out, request_id);
+    out
+}
+
 /// The problem+json response for `problem`.
 pub fn failure(request_id: &str, mut problem: Problem) -> http::Response<Body> {
     problem.request_id = request_id.to_owned();

@@ -86,6 +86,7 @@ fn invoke(c: &mut Criterion) {
                 .expect("blobs"),
             &DatabaseConfig::default(),
             &QueueConfig::default(),
+            Default::default(),
         ))
         .expect("store");
     let config = RuntimeConfig {

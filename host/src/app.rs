@@ -20,7 +20,7 @@ use crate::pipeline::persist::Persist;
 use crate::pipeline::receive::Admission;
 use crate::policy::TenantPolicy;
 use crate::runtime::{LoadError, Runtime};
-use crate::store::{Backend, CommitError, Files, Store, StoreError};
+use crate::store::{Backend, CommitError, Files, SealError, SecretKeys, Store, StoreError};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The secrets keys are unusable.
+    #[error("[secrets]: {0}")]
+    Secrets(#[from] SealError),
 }
 
 /// A host ready to serve: each part with its handles.
@@ -79,14 +82,20 @@ impl App {
         };
         std::fs::create_dir_all(data_dir).map_err(io_err)?;
         let keys = Arc::new(Keys::new(&dev::effective_auth(config).map_err(io_err)?)?);
+        let url = config.database_url();
         let store = Store::open(
-            &config.database_url(),
+            &url,
             Files::open(&config.blobs, &config.blobs_dir())?,
             &config.database,
             &config.queue,
+            secret_keys(config, Backend::of(&url)).map_err(|e| match e {
+                KeyFileError::Io(e) => io_err(e),
+                KeyFileError::Seal(e) => StartError::Secrets(e),
+            })?,
         )
         .await?;
         recover(&store).await?;
+        store.load_configs().await?;
         let cache_dir =
             (config.runtime.cache_dir.clone()).unwrap_or_else(|| data_dir.join("cache"));
         let runtime = Arc::new(Runtime::new(
@@ -164,6 +173,35 @@ impl App {
             store,
         })
     }
+}
+
+/// Why the secrets keys could not be had.
+enum KeyFileError {
+    Io(std::io::Error),
+    Seal(SealError),
+}
+
+/// The keys tenants' secrets are sealed with: the configured ones; else, on
+/// SQLite (one host), a key kept in the data directory and made on first
+/// use; else none, and secrets cannot be set.
+fn secret_keys(config: &Config, backend: Option<Backend>) -> Result<SecretKeys, KeyFileError> {
+    let secrets = &config.secrets;
+    if secrets.key.is_some() || backend != Some(Backend::Sqlite) {
+        return SecretKeys::new(secrets.key.as_deref(), &secrets.previous_keys)
+            .map_err(KeyFileError::Seal);
+    }
+    let path = config.data_dir.join("secrets-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(key) => key,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key =
+                SecretKeys::generate().map_err(|e| KeyFileError::Io(std::io::Error::other(e)))?;
+            crate::config::write_private(&path, key.as_bytes()).map_err(KeyFileError::Io)?;
+            key
+        }
+        Err(e) => return Err(KeyFileError::Io(e)),
+    };
+    SecretKeys::new(Some(&key), &secrets.previous_keys).map_err(KeyFileError::Seal)
 }
 
 /// Puts right what a host that stopped abruptly left behind.

@@ -45,6 +45,7 @@ async fn run() -> Result<()> {
         Command::Key(command) => cli::key::run(&config, command, json).await,
         Command::DeadLetters(command) => cli::dead_letters::run(&config, command).await,
         Command::Invocations(args) => cli::invocations::run(&admin()?, args, json).await,
+        Command::Secrets(command) => cli::config::secrets(admin(), command, json).await,
         Command::Tenant(command) => cli::tenant::run(&admin()?, command, json).await,
         Command::Deploy(args) => functions::deploy(&admin()?, args, json).await,
         Command::Functions(functions::Command::List { tenant }) => {

@@ -1,8 +1,8 @@
 //! The bindings `wit-bindgen` generates from `wit/function.wit`.
 //!
 //! Users never name anything in here: `#[handler]` and `#[on_message]` expand
-//! to the exports, and `documents`, `blobs`, `queue`, `cache`, `http` and
-//! `message` wrap the rest in ordinary Rust types.
+//! to the exports, and `documents`, `blobs`, `queue`, `cache`, `config`,
+//! `http` and `message` wrap the rest in ordinary Rust types.
 //!
 //! There are two `generate!` calls, one per export, so that a component
 //! exports only what it implements. With `pub_export_macro` each call puts
@@ -39,10 +39,11 @@ pub mod wit_messages {
         // The imports are the same interfaces as in `wit`: reuse those
         // types, so a `documents` or `blobs` error is one type, not two.
         with: {
-            "sluice:function/documents@0.2.0": crate::wit::sluice::function::documents,
-            "sluice:function/blobs@0.2.0": crate::wit::sluice::function::blobs,
-            "sluice:function/queue@0.2.0": crate::wit::sluice::function::queue,
-            "sluice:function/cache@0.2.0": crate::wit::sluice::function::cache,
+            "sluice:function/documents@0.2.1": crate::wit::sluice::function::documents,
+            "sluice:function/blobs@0.2.1": crate::wit::sluice::function::blobs,
+            "sluice:function/queue@0.2.1": crate::wit::sluice::function::queue,
+            "sluice:function/cache@0.2.1": crate::wit::sluice::function::cache,
+            "sluice:function/config@0.2.1": crate::wit::sluice::function::config,
         },
     });
 }

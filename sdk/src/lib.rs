@@ -170,6 +170,7 @@ mod bindings;
 pub mod blobs;
 pub mod cache;
 mod call;
+pub mod config;
 pub mod documents;
 mod http;
 mod message;

@@ -3,6 +3,7 @@
 //! `host/openapi.json`, served at `/v1/openapi.json`. This file is the
 //! route table; each route's handler lives with its kind of resource.
 
+mod config;
 mod console;
 mod dead_letters;
 mod functions;
@@ -118,6 +119,14 @@ where
         (&M::PUT, ["v1", "tenants", name, "quota"]) => {
             tenants::set_quota(admin, name, read_json(req).await?, &op).await
         }
+        (&M::GET, ["v1", "tenants", name, "config"]) => config::list(admin, name).await,
+        (&M::PUT, ["v1", "tenants", name, "config", key]) => {
+            config::set(admin, name, key, read_json(req).await?, &op).await
+        }
+        (&M::DELETE, ["v1", "tenants", name, "config", key]) => {
+            config::unset(admin, name, key, param(&query, "function"), &op).await
+        }
+        (&M::POST, ["v1", "secrets", "reseal"]) => config::reseal(admin, &op).await,
         (&M::GET, ["v1", "functions"]) => functions::list(admin, param(&query, "tenant")).await,
         (&M::POST, ["v1", "tenants", tenant, "functions", name, "versions"]) => {
             let upload = functions::read_upload(admin, req).await?;
@@ -141,8 +150,10 @@ where
                 "v1",
                 "tenants",
                 _,
-                "rate" | "auth" | "quota" | "openapi.json",
+                "rate" | "auth" | "quota" | "openapi.json" | "config",
             ]
+            | ["v1", "tenants", _, "config", _]
+            | ["v1", "secrets", "reseal"]
             | ["v1", "functions"]
             | ["v1", "invocations" | "dead-letters" | "stats"]
             | ["v1", "invocations" | "dead-letters", _]

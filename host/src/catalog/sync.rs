@@ -1,7 +1,8 @@
 //! Keeping a node in step with the others that share its database.
 //!
 //! Deploys, rollbacks and tenant changes made on any node bump a generation
-//! in the database in the same transaction. Every node follows it: on
+//! in the database in the same transaction (as do changes to tenants'
+//! configuration). Every node follows it: on
 //! PostgreSQL a `LISTEN` tells it at once, and a poll every half second
 //! covers a lost connection (and lets a host notice what the `sluice` CLI
 //! changed in its SQLite file). Then the node reloads the deployed
@@ -129,6 +130,7 @@ impl Follower {
             self.tenants.forget(gone);
         }
         seen.tenants = now;
+        (self.store.load_configs().await).map_err(|e| e.to_string())?;
         let changed = self.deployer.sync().await.map_err(|e| e.to_string())?;
         if changed {
             tracing::info!(

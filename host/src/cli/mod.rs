@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod client;
+pub mod config;
 pub mod dead_letters;
 pub mod dev;
 pub mod functions;
@@ -126,6 +127,10 @@ pub enum Command {
     /// running host picks replayed messages up within `queue.poll_ms` (a second by default).
     #[command(name = "dead-letters", subcommand)]
     DeadLetters(dead_letters::Command),
+    /// The key tenants' secrets are sealed with: make one, or reseal every
+    /// secret with the current one after a rotation.
+    #[command(subcommand)]
+    Secrets(config::SecretsCommand),
 }
 
 impl Cli {
@@ -146,6 +151,19 @@ impl Cli {
         }
         if self.database_url.is_some() {
             config.database_url = self.database_url.clone();
+        }
+        // Keys come from the environment only, never a flag: a flag shows
+        // in the process list.
+        if let Ok(key) = std::env::var("SLUICE_SECRETS_KEY") {
+            config.secrets.key = Some(key);
+        }
+        if let Ok(keys) = std::env::var("SLUICE_SECRETS_PREVIOUS_KEYS") {
+            config.secrets.previous_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         Ok(config)
     }
@@ -173,7 +191,14 @@ pub fn admin(url: &Option<String>, key: &Option<String>, config: &Config) -> Res
 pub async fn open_store(config: &Config) -> Result<Store> {
     let url = config.database_url();
     let files = sluice_host::store::Files::open(&config.blobs, &config.blobs_dir())?;
-    Store::open(&url, files, &config.database, &config.queue)
-        .await
-        .with_context(|| format!("opening {url}"))
+    // These commands never read tenants' secrets: no key is needed.
+    Store::open(
+        &url,
+        files,
+        &config.database,
+        &config.queue,
+        Default::default(),
+    )
+    .await
+    .with_context(|| format!("opening {url}"))
 }

@@ -56,6 +56,9 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Values and secrets the tenant's functions read (`sluice_sdk::config`).
+    #[command(subcommand)]
+    Config(super::config::Command),
     /// Set a tenant's quotas; a quota left out is lifted.
     Quota {
         /// The tenant.
@@ -73,6 +76,7 @@ pub enum Command {
 pub async fn run(admin: &Admin, command: Command, json: bool) -> Result<()> {
     use http::Method;
     let answer = match &command {
+        Command::Config(config) => return super::config::run(admin, config.clone(), json).await,
         Command::Create { name } => {
             let body = serde_json::json!({ "name": name });
             admin.call(Method::POST, "/v1/tenants", Some(&body)).await?
@@ -153,6 +157,8 @@ pub async fn run(admin: &Admin, command: Command, json: bool) -> Result<()> {
                 println!("{name:<24}  {by}");
             }
         }
+        // Answered above.
+        Command::Config(_) => {}
         Command::Show { name } => {
             println!(
                 "tenant {name}, created by {}",

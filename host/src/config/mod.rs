@@ -24,6 +24,20 @@ pub const GUEST_PROFILE_CONFIG: [&str; 4] = [
     "profile.guest.strip=true",
 ];
 
+/// Writes `bytes` to a new file at `path` that only its owner can read:
+/// the keys the host makes for itself.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -79,6 +93,8 @@ pub struct Config {
     pub blobs: BlobsConfig,
     /// OpenTelemetry traces.
     pub telemetry: TelemetryConfig,
+    /// The key tenants' secrets are sealed with.
+    pub secrets: SecretsConfig,
 }
 
 /// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP with
@@ -202,6 +218,7 @@ impl Default for Config {
             cli: CliConfig::default(),
             blobs: BlobsConfig::default(),
             telemetry: TelemetryConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -243,6 +260,30 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sluice.db").display()))
+    }
+}
+
+/// `[secrets]`: the keys tenants' secrets are sealed with at rest. Without
+/// a key, a host on SQLite makes one in its data directory
+/// (`secrets-key`); hosts sharing PostgreSQL must all be given the same.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// 32 random bytes in base64 (`sluice secrets new-key`); also
+    /// `SLUICE_SECRETS_KEY`. New secrets are sealed with it.
+    pub key: Option<String>,
+    /// Earlier keys, still opened during a rotation; also
+    /// `SLUICE_SECRETS_PREVIOUS_KEYS` (comma-separated).
+    pub previous_keys: Vec<String>,
+}
+
+/// Never the keys themselves, whoever prints the configuration.
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("previous_keys", &self.previous_keys.len())
+            .finish()
     }
 }
 

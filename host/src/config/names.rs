@@ -1,6 +1,6 @@
 //! Every naming rule, once: tenants, functions, schedules, topics,
-//! collections, document and cache keys, blob names, and the topics the
-//! host sends document events and schedule ticks on.
+//! collections, document and cache keys, blob names, configuration names,
+//! and the topics the host sends document events and schedule ticks on.
 
 /// The document event kinds; [`event_topic`] names their topics.
 pub const EVENT_KINDS: [&str; 3] = ["created", "updated", "deleted"];
@@ -20,6 +20,15 @@ pub fn is_valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Longest configuration value, in bytes.
+pub const MAX_CONFIG_VALUE: usize = 65_536;
+
+/// True for configuration names (`sluice:function/config`): `[A-Za-z0-9_.-]`,
+/// 1 to 128 long, starting with a letter or `_`, like environment variables.
+pub fn is_valid_config_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && is_valid_topic(name)
 }
 
 /// True for topic names made of `[A-Za-z0-9_.-]`, 1 to 128 long.
@@ -73,6 +82,11 @@ mod tests {
         assert!(!is_valid_name("-x"));
         assert!(!is_valid_name(""));
         assert!(!is_valid_name("a/b"));
+        assert!(is_valid_config_name("STRIPE_KEY"));
+        assert!(is_valid_config_name("_x.y-z"));
+        assert!(!is_valid_config_name("1KEY"));
+        assert!(!is_valid_config_name("A KEY"));
+        assert!(!is_valid_config_name(""));
     }
 
     #[test]

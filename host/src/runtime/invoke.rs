@@ -234,6 +234,9 @@ impl Runtime {
             store: store.clone(),
             staging,
             cache: self.caches.tenant(&function.tenant),
+            function: function.name.clone(),
+            config: store.configs().tenant(&function.tenant),
+            revealed: Vec::new(),
         };
         let limiter = Limiter::new(limits.memory_bytes, limits.table_elements);
         let shift = self.clock_shift.load(Ordering::Relaxed);
@@ -281,7 +284,11 @@ impl Runtime {
             .await
             .unwrap_or_else(|_| Err(timed_out()));
         let state = wasm.into_data();
-        log_output(&state.stdout.contents(), &state.stderr.contents());
+        log_output(
+            &state.stdout.contents(),
+            &state.stderr.contents(),
+            &state.caps.revealed,
+        );
         // A limit reached through a host call or a refused growth fails the
         // invocation even if the guest carried on and answered.
         let overflowed = (state.stdout.overflowed() || state.stderr.overflowed()).then(|| {
@@ -323,12 +330,20 @@ impl Drop for InUse<'_> {
     }
 }
 
-/// Logs the guest's output line by line, inside the request's span.
-fn log_output(stdout: &[u8], stderr: &[u8]) {
-    for line in String::from_utf8_lossy(stdout).lines() {
+/// Logs the guest's output line by line, inside the request's span, with
+/// every secret it read blanked out.
+fn log_output(stdout: &[u8], stderr: &[u8], secrets: &[Arc<str>]) {
+    let redact = |out: &[u8]| {
+        let mut text = String::from_utf8_lossy(out).into_owned();
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            text = text.replace(&**secret, "[redacted]");
+        }
+        text
+    };
+    for line in redact(stdout).lines() {
         tracing::info!(target: "sluice::guest", stream = "stdout", "{line}");
     }
-    for line in String::from_utf8_lossy(stderr).lines() {
+    for line in redact(stderr).lines() {
         tracing::warn!(target: "sluice::guest", stream = "stderr", "{line}");
     }
 }

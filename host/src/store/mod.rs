@@ -20,7 +20,9 @@ mod locks;
 mod notices;
 mod operator_keys;
 mod queue;
+mod sealing;
 pub mod staging;
+mod tenant_config;
 mod tenants;
 
 use std::str::FromStr;
@@ -44,7 +46,11 @@ pub use queue::{
     Claim, DeadLetter, DeadLetterFilter, DeliveryEnd, Depth, Due, Lease, ScheduleRow,
     Subscriptions, Tick,
 };
+pub use sealing::{SealError, SecretKeys};
 pub use staging::Staging;
+pub use tenant_config::{
+    ConfigEntry, ConfigError, ConfigValue, Configs, NewConfig, Resealed, TenantConfig,
+};
 pub use tenants::{StorageQuotas, Tenant, TenantQuota};
 
 use crate::config::{DatabaseConfig, QueueConfig, Synchronous};
@@ -213,16 +219,19 @@ pub struct Store {
     max_pending: i64,
     storage_quotas: Arc<StorageQuotas>,
     files: Arc<Files>,
+    configs: Arc<Configs>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url`, runs the migrations
-    /// and starts the committer; blob bytes live in `files`.
+    /// and starts the committer; blob bytes live in `files`, and tenants'
+    /// secrets are sealed with `secrets`.
     pub async fn open(
         url: &str,
         files: Files,
         config: &DatabaseConfig,
         queue: &QueueConfig,
+        secrets: SecretKeys,
     ) -> Result<Self, StoreError> {
         let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
         sqlx::any::install_default_drivers();
@@ -322,6 +331,7 @@ impl Store {
             max_pending: i64::try_from(queue.max_pending_per_tenant).unwrap_or(i64::MAX),
             storage_quotas,
             files,
+            configs: Arc::new(Configs::new(secrets)),
         })
     }
 

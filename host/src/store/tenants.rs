@@ -240,12 +240,14 @@ impl Store {
             "DELETE FROM function_versions WHERE tenant = $1",
             "DELETE FROM tenant_usage WHERE tenant = $1",
             "DELETE FROM blobs WHERE tenant = $1",
+            "DELETE FROM tenant_config WHERE tenant = $1",
         ] {
             sqlx::query(statement).bind(name).execute(&mut *tx).await?;
         }
         super::functions::forget_unused_components(&mut tx).await?;
         super::notices::changed(&mut tx).await?;
         tx.commit().await?;
+        self.load_configs().await?;
         // The rows are gone, so the files are unreachable: a tenant made
         // again under this name starts with no blobs.
         self.files

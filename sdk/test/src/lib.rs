@@ -35,7 +35,8 @@ use sluice_host::config::{Config, KeyConfig, Limits};
 use sluice_host::runtime::Runtime;
 use sluice_host::store::staging::{DocKey, StagedBlob, StagedWrite};
 use sluice_host::store::{
-    CommitOutcome, CommitRequest, InvocationFilter, InvocationRecord, Outcome, Staging, Store, Tick,
+    CommitOutcome, CommitRequest, InvocationFilter, InvocationRecord, NewConfig, Outcome, Staging,
+    Store, Tick,
 };
 use sluice_host::{App, Server};
 use tempfile::TempDir;
@@ -286,6 +287,24 @@ impl TestHost {
     ) -> Result<(), KitError> {
         let cache = self.runtime.cache(&Arc::from(self.tenant.as_str()));
         (cache.set(key, value, ttl)).map_err(seed)
+    }
+
+    /// Sets the tenant's configuration value `name` (a secret when
+    /// `secret`), as `sluice tenant config set` would: the functions read
+    /// it with `sluice_sdk::config::get`.
+    pub async fn set_config(&self, name: &str, value: &str, secret: bool) -> Result<(), KitError> {
+        let new = NewConfig {
+            tenant: &self.tenant,
+            function: None,
+            name,
+            value,
+            secret,
+        };
+        match self.store.set_config(&new, "sluice-test").await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(seed(format!("no tenant {}", self.tenant))),
+            Err(e) => Err(seed(e)),
+        }
     }
 
     /// Moves the wall clock the functions see (`SystemTime::now()` in a

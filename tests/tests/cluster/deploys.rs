@@ -78,3 +78,48 @@ async fn a_deploy_on_one_node_serves_on_the_other_within_a_second() -> Result<()
     );
     Ok(())
 }
+
+/// A configuration value or secret set through node A's admin API is what
+/// the functions on node B read, within a second; so is its removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_set_on_one_node_is_read_on_the_other() -> Result<()> {
+    let secrets = "[secrets]\nkey = \"6q3qkVpX7yGIEtV0gqXlAfY6w2pbqmoAq5lUF9uNvXo=\"\n";
+    let cluster = Cluster::start(&[guests()], secrets).await?;
+    let (a, b) = (&cluster.a, &cluster.b);
+    let key = cluster.operator_key()?;
+    let read_on_b = || async {
+        let got = b.get("/acme/echo/x?config=API_KEY", None).await?;
+        Ok::<_, anyhow::Error>(got.body["config"]["API_KEY"].clone())
+    };
+    assert_eq!(read_on_b().await?, serde_json::Value::Null);
+    let set = sluice_tests::send(
+        a.admin(Method::PUT, "/v1/tenants/acme/config/API_KEY", &key)
+            .json(&json!({ "value": "sk_cluster", "secret": true })),
+    )
+    .await?;
+    assert_eq!(set.status, 200, "body: {}", set.body);
+    let answered = Instant::now();
+    while read_on_b().await? != json!("sk_cluster") {
+        if answered.elapsed() > Duration::from_secs(5) {
+            bail!(
+                "node B never read the secret\nnode B's log:\n{}",
+                b.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "node B read the secret {:?} after node A set it",
+        answered.elapsed()
+    );
+    assert!(answered.elapsed() < Duration::from_secs(1));
+    cluster.cli(&key, &["tenant", "config", "unset", "acme", "API_KEY"])?;
+    let unset = Instant::now();
+    while read_on_b().await? != serde_json::Value::Null {
+        if unset.elapsed() > Duration::from_secs(5) {
+            bail!("node B still reads the removed secret");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}

@@ -223,3 +223,26 @@ async fn components_built_against_0_1_0_still_deploy_and_run() -> Result<()> {
     })
     .await
 }
+
+/// A component built against `sluice:function@0.2.0` (the echo guest as it
+/// was before 0.2.1 added `config`, kept in `tests/fixtures/contract-0.2.0/`)
+/// deploys and runs on the 0.2.1 host: its imports and exports are matched
+/// by semver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_built_against_0_2_0_still_deploy_and_run() -> Result<()> {
+    let host = TestHost::start().await?;
+    let key = operator_key(&host)?;
+    create_tenant(&host, &key, "oldco").await?;
+    let path = root().join("tests/fixtures/contract-0.2.0/echo.wasm");
+    let component = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest = "[[routes]]\nmethod = \"GET\"\npath = \"/echo/{a}\"\nauth = \"public\"\n";
+    let deployed = deploy(&host, &key, ("oldco", "echo"), manifest, component).await?;
+    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    let got = host.get("/oldco/echo/x?config=ANY", None).await?;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.body["route"], "get-echo-a");
+    assert_eq!(got.body["params"]["a"], "x");
+    // Built before `config`: it has no such member.
+    assert!(got.body.get("config").is_none(), "{}", got.body);
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod admin;
 mod catalog;
+mod config;
 mod contract;
 mod delivery;
 mod examples;

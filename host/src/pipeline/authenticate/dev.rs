@@ -1,7 +1,6 @@
 //! The development signing key and `sluice token`: for trying Sluice out,
 //! never for production (configure `[[auth.keys]]` there).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -26,15 +25,10 @@ pub fn dev_secret(data_dir: &Path) -> std::io::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(data_dir)?;
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(&path)?.write_all(secret.as_bytes())?;
+    crate::config::write_private(&path, secret.as_bytes())?;
     Ok(secret)
 }
 

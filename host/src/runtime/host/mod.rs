@@ -2,6 +2,7 @@
 
 mod blobs;
 mod cache;
+mod config;
 mod documents;
 mod legacy;
 mod queue;
@@ -20,6 +21,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()
     function::queue::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::blobs::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     function::cache::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
+    function::config::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     // The same under 0.1.0's names, for components built before 0.2.0.
     legacy_function::types::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;
     legacy_function::documents::add_to_linker::<_, Caps>(linker, |s| &mut s.caps)?;

@@ -1,9 +1,10 @@
 //! Test guest: answers with everything it received, and writes one line to
 //! stdout and one to stderr; `?fail=unauthorized|problem|bad-problem` makes
-//! it fail so instead.
+//! it fail so instead. `?config=A,B` adds the configuration values named
+//! (and prints them, for the host to blank out the secrets).
 
 use serde_json::{Map, Value, json};
-use sluice_sdk::{Error, Request, Response, status};
+use sluice_sdk::{Error, Request, Response, config, status};
 
 #[sluice_sdk::handler]
 fn handle(req: Request) -> Result<Response, Error> {
@@ -33,9 +34,21 @@ fn handle(req: Request) -> Result<Response, Error> {
             "all": claims.all(),
         })
     });
+    let config: Map<String, Value> = (req.query("config").unwrap_or_default().split(','))
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            let value = config::get(name);
+            println!(
+                "echo config {name}={}",
+                value.as_deref().unwrap_or("(none)")
+            );
+            (name.to_owned(), json!(value))
+        })
+        .collect();
     Response::json(
         200,
         &json!({
+            "config": config,
             "route": req.route(),
             "pattern": req.pattern(),
             "method": req.method(),

@@ -300,6 +300,21 @@ impl Claims {
         }
     }
 
+    /// For a route with `auth = { webhook = … }`: the signature scheme the
+    /// host verified the call with (`standard`, `stripe` or `github`);
+    /// `None` for a caller with a token. The subject is then
+    /// `webhook:<scheme>`, and `all()["webhook"]` also holds the sender's
+    /// delivery `id` and signed `timestamp` when it gives them.
+    ///
+    /// ```no_run
+    /// # fn f(caller: &sluice_sdk::Claims) {
+    /// let from_stripe = caller.webhook() == Some("stripe");
+    /// # }
+    /// ```
+    pub fn webhook(&self) -> Option<&str> {
+        self.all.get("webhook")?.get("scheme")?.as_str()
+    }
+
     /// Whether the token grants `role`.
     ///
     /// ```no_run

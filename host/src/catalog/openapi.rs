@@ -118,7 +118,6 @@ fn operation(target: &RouteTarget, params: &[(String, bool)]) -> Value {
         ),
     );
     let mut description = doc.description.clone().unwrap_or_default();
-    let public = target.auth == AuthRule::Named(NamedRule::Public);
     match &target.auth {
         AuthRule::Named(NamedRule::Public) => {
             op.insert("security".into(), json!([]));
@@ -135,6 +134,21 @@ fn operation(target: &RouteTarget, params: &[(String, bool)]) -> Value {
             description.push_str(&format!(
                 "Needs a token with one of the roles: {}.",
                 any_role.join(", ")
+            ));
+        }
+        AuthRule::Webhook { webhook } => {
+            // No token: the sender signs the body instead.
+            op.insert("security".into(), json!([]));
+            let scheme = webhook.scheme.name();
+            op.insert(
+                "x-sluice-webhook".into(),
+                json!({ "scheme": scheme, "tolerance_s": webhook.tolerance_s }),
+            );
+            if !description.is_empty() {
+                description.push_str("\n\n");
+            }
+            description.push_str(&format!(
+                "A webhook: the body must be signed by the {scheme} scheme with the tenant's secret."
             ));
         }
     }
@@ -192,8 +206,11 @@ fn operation(target: &RouteTarget, params: &[(String, bool)]) -> Value {
         }
         BodyKind::None => {}
     }
-    if !public {
-        problems.extend([401, 403]);
+    match &target.auth {
+        AuthRule::Named(NamedRule::Public) => {}
+        // The tenant's secret missing is a 500, already listed.
+        AuthRule::Webhook { .. } => problems.push(401),
+        _ => problems.extend([401, 403]),
     }
     // Functions answer 422 problems of their own, and storage may run out.
     problems.extend([422, 507]);

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
+use http_body_util::{Either, Full};
 use hyper::body::Body;
 use tracing::{Instrument, field::Empty, info_span};
 
 pub use respond::Body as ResponseBody;
 
 use crate::catalog::{Live, Matched};
+use crate::config::manifest::AuthRule;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::runtime::Runtime;
@@ -185,9 +187,26 @@ where
     let micros = |from: Instant, to: Instant| Some(StageTimes::micros(to - from));
     let routed = info_span!("receive").in_scope(|| receive::admit(&p.admission, matched))?;
     let received = p.metrics.stage_done("receive", started);
-    let caller = authenticate::caller(&p.keys, &routed, &parts.headers)
-        .instrument(info_span!("authenticate"))
-        .await?;
+    let (caller, body) = match &routed.target.auth {
+        // The signature covers the body as sent: it is read first.
+        AuthRule::Webhook { webhook } => {
+            let target = &routed.target;
+            let bytes = validate::read(target, &parts.headers, body, p.body_timeout)
+                .instrument(info_span!("validate"))
+                .await?;
+            let configs = p.store.configs();
+            let caller = info_span!("authenticate").in_scope(|| {
+                authenticate::webhook(webhook, target, configs, &parts.headers, &bytes)
+            })?;
+            (Some(caller), Either::Left(Full::new(bytes)))
+        }
+        _ => {
+            let caller = authenticate::caller(&p.keys, &routed, &parts.headers)
+                .instrument(info_span!("authenticate"))
+                .await?;
+            (caller, Either::Right(body))
+        }
+    };
     let authenticated = p.metrics.stage_done("authenticate", received);
     let body = validate::body(&routed, &p.store, &parts.headers, body, p.body_timeout)
         .instrument(info_span!("validate"))

@@ -261,8 +261,10 @@ where
     writer.finish().await.map_err(|e| storage(&e))
 }
 
-/// Reads a JSON body whole and checks it against the route's schema.
-async fn json<B>(
+/// Reads a body whole, within the route's size limit and `timeout`, without
+/// looking at it: for a webhook route, the bytes its signature covers,
+/// read before authentication can check it.
+pub async fn read<B>(
     target: &RouteTarget,
     headers: &HeaderMap,
     body: B,
@@ -272,11 +274,6 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if !is_json(headers) {
-        return Err(Error::UnsupportedMediaType(
-            "application/json, in UTF-8 (no charset, or charset=utf-8)".to_owned(),
-        ));
-    }
     let limit = target.max_body_bytes;
     if declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(Error::TooLarge(limit));
@@ -296,9 +293,28 @@ where
         }
         Ok(bytes.freeze())
     };
-    let bytes = tokio::time::timeout(timeout, read)
+    tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| Error::Timeout(timeout))??;
+        .map_err(|_| Error::Timeout(timeout))?
+}
+
+/// Reads a JSON body whole and checks it against the route's schema.
+async fn json<B>(
+    target: &RouteTarget,
+    headers: &HeaderMap,
+    body: B,
+    timeout: Duration,
+) -> Result<Bytes, Error>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if !is_json(headers) {
+        return Err(Error::UnsupportedMediaType(
+            "application/json, in UTF-8 (no charset, or charset=utf-8)".to_owned(),
+        ));
+    }
+    let bytes = read(target, headers, body, timeout).await?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| Error::MalformedJson(e.to_string()))?;
     if let Some(schema) = &target.schema {

@@ -11,7 +11,10 @@ use serde::Deserialize;
 
 pub use cors::{CorsManifest, RouteCors};
 pub use messages::{MessagesManifest, Missed, Schedule, ScheduleManifest};
-pub use routes::{AuthRule, BodyKind, Formats, NamedRule, Route, RouteManifest, accepts};
+pub use routes::{
+    AuthRule, BodyKind, Formats, NamedRule, Route, RouteManifest, WebhookRule, WebhookScheme,
+    accepts,
+};
 
 use crate::config::limits::LimitsManifest;
 use crate::config::names::is_valid_name;

@@ -18,6 +18,57 @@ pub enum AuthRule {
         /// The roles, any one of which admits the caller.
         any_role: Vec<String>,
     },
+    /// `{ webhook = { scheme, secret, tolerance_s } }`: called by another
+    /// service that signs the body with a secret shared with the tenant.
+    Webhook {
+        /// How the signature is made and checked.
+        webhook: WebhookRule,
+    },
+}
+
+/// A webhook route's signature check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRule {
+    /// Which sender's signature format.
+    pub scheme: WebhookScheme,
+    /// The name of the tenant's configuration value holding the secret
+    /// (`sluice tenant config set … --secret`).
+    pub secret: String,
+    /// Most seconds between the signed timestamp and now, either way
+    /// (default 300); a replayed old request is refused past it.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_s: u64,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// The signature formats the host checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookScheme {
+    /// Standard Webhooks (Svix and others): `webhook-id`,
+    /// `webhook-timestamp` and `webhook-signature: v1,<base64>` over
+    /// `id.timestamp.body`; a `whsec_` secret is base64.
+    Standard,
+    /// Stripe: `stripe-signature: t=<timestamp>,v1=<hex>` over `timestamp.body`.
+    Stripe,
+    /// GitHub: `x-hub-signature-256: sha256=<hex>` over the body. GitHub
+    /// signs no timestamp, so the tolerance cannot apply.
+    Github,
+}
+
+impl WebhookScheme {
+    /// Its name in a manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            WebhookScheme::Standard => "standard",
+            WebhookScheme::Stripe => "stripe",
+            WebhookScheme::Github => "github",
+        }
+    }
 }
 
 /// The auth rules that need no parameters.
@@ -214,6 +265,26 @@ pub(super) fn check(route: &mut RouteManifest) -> Result<(), String> {
             "route {} {}: {bad:?} is not a media type like image/png or image/*",
             route.method, route.path
         ));
+    }
+    if let AuthRule::Webhook { webhook } = &route.auth {
+        if route.body_kind() != BodyKind::Json {
+            return Err(format!(
+                "route {} {}: a webhook route needs body = \"json\": its signature covers the body",
+                route.method, route.path
+            ));
+        }
+        if !crate::config::names::is_valid_config_name(&webhook.secret) {
+            return Err(format!(
+                "route {} {}: webhook secret {:?} must name a configuration value (A-Z, a-z, 0-9, _, . and -)",
+                route.method, route.path, webhook.secret
+            ));
+        }
+        if !(1..=86_400).contains(&webhook.tolerance_s) {
+            return Err(format!(
+                "route {} {}: webhook tolerance_s must be 1 to 86400 seconds",
+                route.method, route.path
+            ));
+        }
     }
     if let Some(status) = route.status
         && !(200..=299).contains(&status)

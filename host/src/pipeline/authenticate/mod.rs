@@ -7,6 +7,7 @@ pub mod dev;
 pub mod jwks;
 mod key;
 pub mod keyring;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -18,9 +19,11 @@ pub use key::KeyError;
 pub use keyring::{Keyring, TenantKeyrings};
 
 use super::receive::Routed;
+use crate::catalog::RouteTarget;
 use crate::config::AuthConfig;
-use crate::config::manifest::{AuthRule, NamedRule};
+use crate::config::manifest::{AuthRule, NamedRule, WebhookRule};
 use crate::problem::Problem;
+use crate::store::Configs;
 use jwks::{COOLDOWN, JwksClient};
 
 /// Why a request was not allowed through.
@@ -53,16 +56,50 @@ pub enum Error {
     /// 403: none of the roles the route requires.
     #[error("this route requires one of the roles: {0}")]
     MissingRole(String),
+    /// 401: a webhook route's signature header is missing.
+    #[error("the webhook is not signed: no {0} header")]
+    WebhookUnsigned(&'static str),
+    /// 401: the webhook's signature does not match its body.
+    #[error("the webhook's signature does not match its body")]
+    WebhookSignature,
+    /// 401: the webhook was signed too long ago (or ahead).
+    #[error("the webhook was signed {0} s away from now; at most {1} s is accepted")]
+    WebhookStale(u64, u64),
+    /// 500: the tenant has not set the secret the route names.
+    #[error("the route's webhook secret is not configured")]
+    WebhookSecretMissing(String),
 }
 
 impl Error {
     /// True for "who are you?" (401); false for "not allowed" (403).
     pub fn is_unauthenticated(&self) -> bool {
-        !matches!(self, Error::WrongTenant | Error::MissingRole(_))
+        !matches!(
+            self,
+            Error::WrongTenant | Error::MissingRole(_) | Error::WebhookSecretMissing(_)
+        )
     }
 
     /// The problem the client gets.
     pub fn problem(&self) -> Problem {
+        match self {
+            Error::WebhookUnsigned(_) | Error::WebhookSignature | Error::WebhookStale(..) => {
+                return Problem::new(
+                    401,
+                    "webhook-unverified",
+                    "Webhook not verified",
+                    self.to_string(),
+                );
+            }
+            Error::WebhookSecretMissing(_) => {
+                return Problem::new(
+                    500,
+                    "webhook-secret-missing",
+                    "Webhook secret missing",
+                    "the route's webhook secret is not configured; the tenant's operator must set it",
+                );
+            }
+            _ => {}
+        }
         if self.is_unauthenticated() {
             Problem::new(
                 401,
@@ -135,6 +172,28 @@ pub async fn caller(
     let own = keys.tenant(tenant);
     let keyring = own.as_deref().unwrap_or(&keys.host);
     check_fetching(keyring, &keys.client, &target.auth, tenant, headers).await
+}
+
+/// The sender of a request to a webhook route of `target`, from the
+/// signature over `body`, with the secret from the tenant's configuration.
+pub fn webhook(
+    rule: &WebhookRule,
+    target: &RouteTarget,
+    configs: &Configs,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Principal, Error> {
+    let function = &target.function;
+    let config = configs.tenant(&function.tenant);
+    let secret = config.get(&function.name, &rule.secret);
+    if secret.is_none() {
+        tracing::warn!(secret = %rule.secret, "a webhook route's secret is not set: sluice tenant config set … --secret");
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let secret = secret.map(|s| &*s.value);
+    webhook::verify(rule, &function.tenant, secret, headers, body, now)
 }
 
 /// [`check`], fetching the keyring's JWKS first when it is stale, and again

@@ -7,3 +7,4 @@ mod process;
 mod receive;
 mod respond;
 mod validate;
+mod webhook;

@@ -151,6 +151,7 @@ impl App {
                 metrics: metrics.clone(),
                 body_timeout: Duration::from_millis(config.http.body_timeout_ms),
                 framing: (&config.http).into(),
+                idempotency_window: Duration::from_secs(config.http.idempotency_window_secs),
             }),
             dispatcher: Arc::new(Dispatcher {
                 live: live.clone(),

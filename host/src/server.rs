@@ -93,7 +93,12 @@ impl Server {
             store.clone(),
             stopped.clone(),
         ));
-        let collector = tokio::spawn(delivery::collect_garbage(store.clone(), stopped.clone()));
+        let answers_window = Duration::from_secs(http.idempotency_window_secs);
+        let collector = tokio::spawn(delivery::collect_garbage(
+            store.clone(),
+            answers_window,
+            stopped.clone(),
+        ));
         let sweeper = tokio::spawn(store.clone().sweep_blobs(stopped.clone()));
         let following = tokio::spawn(follower.follow(stopped));
         let graceful = GracefulShutdown::new();

@@ -168,6 +168,7 @@ impl Unit {
                     Some(RouteCors::Rules(rules)) => Some(Arc::new(Cors::compile(rules))),
                     None => function_cors.clone(),
                 },
+                idempotent: m.idempotency,
                 doc: RouteDoc {
                     summary: m.summary.clone(),
                     description: m.description.clone(),

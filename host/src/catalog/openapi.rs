@@ -157,22 +157,34 @@ fn operation(target: &RouteTarget, params: &[(String, bool)]) -> Value {
     }
     op.insert("x-sluice-route".into(), json!(&*target.route));
     op.insert("x-sluice-function".into(), json!(function));
+    let mut params: Vec<Value> = params
+        .iter()
+        .map(|(name, rest)| {
+            let mut p = json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "schema": { "type": "string" },
+            });
+            if *rest {
+                p["description"] = json!("the rest of the path, slashes included");
+            }
+            p
+        })
+        .collect();
+    if target.idempotent {
+        params.push(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": false,
+            "description": "A key of the client's choosing (1-255 visible ASCII characters): \
+                a retry with the same key and the same request gets the first answer again \
+                (marked `idempotent-replayed: true`) instead of committing twice; the same \
+                key with a different request is refused with 422.",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$" },
+        }));
+    }
     if !params.is_empty() {
-        let params: Vec<Value> = params
-            .iter()
-            .map(|(name, rest)| {
-                let mut p = json!({
-                    "name": name,
-                    "in": "path",
-                    "required": true,
-                    "schema": { "type": "string" },
-                });
-                if *rest {
-                    p["description"] = json!("the rest of the path, slashes included");
-                }
-                p
-            })
-            .collect();
         op.insert("parameters".into(), json!(params));
     }
     let mut problems: Vec<u16> = vec![400, 404, 409, 429, 500, 502, 503, 504];

@@ -33,6 +33,9 @@ pub struct RouteTarget {
     pub schema: Option<Schema>,
     /// Its cross-origin rules, if browsers on other origins may call it.
     pub cors: Option<Arc<Cors>>,
+    /// Whether a retry with the same `Idempotency-Key` is answered from
+    /// the first commit.
+    pub idempotent: bool,
     /// What the tenant's API description says of it.
     pub doc: RouteDoc,
 }

@@ -364,6 +364,9 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Largest single header line (431 past it).
     pub max_header_line_bytes: usize,
+    /// How long a route with `idempotency` answers a retry of the same
+    /// `Idempotency-Key` from the first commit (default a day).
+    pub idempotency_window_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -376,6 +379,7 @@ impl Default for HttpConfig {
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
             max_header_line_bytes: 16 * 1024,
+            idempotency_window_secs: 24 * 60 * 60,
         }
     }
 }

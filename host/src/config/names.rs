@@ -22,6 +22,11 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// The collection of a tenant's stored answers to requests with an
+/// `Idempotency-Key`: the host's own, which no function can name (`$` is
+/// no collection name's).
+pub const IDEMPOTENCY_COLLECTION: &str = "$idempotency";
+
 /// Longest configuration value, in bytes.
 pub const MAX_CONFIG_VALUE: usize = 65_536;
 

@@ -299,15 +299,17 @@ async fn claim(
 /// How often delivered messages and expired idempotency keys are dropped.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 
-/// Drops delivered messages older than the idempotency window, every
-/// minute, until `stop` turns true.
-pub async fn collect_garbage(store: Store, mut stop: watch::Receiver<bool>) {
+pub async fn collect_garbage(
+    store: Store,
+    answers_window: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(COLLECT_EVERY) => {}
             _ = stop.changed() => return,
         }
-        match store.collect_garbage().await {
+        match store.collect_garbage(answers_window).await {
             Ok(0) => {}
             Ok(dropped) => tracing::debug!(dropped, "delivered messages dropped"),
             Err(e) => tracing::warn!(error = %e, "dropping delivered messages failed"),

@@ -52,6 +52,8 @@ pub struct Pipeline {
     pub body_timeout: Duration,
     /// URI and header limits (receive).
     pub framing: receive::Framing,
+    /// How long an `Idempotency-Key`'s answer is replayed (process).
+    pub idempotency_window: Duration,
 }
 
 /// Everything that can end a request early: one variant per stage, each
@@ -218,8 +220,17 @@ where
         validate_us: micros(authenticated, validated),
         process_us: 0,
     };
+    let window_ms = i64::try_from(p.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+    let idempotent = process::idempotency::Idempotent::of(
+        &routed.target,
+        &parts,
+        caller.as_ref(),
+        &body,
+        window_ms,
+    )
+    .map_err(process::Error::from)?;
     let invoked = persist::Invoked::request(&routed.target, request_id, started, stages);
-    let call = process::Call::new(p, &routed, &parts, caller, body, invoked);
+    let call = process::Call::new(p, &routed, &parts, caller, body, idempotent, invoked);
     let answer = p.persist.run(call).await??;
     let tenant = &routed.target.function.tenant;
     Ok(respond::answer(&p.store, tenant, answer, &parts.headers).await?)

@@ -36,6 +36,11 @@ pub enum Outcome {
     GiveUp,
     /// A message was too many consumer runs from its origin; dead-lettered unhandled.
     LoopDetected,
+    /// A request was answered from the stored answer to its `Idempotency-Key`;
+    /// the function did not run.
+    Replayed,
+    /// A request's `Idempotency-Key` was used before for a different request.
+    KeyReused,
 }
 
 impl Outcome {
@@ -54,6 +59,8 @@ impl Outcome {
             Outcome::Retry => "retry",
             Outcome::GiveUp => "give-up",
             Outcome::LoopDetected => "loop-detected",
+            Outcome::Replayed => "replayed",
+            Outcome::KeyReused => "key-reused",
         }
     }
 }

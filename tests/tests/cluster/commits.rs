@@ -270,3 +270,40 @@ impl RowLock {
         Ok(())
     }
 }
+
+/// An `Idempotency-Key` holds across the cluster: a retry on another node
+/// gets the first answer, and retries sent to both nodes at once commit once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_commits_once_across_nodes() -> Result<()> {
+    let examples = sluice_tests::root().join("guest-examples");
+    let cluster = Cluster::start(std::slice::from_ref(&examples), "").await?;
+    let (a, b) = (&cluster.a, &cluster.b);
+    let fay = token("fay", "demo", &[]);
+    let create = |node: &Node, key: &str| {
+        let req = node
+            .request(Method::POST, "/demo/todos")
+            .bearer_auth(&fay)
+            .header("idempotency-key", key)
+            .json(&json!({ "title": "once" }));
+        sluice_tests::send(req)
+    };
+    let first = create(a, "cluster-1").await?;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let retried = create(b, "cluster-1").await?;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(retried.header("idempotent-replayed"), "true");
+    assert_eq!(retried.body, first.body);
+
+    let burst = (0..8).map(|i| create(if i % 2 == 0 { a } else { b }, "cluster-2"));
+    let replies: Vec<Reply> = futures_util::future::try_join_all(burst).await?;
+    let ids: Vec<_> = replies.iter().map(|r| r.body["id"].clone()).collect();
+    assert!(replies.iter().all(|r| r.status == 200 || r.status == 201));
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "answers differ: {ids:?}"
+    );
+    let list = a.get("/demo/todos", Some(&fay)).await?;
+    let todos = list.body["todos"].as_array().map_or(0, Vec::len);
+    assert_eq!(todos, 2, "one todo per key: {}", list.body);
+    Ok(())
+}

@@ -19,7 +19,7 @@ interface Invocation {
   stages: { receive?: number; authenticate?: number; validate?: number; process: number } | null;
 }
 
-const outcomes = ["ok", "guest-error", "trap", "timeout", "limit", "invalid-response", "conflict", "over-quota", "unavailable", "retry", "give-up", "loop-detected"];
+const outcomes = ["ok", "guest-error", "trap", "timeout", "limit", "invalid-response", "conflict", "over-quota", "unavailable", "retry", "give-up", "loop-detected", "replayed", "key-reused"];
 const limits = ["timeout_ms", "memory_bytes", "table_elements", "max_wasm_stack_bytes", "fuel", "response_bytes", "writes", "staged_bytes", "blob_bytes", "document_bytes", "messages", "payload_bytes", "log_bytes"];
 const filters = ["tenant", "function", "outcome", "status", "limit_hit"] as const;
 

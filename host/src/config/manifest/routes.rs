@@ -152,6 +152,10 @@ pub struct RouteManifest {
     /// JSON Schema file of the JSON body it answers with when it succeeds,
     /// for the tenant's API description; relative to the manifest.
     pub response_schema: Option<PathBuf>,
+    /// Honour `Idempotency-Key`: a retry with the same key gets the first
+    /// answer again instead of committing twice.
+    #[serde(default)]
+    pub idempotency: bool,
 }
 
 impl RouteManifest {
@@ -306,6 +310,20 @@ pub(super) fn check(route: &mut RouteManifest) -> Result<(), String> {
             .map_err(|e| format!("route {} {}: {e}", route.method, route.path))?,
         _ => {}
     }
+    if route.idempotency {
+        if route.method == "GET" {
+            return Err(format!(
+                "route {} {}: idempotency is for writes; a GET is idempotent already",
+                route.method, route.path
+            ));
+        }
+        if route.auth == AuthRule::Named(NamedRule::Public) {
+            return Err(format!(
+                "route {} {}: idempotency needs a caller to keep keys apart; a public route has none",
+                route.method, route.path
+            ));
+        }
+    }
     if let Some(name) = &route.name
         && !is_route_name(name)
     {
@@ -363,6 +381,7 @@ mod tests {
             description: None,
             status: None,
             response_schema: None,
+            idempotency: false,
         };
         assert_eq!(
             route("POST", "/todos/{id}/done").route_name(),

@@ -20,6 +20,7 @@ use super::publish::publish_now;
 use super::tx::{BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey, Tx, TxError};
 use super::{Context, Ran, batch};
 use crate::config::Synchronous;
+use crate::config::names::IDEMPOTENCY_COLLECTION;
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
 use crate::store::locks::Plan;
@@ -539,6 +540,20 @@ impl Tx for LiteTx<'_> {
             ))?
             .execute(which)?;
         Ok(moved as u64)
+    }
+
+    async fn forget_answers(&mut self, before: i64) -> Result<HashMap<Arc<str>, i64>, TxError> {
+        let mut statement = self.conn.prepare_cached(
+            "DELETE FROM documents WHERE collection = ?1 AND updated_at < ?2 \
+             RETURNING tenant, COALESCE(octet_length(key) + octet_length(value), 0)",
+        )?;
+        let mut rows = statement.query(params![IDEMPOTENCY_COLLECTION, before])?;
+        let mut freed: HashMap<Arc<str>, i64> = HashMap::new();
+        while let Some(row) = rows.next()? {
+            let (tenant, size): (String, i64) = (row.get(0)?, row.get(1)?);
+            *freed.entry(tenant.into()).or_default() -= size;
+        }
+        Ok(freed)
     }
 
     async fn collect_garbage(&mut self, window_ms: i64, now: i64) -> Result<u64, TxError> {

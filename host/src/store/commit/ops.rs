@@ -3,6 +3,8 @@
 //! replays, garbage collection. A caller waits for its answer, which comes
 //! once the transaction is settled.
 
+use std::time::Duration;
+
 use sqlx::Connection;
 use tokio::sync::oneshot;
 
@@ -20,7 +22,7 @@ pub(in crate::store) enum Op {
     Tick(Tick, OpReply<bool>),
     Register(Vec<ScheduleRow>, OpReply<Vec<i64>>),
     Replay(DeadLetterFilter, OpReply<u64>),
-    Collect(OpReply<u64>),
+    Collect(i64, OpReply<u64>),
     ReleaseLeases(OpReply<u64>),
     Release(Vec<Lease>, OpReply<u64>),
 }
@@ -41,7 +43,7 @@ impl Op {
             Op::Claim(_, r) => drop(r.send(Err(e))),
             Op::Tick(_, r) => drop(r.send(Err(e))),
             Op::Register(_, r) => drop(r.send(Err(e))),
-            Op::Replay(_, r) | Op::Collect(r) | Op::ReleaseLeases(r) | Op::Release(_, r) => {
+            Op::Replay(_, r) | Op::Collect(_, r) | Op::ReleaseLeases(r) | Op::Release(_, r) => {
                 drop(r.send(Err(e)));
             }
         }
@@ -72,7 +74,13 @@ impl Op {
                 }
                 Answer::Count(replayed)
             }
-            Op::Collect(_) => Answer::Count(tx.collect_garbage(ctx.window_ms, now).await?),
+            Op::Collect(answers_window_ms, _) => {
+                let freed = tx
+                    .forget_answers(now.saturating_sub(*answers_window_ms))
+                    .await?;
+                tx.add_usage(&freed, ctx.usage_shard).await?;
+                Answer::Count(tx.collect_garbage(ctx.window_ms, now).await?)
+            }
             Op::ReleaseLeases(_) => Answer::Count(tx.release_leases().await?),
             Op::Release(leases, _) => Answer::Count(tx.release(leases).await?),
         })
@@ -85,7 +93,7 @@ impl Op {
             (Op::Tick(_, r), Answer::Moved(moved)) => drop(r.send(Ok(moved))),
             (Op::Register(_, r), Answer::Ticks(ticks)) => drop(r.send(Ok(ticks))),
             (
-                Op::Replay(_, r) | Op::Collect(r) | Op::ReleaseLeases(r) | Op::Release(_, r),
+                Op::Replay(_, r) | Op::Collect(_, r) | Op::ReleaseLeases(r) | Op::Release(_, r),
                 Answer::Count(n),
             ) => drop(r.send(Ok(n))),
             // `run` gives each operation its own kind of answer.
@@ -135,9 +143,12 @@ impl Store {
         self.committer.op(|r| Op::Replay(filter, r)).await
     }
 
-    /// Forgets expired idempotency keys and delivered messages; returns how many messages went.
-    pub async fn collect_garbage(&self) -> Result<u64, CommitError> {
-        self.committer.op(Op::Collect).await
+    /// Forgets expired idempotency keys, delivered messages and the
+    /// answers to `Idempotency-Key` requests older than `answers_window`;
+    /// returns how many messages went.
+    pub async fn collect_garbage(&self, answers_window: Duration) -> Result<u64, CommitError> {
+        let window_ms = i64::try_from(answers_window.as_millis()).unwrap_or(i64::MAX);
+        self.committer.op(|r| Op::Collect(window_ms, r)).await
     }
 
     /// Gives back the leases of deliveries that never started.

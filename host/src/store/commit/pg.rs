@@ -10,6 +10,7 @@ use sqlx::{Any, AnyConnection, QueryBuilder, Row};
 
 use super::publish::publish_files;
 use super::tx::{BlobCurrent, BlobKey, BlobRow, Current, DocRow, FullKey, Tx, TxError};
+use crate::config::names::IDEMPOTENCY_COLLECTION;
 use crate::store::files::StagedFile;
 use crate::store::invocations::InvocationRecord;
 use crate::store::locks::Plan;
@@ -129,6 +130,23 @@ impl Tx for PgTx<'_> {
 
     async fn replay(&mut self, filter: &DeadLetterFilter, now: i64) -> Result<u64, TxError> {
         Ok(queue::replay(&mut self.0, filter, now).await?)
+    }
+
+    async fn forget_answers(&mut self, before: i64) -> Result<HashMap<Arc<str>, i64>, TxError> {
+        let rows = sqlx::query(
+            "DELETE FROM documents WHERE collection = $1 AND updated_at < $2 \
+             RETURNING tenant, CAST(COALESCE(octet_length(key) + octet_length(value), 0) AS BIGINT)",
+        )
+        .bind(IDEMPOTENCY_COLLECTION)
+        .bind(before)
+        .fetch_all(&mut *self.0)
+        .await?;
+        let mut freed: HashMap<Arc<str>, i64> = HashMap::new();
+        for row in rows {
+            let (tenant, size): (String, i64) = (row.get(0), row.get(1));
+            *freed.entry(tenant.into()).or_default() -= size;
+        }
+        Ok(freed)
     }
 
     async fn collect_garbage(&mut self, window_ms: i64, now: i64) -> Result<u64, TxError> {

@@ -175,6 +175,13 @@ pub(super) trait Tx: Send {
         now: i64,
     ) -> impl Future<Output = Result<u64, TxError>> + Send;
 
+    /// Drops the stored answers to `Idempotency-Key` requests committed
+    /// before `before`; the bytes each tenant stores no more (negative).
+    fn forget_answers(
+        &mut self,
+        before: i64,
+    ) -> impl Future<Output = Result<HashMap<Arc<str>, i64>, TxError>> + Send;
+
     /// Drops delivered messages and idempotency keys older than the window.
     fn collect_garbage(
         &mut self,

@@ -2,6 +2,7 @@
 
 mod authenticate;
 mod cors;
+mod idempotency;
 mod persist;
 mod process;
 mod receive;

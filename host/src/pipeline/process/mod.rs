@@ -4,7 +4,11 @@
 //! function answered, converted by the respond stage before anything
 //! commits, and what it staged. The function sees no credentials and no
 //! hop-by-hop headers; a function that traps, stops at a limit or answers
-//! with an error commits nothing.
+//! with an error commits nothing. A request with an `Idempotency-Key` its
+//! route honours may be answered from its first commit instead
+//! ([`idempotency`]).
+
+pub mod idempotency;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +17,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use tracing::{Instrument, info_span};
 
+use self::idempotency::{Found, Idempotent};
 use super::authenticate::Principal;
 use super::persist::{self, Attempt, Invocation, Invoked, Refused};
 use super::receive::Routed;
@@ -23,7 +28,7 @@ use crate::catalog::RouteTarget;
 use crate::config::limits::{Exceeded, Limit};
 use crate::problem::Problem;
 use crate::runtime::InvokeError;
-use crate::runtime::bindings::{Claims, GuestError, GuestProblem, Request};
+use crate::runtime::bindings::{Claims, GuestError, GuestProblem, Request, Response};
 use crate::store::{Outcome, StagedFile, Staging};
 
 /// Why the function gave no usable answer.
@@ -36,6 +41,9 @@ pub enum Error {
     /// The function answered with an error.
     #[error("the function returned an error: {0:?}")]
     Guest(GuestError),
+    /// The request's `Idempotency-Key` could not be honoured.
+    #[error(transparent)]
+    Idempotency(#[from] idempotency::Error),
 }
 
 impl Error {
@@ -44,6 +52,9 @@ impl Error {
         match self {
             Error::Stopped(e) => e.outcome(),
             Error::Guest(_) => Outcome::GuestError,
+            Error::Idempotency(idempotency::Error::Reused) => Outcome::KeyReused,
+            Error::Idempotency(idempotency::Error::Invalid) => Outcome::InvalidResponse,
+            Error::Idempotency(idempotency::Error::Unavailable) => Outcome::Unavailable,
         }
     }
 
@@ -51,13 +62,14 @@ impl Error {
     pub fn exceeded(&self) -> Option<&'static str> {
         match self {
             Error::Stopped(e) => e.exceeded(),
-            Error::Guest(_) => None,
+            Error::Guest(_) | Error::Idempotency(_) => None,
         }
     }
 
     /// The problem the client gets.
     pub fn problem(&self) -> Problem {
         match self {
+            Error::Idempotency(e) => e.problem(),
             Error::Stopped(InvokeError::Limit(exceeded)) => limit_problem(exceeded),
             Error::Stopped(InvokeError::Trap(_)) => Problem::new(
                 500,
@@ -156,18 +168,21 @@ pub struct Call<'a> {
     target: &'a RouteTarget,
     request: Request,
     upload: Option<Arc<StagedFile>>,
+    idempotent: Option<Idempotent>,
     invoked: Invoked,
 }
 
 impl<'a> Call<'a> {
     /// The call of `routed`'s function with the request as the function
-    /// receives it: `parts` filtered, `caller`'s claims, the checked body.
+    /// receives it: `parts` filtered, `caller`'s claims, the checked body;
+    /// `idempotent` when it carries a key its route honours.
     pub fn new(
         pipeline: &'a Pipeline,
         routed: &'a Routed<'_>,
         parts: &Parts,
         caller: Option<Principal>,
         body: Validated,
+        idempotent: Option<Idempotent>,
         invoked: Invoked,
     ) -> Self {
         let request = request(
@@ -183,7 +198,31 @@ impl<'a> Call<'a> {
             target: &routed.target,
             request,
             upload: body.upload,
+            idempotent,
             invoked,
+        }
+    }
+
+    /// Answers with the stored answer to the same request: the function
+    /// does not run, nothing commits.
+    fn replay(&self, response: Response) -> Attempt<Result<Answer, PipelineError>> {
+        let request_id = &self.invoked.request_id;
+        match respond::success(request_id, response) {
+            Ok(mut answer) => {
+                answer.response.headers_mut().insert(
+                    idempotency::REPLAYED,
+                    http::HeaderValue::from_static("true"),
+                );
+                Attempt {
+                    staging: Staging::default(),
+                    outcome: Outcome::Replayed,
+                    status: answer.response.status().as_u16(),
+                    exceeded: None,
+                    delivery: None,
+                    answer: Ok(answer),
+                }
+            }
+            Err(e) => Self::failed(e.into()),
         }
     }
 
@@ -214,6 +253,15 @@ impl Invocation for Call<'_> {
     async fn attempt(&mut self, n: u32, deadline: tokio::time::Instant) -> Attempt<Self::Answer> {
         let (p, stage) = (self.pipeline, Instant::now());
         let function = &self.target.function;
+        // Looked up on every run: after a conflict, the answer that won.
+        let mut read = None;
+        if let Some(idempotent) = &self.idempotent {
+            match idempotent.lookup(&p.store, &function.tenant).await {
+                Ok(Found::Answer(response)) => return self.replay(response),
+                Ok(Found::Nothing { version }) => read = Some(version),
+                Err(e) => return Self::failed(Error::Idempotency(e).into()),
+            }
+        }
         let ran = (p.runtime)
             .invoke(
                 function,
@@ -233,6 +281,10 @@ impl Invocation for Call<'_> {
             Ok(response) => response,
             Err(e) => return Self::failed(Error::Guest(e).into()),
         };
+        let mut staging = finished.staging;
+        if let (Some(idempotent), Some(version)) = (&self.idempotent, read) {
+            idempotent.stage(&mut staging, version, &response);
+        }
         // Converted before the commit: a response that cannot be sent must
         // not leave its writes behind.
         let request_id = &self.invoked.request_id;
@@ -243,7 +295,7 @@ impl Invocation for Call<'_> {
         };
         p.metrics.stage_done("respond", stage);
         Attempt {
-            staging: finished.staging,
+            staging,
             outcome: Outcome::Ok,
             status: answer.response.status().as_u16(),
             exceeded: None,

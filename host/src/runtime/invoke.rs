@@ -333,17 +333,22 @@ impl Drop for InUse<'_> {
 /// Logs the guest's output line by line, inside the request's span, with
 /// every secret it read blanked out.
 fn log_output(stdout: &[u8], stderr: &[u8], secrets: &[Arc<str>]) {
-    let redact = |out: &[u8]| {
-        let mut text = String::from_utf8_lossy(out).into_owned();
-        for secret in secrets.iter().filter(|s| !s.is_empty()) {
-            text = text.replace(&**secret, "[redacted]");
-        }
-        text
-    };
-    for line in redact(stdout).lines() {
+    for line in redact(stdout, secrets).lines() {
         tracing::info!(target: "sluice::guest", stream = "stdout", "{line}");
     }
-    for line in redact(stderr).lines() {
+    for line in redact(stderr, secrets).lines() {
         tracing::warn!(target: "sluice::guest", stream = "stderr", "{line}");
     }
+}
+
+/// `out` as text, every one of `secrets` in it replaced; copied only when
+/// one is there.
+fn redact<'a>(out: &'a [u8], secrets: &[Arc<str>]) -> std::borrow::Cow<'a, str> {
+    let mut text = String::from_utf8_lossy(out);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(&**secret) {
+            text = text.replace(&**secret, "[redacted]").into();
+        }
+    }
+    text
 }

@@ -52,8 +52,11 @@ impl Error {
         match self {
             Error::Stopped(e) => e.outcome(),
             Error::Guest(_) => Outcome::GuestError,
-            Error::Idempotency(idempotency::Error::Reused) => Outcome::KeyReused,
-            Error::Idempotency(idempotency::Error::Invalid) => Outcome::InvalidResponse,
+            // A malformed key is refused before the invocation exists, so
+            // only a reused one is ever recorded.
+            Error::Idempotency(idempotency::Error::Reused | idempotency::Error::Invalid) => {
+                Outcome::KeyReused
+            }
             Error::Idempotency(idempotency::Error::Unavailable) => Outcome::Unavailable,
         }
     }

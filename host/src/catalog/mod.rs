@@ -45,6 +45,14 @@ pub enum UnitError {
         /// The compiler's reason.
         message: String,
     },
+    /// An example in the manifest does not match its schema.
+    #[error("route {route}: {message}")]
+    Example {
+        /// The route.
+        route: String,
+        /// Which example, and where it fails.
+        message: String,
+    },
     /// The manifest asks for an export the component does not have.
     #[error("function {tenant}/{name}: {message}")]
     Exports {
@@ -148,6 +156,36 @@ impl Unit {
                     route: name.clone(),
                     message,
                 })?;
+            // Examples that break their schemas would teach clients wrong.
+            let check =
+                |example: &Option<serde_json::Value>, schema: Option<&Schema>, what: &str| {
+                    let (Some(example), Some(schema)) = (example, schema) else {
+                        return Ok(());
+                    };
+                    match schema.errors(example).first() {
+                        None => Ok(()),
+                        Some(e) => Err(UnitError::Example {
+                            route: name.clone(),
+                            message: format!(
+                                "{what} does not match its schema at {:?}: {}",
+                                e.pointer, e.message
+                            ),
+                        }),
+                    }
+                };
+            check(&route.example, schema.as_ref(), "the example")?;
+            let response_schema = (route.response_schema.as_ref())
+                .map(|s| Schema::compile(s, m.formats))
+                .transpose()
+                .map_err(|message| UnitError::Schema {
+                    route: name.clone(),
+                    message: format!("response_schema: {message}"),
+                })?;
+            check(
+                &route.response_example,
+                response_schema.as_ref(),
+                "the response example",
+            )?;
             let method =
                 Method::from_bytes(m.method.as_bytes()).map_err(|_| UnitError::Schema {
                     route: name.clone(),
@@ -175,6 +213,8 @@ impl Unit {
                     status: m.status,
                     schema: route.schema.clone().map(Arc::new),
                     response_schema: route.response_schema.clone().map(Arc::new),
+                    example: route.example.clone().map(Arc::new),
+                    response_example: route.response_example.clone().map(Arc::new),
                 },
             };
             routes.push((method, path, Arc::new(target)));

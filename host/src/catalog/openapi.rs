@@ -191,11 +191,15 @@ fn operation(target: &RouteTarget, params: &[(String, bool)]) -> Value {
     match target.body {
         BodyKind::Json => {
             let schema = doc.schema.as_deref().cloned().unwrap_or(json!({}));
+            let mut media = json!({ "schema": schema });
+            if let Some(example) = &doc.example {
+                media["example"] = (**example).clone();
+            }
             op.insert(
                 "requestBody".into(),
                 json!({
                     "required": true,
-                    "content": { "application/json": { "schema": schema } },
+                    "content": { "application/json": media },
                 }),
             );
             problems.extend([408, 413, 415, 422]);
@@ -236,8 +240,15 @@ fn operation(target: &RouteTarget, params: &[(String, bool)]) -> Value {
         "description": "What the function answers",
         "headers": { "x-request-id": { "schema": { "type": "string" } } },
     });
-    if let Some(schema) = &doc.response_schema {
-        answer["content"] = json!({ "application/json": { "schema": &**schema } });
+    if doc.response_schema.is_some() || doc.response_example.is_some() {
+        let mut media = Map::new();
+        if let Some(schema) = &doc.response_schema {
+            media.insert("schema".into(), (**schema).clone());
+        }
+        if let Some(example) = &doc.response_example {
+            media.insert("example".into(), (**example).clone());
+        }
+        answer["content"] = json!({ "application/json": media });
     }
     responses.insert(success, answer);
     for status in problems {

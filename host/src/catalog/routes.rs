@@ -54,6 +54,10 @@ pub struct RouteDoc {
     pub schema: Option<Arc<serde_json::Value>>,
     /// The success response's JSON Schema, if the manifest names one.
     pub response_schema: Option<Arc<serde_json::Value>>,
+    /// An example request body, checked against the body's schema.
+    pub example: Option<Arc<serde_json::Value>>,
+    /// An example success body, checked against `response_schema`.
+    pub response_example: Option<Arc<serde_json::Value>>,
 }
 
 /// A matched route and its captured path parameters.

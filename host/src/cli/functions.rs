@@ -165,7 +165,8 @@ pub(super) fn read_schemas(manifest: &toml::Table, base: &Path) -> Result<Vec<(S
         .collect()
 }
 
-/// The schema files the manifest's routes name (bodies' and responses').
+/// The JSON files the manifest's routes name: bodies' and responses'
+/// schemas and examples.
 fn schema_paths(manifest: &toml::Table) -> Vec<String> {
     let mut paths: Vec<String> = manifest
         .get("routes")
@@ -173,7 +174,7 @@ fn schema_paths(manifest: &toml::Table) -> Vec<String> {
         .into_iter()
         .flatten()
         .flat_map(|route| {
-            ["schema", "response_schema"]
+            ["schema", "response_schema", "example", "response_example"]
                 .into_iter()
                 .filter_map(|field| route.get(field).and_then(|s| s.as_str()))
         })

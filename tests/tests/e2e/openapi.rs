@@ -68,6 +68,19 @@ async fn each_tenant_gets_a_valid_description_of_its_live_routes() -> Result<()>
         create["responses"]["201"].is_object(),
         "the manifest's status: {create}"
     );
+    // The manifest's examples, as the files give them.
+    let example = |file: &str| -> Result<Value> {
+        let path = root().join("guest-examples/todo/examples").join(file);
+        Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+    };
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["example"],
+        example("create-todo.json")?
+    );
+    assert_eq!(
+        create["responses"]["201"]["content"]["application/json"]["example"],
+        example("todo.json")?
+    );
     for status in ["401", "403", "413", "415", "422", "429", "503", "504"] {
         assert_eq!(
             create["responses"][status]["$ref"], "#/components/responses/Problem",
@@ -154,6 +167,19 @@ async fn a_deploy_changes_the_description_at_once() -> Result<()> {
             .contains("slashes")
     );
     assert_eq!(doc["info"]["version"], "echo@1");
+    // An example that breaks its schema is refused at deploy, saying where.
+    std::fs::write(
+        host.data().join("name.json"),
+        r#"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}"#,
+    )?;
+    std::fs::write(host.data().join("bad-example.json"), r#"{"name": 7}"#)?;
+    let broken = "[[routes]]\nmethod = \"POST\"\npath = \"/named\"\nauth = \"authenticated\"\n\
+                  schema = \"name.json\"\nexample = \"bad-example.json\"\n";
+    let refused = format!("{:?}", echo_tenant(&host, &key, "docs", broken).await);
+    assert!(
+        refused.contains("the example does not match its schema") && refused.contains("/name"),
+        "{refused}"
+    );
     // Removed: nothing to describe again.
     let removed = admin(
         &host,

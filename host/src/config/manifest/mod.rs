@@ -188,14 +188,17 @@ impl FunctionManifest {
                 Some(rel) => Some(read_schema(&source, base, rel)?),
                 None => None,
             };
-            let response_schema = match &route.response_schema {
-                Some(rel) => Some(read_schema(&source, base, rel)?),
-                None => None,
+            let read = |rel: &Option<PathBuf>| {
+                rel.as_ref()
+                    .map(|rel| read_schema(&source, base, rel))
+                    .transpose()
             };
             routes.push(Route {
-                manifest: route,
                 schema,
-                response_schema,
+                response_schema: read(&route.response_schema)?,
+                example: read(&route.example)?,
+                response_example: read(&route.response_example)?,
+                manifest: route,
             });
         }
         let messages = file

@@ -156,6 +156,12 @@ pub struct RouteManifest {
     /// answer again instead of committing twice.
     #[serde(default)]
     pub idempotency: bool,
+    /// A JSON file with an example request body, for the tenant's API
+    /// description; it must match `schema`.
+    pub example: Option<PathBuf>,
+    /// A JSON file with an example success body, for the tenant's API
+    /// description; it must match `response_schema`.
+    pub response_example: Option<PathBuf>,
 }
 
 impl RouteManifest {
@@ -200,6 +206,10 @@ pub struct Route {
     pub schema: Option<serde_json::Value>,
     /// The success response's schema document, if any.
     pub response_schema: Option<serde_json::Value>,
+    /// The example request body, if any.
+    pub example: Option<serde_json::Value>,
+    /// The example success body, if any.
+    pub response_example: Option<serde_json::Value>,
 }
 
 /// `type/subtype`, `type/*` or `*/*`, in token characters.
@@ -310,6 +320,12 @@ pub(super) fn check(route: &mut RouteManifest) -> Result<(), String> {
             .map_err(|e| format!("route {} {}: {e}", route.method, route.path))?,
         _ => {}
     }
+    if route.example.is_some() && route.body_kind() != BodyKind::Json {
+        return Err(format!(
+            "route {} {}: an example is of a JSON body; this route takes none",
+            route.method, route.path
+        ));
+    }
     if route.idempotency {
         if route.method == "GET" {
             return Err(format!(
@@ -382,6 +398,8 @@ mod tests {
             status: None,
             response_schema: None,
             idempotency: false,
+            example: None,
+            response_example: None,
         };
         assert_eq!(
             route("POST", "/todos/{id}/done").route_name(),

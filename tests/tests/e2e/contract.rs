@@ -84,10 +84,19 @@ async fn deploys_whose_routes_and_functions_disagree_are_refused() -> Result<()>
     let key = operator_key(&host)?;
     create_tenant(&host, &key, "shop").await?;
     let whole = std::fs::read_to_string(root().join("guest-examples/todo/sluice.toml"))?;
-    // Its routes, without schemas (not uploaded here).
+    // Its routes, without schemas and examples (not uploaded here).
     let routes_only: String = whole[whole.find("[[routes]]").context("no routes")?..]
         .lines()
-        .filter(|l| !l.starts_with("schema =") && !l.starts_with("response_schema ="))
+        .filter(|l| {
+            ![
+                "schema =",
+                "response_schema =",
+                "example =",
+                "response_example =",
+            ]
+            .iter()
+            .any(|field| l.starts_with(field))
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     let routes_only = routes_only.as_str();

@@ -6,6 +6,10 @@
 #   postgres.sh start DIR   initdb a cluster in DIR, start it on a free
 #                           loopback port, print its URL (the only output)
 #   postgres.sh stop DIR    stop it at once and remove DIR
+#   postgres.sh down DIR    stop it, keeping its data (an outage: every
+#                           connection breaks; fast mode, so that commits
+#                           survive even without fsync)
+#   postgres.sh up DIR      start it again on the same port
 #
 # The cluster trusts every local connection and does not fsync: test data
 # only. PostgreSQL refuses to run as root, so as root the server runs as the
@@ -124,6 +128,14 @@ EOF
             exit 1
         fi
     done
+    echo "$port" >"$dir/port"
+    ready "$bin" "$port" "$dir"
+    echo "postgres://postgres@127.0.0.1:$port"
+}
+
+# Waits until the server on port $2 answers.
+ready() {
+    local bin=$1 port=$2 dir=$3
     local isready=pg_isready
     [[ -x $bin/pg_isready ]] && isready=$bin/pg_isready
     local tries=0
@@ -136,7 +148,24 @@ EOF
         fi
         sleep 0.1
     done
-    echo "postgres://postgres@127.0.0.1:$port"
+}
+
+down() {
+    local dir=$1 bin user
+    bin=$(find_bindir)
+    user=$(stat -c %U "$dir/data")
+    cd "$dir"
+    as_user "$user" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+}
+
+up() {
+    local dir=$1 bin user port
+    bin=$(find_bindir)
+    user=$(stat -c %U "$dir/data")
+    port=$(cat "$dir/port")
+    cd "$dir"
+    as_user "$user" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null
+    ready "$bin" "$port" "$dir"
 }
 
 stop() {
@@ -159,8 +188,10 @@ case "${1:-}" in
     ensure) ensure ;;
     start) start "${2:?usage: postgres.sh start DIR}" ;;
     stop) stop "${2:?usage: postgres.sh stop DIR}" ;;
+    down) down "${2:?usage: postgres.sh down DIR}" ;;
+    up) up "${2:?usage: postgres.sh up DIR}" ;;
     *)
-        echo "usage: postgres.sh ensure | start DIR | stop DIR" >&2
+        echo "usage: postgres.sh ensure | start DIR | stop DIR | down DIR | up DIR" >&2
         exit 2
         ;;
 esac

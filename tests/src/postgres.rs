@@ -110,6 +110,58 @@ pub async fn fresh_database() -> Result<String> {
     database_url(&server, &name)
 }
 
+/// A PostgreSQL server of one test's own, which it takes down and brings
+/// back on the same port (`scripts/postgres.sh down|up`) to see what an
+/// outage does; stopped and removed when dropped.
+pub struct OutageServer {
+    /// `postgres://postgres@127.0.0.1:PORT`.
+    pub url: String,
+    dir: std::path::PathBuf,
+}
+
+impl OutageServer {
+    /// Starts one in a fresh temporary directory.
+    pub fn start() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-outage-pg-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let url = Self::script("start", &dir)?;
+        Ok(Self { url, dir })
+    }
+
+    /// Stops it (`pg_ctl -m fast`): every connection breaks, commits stay.
+    pub fn down(&self) -> Result<()> {
+        Self::script("down", &self.dir).map(drop)
+    }
+
+    /// Starts it again on the same port and waits until it answers.
+    pub fn up(&self) -> Result<()> {
+        Self::script("up", &self.dir).map(drop)
+    }
+
+    fn script(verb: &str, dir: &std::path::Path) -> Result<String> {
+        let out = std::process::Command::new("bash")
+            .arg(crate::root().join("scripts/postgres.sh"))
+            .arg(verb)
+            .arg(dir)
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "postgres.sh {verb}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+}
+
+impl Drop for OutageServer {
+    fn drop(&mut self) {
+        let _ = Self::script("stop", &self.dir);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::database_url;

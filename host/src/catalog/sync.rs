@@ -76,7 +76,13 @@ impl Follower {
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             if shared && notices.is_none() && Instant::now() >= next_connect {
-                match self.store.notices().await {
+                // Connecting waits for a database that is down: never
+                // longer than the host's stop.
+                let connected = tokio::select! {
+                    _ = stop.changed() => break,
+                    connected = self.store.notices() => connected,
+                };
+                match connected {
                     Ok(n) => notices = n,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot listen for other nodes' changes; polling");

@@ -39,7 +39,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Database URL (default: sqlite://<data-dir>/sluice.db).
-    #[arg(long, global = true, env = "SLUICE_DATABASE_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// The admin API of a running host, for the commands that manage it
     /// (default: `[cli] admin_url` in the config file, else `http://` and
@@ -200,5 +205,5 @@ pub async fn open_store(config: &Config) -> Result<Store> {
         Default::default(),
     )
     .await
-    .with_context(|| format!("opening {url}"))
+    .with_context(|| format!("opening {}", sluice_host::config::redact_url(&url)))
 }

@@ -79,7 +79,7 @@ async fn serve(config: Config) -> Result<()> {
     tracing::info!(
         address = %server.local_addr()?,
         data_dir = %config.data_dir.display(),
-        database = %config.database_url(),
+        database = %sluice_host::config::redact_url(&config.database_url()),
         "sluice is serving"
     );
     server.run(shutdown_signal()).await;

@@ -442,6 +442,14 @@ pub struct DatabaseConfig {
     pub max_batch: usize,
     /// Connections used for reads.
     pub read_connections: u32,
+    /// Longest wait for a database connection before a read, a write
+    /// outside the committer or a reconnect gives up: while the database
+    /// is down, requests fail fast (503) instead of holding their slots.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL's `application_name` for the host's connections, so that
+    /// operators can tell them apart in `pg_stat_activity`; default
+    /// `sluice/<hostname>`. A URL's own `application_name` wins.
+    pub application_name: Option<String>,
 }
 
 impl Default for DatabaseConfig {
@@ -450,8 +458,40 @@ impl Default for DatabaseConfig {
             synchronous: Synchronous::Full,
             max_batch: 512,
             read_connections: 4,
+            acquire_timeout_ms: 1_000,
+            application_name: None,
         }
     }
+}
+
+/// `url` with any password in it replaced by `***`: the one in its
+/// user-information (`postgres://user:PASSWORD@host/db`) and a `password`
+/// query parameter. For every URL the host logs or shows.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let start = scheme_end + 3;
+        let authority_end = out[start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..authority_end].rfind('@')
+            && let Some(colon) = out[start..start + at].find(':')
+        {
+            out.replace_range(start + colon + 1..start + at, "***");
+        }
+    }
+    if let Some(query) = out.find('?') {
+        let (head, tail) = out.split_at(query + 1);
+        let params: Vec<String> = tail
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", params.join("&"));
+    }
+    out
 }
 
 /// The admin API's listener. It answers only requests with an operator key
@@ -569,5 +609,31 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        for (url, shown) in [
+            (
+                "postgres://sluice:s3cret@db:5432/sluice",
+                "postgres://sluice:***@db:5432/sluice",
+            ),
+            (
+                "postgresql://u:p%40ss@h/db?sslmode=require&password=x",
+                "postgresql://u:***@h/db?sslmode=require&password=***",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?user=u&Password=x",
+                "postgres://h/db?user=u&Password=***",
+            ),
+            ("sqlite://.sluice/sluice.db", "sqlite://.sluice/sluice.db"),
+            (
+                "https://a:b@example.com/x@y",
+                "https://a:***@example.com/x@y",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

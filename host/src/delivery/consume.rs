@@ -68,6 +68,7 @@ pub(super) async fn consume(
         hops: due.hops.saturating_add(1),
         stages: StageTimes::default(),
     };
+    let held = lease.clone();
     let delivery = Delivery {
         dispatcher,
         consumer,
@@ -89,8 +90,33 @@ pub(super) async fn consume(
         Err(persist::Error::LeaseLost) => {
             tracing::warn!("lease expired before the commit; another runner has the message");
         }
-        // The lease runs out and the message is delivered again.
-        Err(persist::Error::Unavailable(e)) => tracing::error!(error = %e, "commit failed"),
+        // The database went away: give the lease back as soon as it
+        // answers again, rather than waiting the lease out.
+        Err(persist::Error::Unavailable(e)) => {
+            tracing::error!(error = %e, "commit failed; the lease goes back once the database answers");
+            let lease_ms = dispatcher.queue.lease_ms;
+            tokio::spawn(give_back(dispatcher.store.clone(), held, lease_ms));
+        }
+    }
+}
+
+/// Releases `lease` (and the attempt its claim counted) once the database
+/// answers, trying until the lease would have run out anyway.
+async fn give_back(store: crate::store::Store, lease: crate::store::Lease, lease_ms: u64) {
+    let until = tokio::time::Instant::now() + Duration::from_millis(lease_ms);
+    let mut pause = Duration::from_millis(100);
+    while tokio::time::Instant::now() + pause < until {
+        tokio::time::sleep(pause).await;
+        match store.release(vec![lease.clone()]).await {
+            Ok(released) => {
+                if released > 0 {
+                    tracing::info!(delivery = %lease.delivery_id, "lease given back after the database returned");
+                    store.deliveries_ready().notify_one();
+                }
+                return;
+            }
+            Err(_) => pause = (pause * 2).min(Duration::from_secs(2)),
+        }
     }
 }
 

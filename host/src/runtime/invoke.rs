@@ -25,6 +25,8 @@ pub struct Finished<T = Result<Response, GuestError>> {
     pub result: T,
     /// What it read and staged.
     pub staging: Staging,
+    /// A read of the database failed during the run.
+    pub store_down: bool,
 }
 
 /// An export of the component and its argument: what one invocation calls.
@@ -237,6 +239,7 @@ impl Runtime {
             function: function.name.clone(),
             config: store.configs().tenant(&function.tenant),
             revealed: Vec::new(),
+            store_down: false,
         };
         let limiter = Limiter::new(limits.memory_bytes, limits.table_elements);
         let shift = self.clock_shift.load(Ordering::Relaxed);
@@ -307,10 +310,16 @@ impl Runtime {
         if let Some(exceeded) = exceeded {
             return Err(InvokeError::Limit(exceeded));
         }
-        Ok(Finished {
-            result: result?,
-            staging: state.caps.staging,
-        })
+        let store_down = state.caps.store_down;
+        match result {
+            // Most likely the store's error unwrapped: not the function's fault.
+            Err(InvokeError::Trap(_)) if store_down => Err(InvokeError::StoreUnavailable),
+            result => Ok(Finished {
+                result: result?,
+                staging: state.caps.staging,
+                store_down,
+            }),
+        }
     }
 }
 

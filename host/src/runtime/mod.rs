@@ -98,6 +98,9 @@ pub enum InvokeError {
     /// No instance could be created (e.g. the instance pool is exhausted).
     #[error("the function could not be instantiated: {0}")]
     Instantiate(String),
+    /// The function failed after a read found the database down.
+    #[error("the database could not be read")]
+    StoreUnavailable,
 }
 
 impl InvokeError {
@@ -107,6 +110,7 @@ impl InvokeError {
             InvokeError::Limit(e) if e.limit == Limit::Timeout => Outcome::Timeout,
             InvokeError::Limit(_) => Outcome::Limit,
             InvokeError::Trap(_) | InvokeError::Instantiate(_) => Outcome::Trap,
+            InvokeError::StoreUnavailable => Outcome::Unavailable,
         }
     }
 

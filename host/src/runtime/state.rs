@@ -102,6 +102,9 @@ pub struct Capabilities {
     pub config: Arc<TenantConfig>,
     /// The secrets the guest read, to blank out of its output.
     pub revealed: Vec<Arc<str>>,
+    /// A read found the database down: later reads fail at once, and a
+    /// function that fails after it is answered 503.
+    pub store_down: bool,
 }
 
 /// Projects [`Sandbox`] onto [`Capabilities`] for the generated `add_to_linker`.

@@ -233,15 +233,20 @@ impl Store {
         queue: &QueueConfig,
         secrets: SecretKeys,
     ) -> Result<Self, StoreError> {
-        let backend = Backend::of(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+        let backend = Backend::of(url)
+            .ok_or_else(|| StoreError::UnsupportedUrl(crate::config::redact_url(url)))?;
         sqlx::any::install_default_drivers();
         let synchronous = config.synchronous;
         let options = |url: &str| -> Result<AnyConnectOptions, sqlx::Error> {
             Ok(AnyConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace))
         };
+        // A database that is down fails a caller within this, instead of
+        // sqlx's default 30 s of retried connects.
+        let acquire = std::time::Duration::from_millis(config.acquire_timeout_ms.max(1));
         let pool = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max.max(1))
+                .acquire_timeout(acquire)
                 .after_connect(move |conn, _| {
                     Box::pin(async move { prepare(conn, synchronous).await })
                 })
@@ -249,7 +254,13 @@ impl Store {
         let (writer_url, reads_url) = match backend {
             // The file is created if missing; readers open it read-only.
             Backend::Sqlite => (with_param(url, "mode=rwc"), with_param(url, "mode=ro")),
-            Backend::Postgres => (url.to_owned(), url.to_owned()),
+            Backend::Postgres => {
+                let named = with_param(
+                    url,
+                    &format!("application_name={}", application_name(config)),
+                );
+                (named.clone(), named)
+            }
         };
         let writer_options = Writer {
             options: options(&writer_url)?,
@@ -323,7 +334,7 @@ impl Store {
             writes,
             locks,
             backend,
-            url: url.to_owned(),
+            url: writer_url.clone(),
             committer: Committer::start(db, config.max_batch.max(1), context),
             subscriptions,
             ready,
@@ -428,6 +439,21 @@ fn with_param(url: &str, param: &str) -> String {
     } else {
         format!("{url}?{param}")
     }
+}
+
+/// What the host's PostgreSQL connections call themselves: the configured
+/// name, else `sluice/<hostname>`, made safe for a URL's query.
+fn application_name(config: &DatabaseConfig) -> String {
+    let name = config.application_name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".to_owned());
+        format!("sluice/{host}")
+    });
+    percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// The path of an SQLite database URL (`sqlite://PATH`, `sqlite:PATH`),

@@ -13,4 +13,5 @@ mod deploys;
 mod documents;
 mod messages;
 mod node;
+mod outage;
 mod schedules;

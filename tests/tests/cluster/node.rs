@@ -16,6 +16,11 @@ use tokio::sync::{Mutex, MutexGuard};
 /// and the deploy and schedule tests measure time.
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
+/// Holds the machine for one test's nodes, as [`Cluster::start`] does.
+pub async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
 /// The test guests: `consumer`, `counter`, `echo`, `probe`, ….
 pub fn guests() -> PathBuf {
     root().join("tests/guests")
@@ -36,7 +41,9 @@ pub struct Node {
 }
 
 impl Node {
-    fn start(
+    /// Starts node `name` on `database`, loading `dirs`, with `extra`
+    /// appended to its configuration and `env` added to its environment.
+    pub fn start(
         name: &'static str,
         database: &str,
         dirs: &[PathBuf],
@@ -77,6 +84,16 @@ impl Node {
     /// Kills the process with SIGKILL: no shutdown, no flush.
     pub fn kill(self) -> Result<()> {
         self.process.kill()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Every line it has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.process.log()
     }
 
     /// Waits for the process to exit on its own (a fault point aborted it).

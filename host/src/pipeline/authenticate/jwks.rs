@@ -137,15 +137,17 @@ impl Jwks {
         // per cooldown, not once per request.
         *self.fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         let set = client.fetch(&self.url).await.map_err(|e| {
-            tracing::warn!(url = %self.url, error = %e, "fetching the JWKS failed; keeping the keys we had");
-            format!("jwks_url {}: {e}", self.url)
+            let url = crate::config::redact_url(&self.url);
+            tracing::warn!(%url, error = %e, "fetching the JWKS failed; keeping the keys we had");
+            format!("jwks_url {url}: {e}")
         })?;
         let keys: Vec<Key> = set
             .keys
             .iter()
             .filter_map(|jwk| usable(jwk, &self.rules))
             .collect();
-        tracing::info!(url = %self.url, keys = keys.len(), "JWKS fetched");
+        let url = crate::config::redact_url(&self.url);
+        tracing::info!(%url, keys = keys.len(), "JWKS fetched");
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
         Ok(())
     }

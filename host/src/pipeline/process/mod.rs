@@ -80,6 +80,13 @@ impl Error {
                 "Function failed",
                 "the function trapped; nothing it staged was committed",
             ),
+            Error::Stopped(InvokeError::StoreUnavailable) => Problem::new(
+                503,
+                "store-unavailable",
+                "Store unavailable",
+                "the database could not be read; nothing was written",
+            )
+            .retry_after(Duration::from_secs(1)),
             Error::Stopped(InvokeError::Instantiate(_)) => Problem::new(
                 503,
                 "function-unavailable",
@@ -282,6 +289,10 @@ impl Invocation for Call<'_> {
         };
         let response = match finished.result {
             Ok(response) => response,
+            // It failed because the database did: say so, as for a write.
+            Err(_) if finished.store_down => {
+                return Self::failed(Error::Stopped(InvokeError::StoreUnavailable).into());
+            }
             Err(e) => return Self::failed(Error::Guest(e).into()),
         };
         let mut staging = finished.staging;

@@ -31,9 +31,28 @@ fn doc_key(collection: String, key: String) -> Result<DocKey, Error> {
     Ok(DocKey { collection, key })
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Error {
-    tracing::error!(error = %e, "document read failed");
+fn unavailable() -> Error {
     Error::Unavailable("the document store could not be read".to_owned())
+}
+
+impl Capabilities {
+    /// Refuses at once once a read of this invocation found the store
+    /// down: the function learns it without waiting again.
+    fn store_up(&self) -> Result<(), Error> {
+        if self.store_down {
+            Err(unavailable())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Notes a failed read, so that the invocation answers 503 if the
+    /// function fails because of it.
+    fn store_failed(&mut self, e: impl std::fmt::Display) -> Error {
+        tracing::error!(error = %e, "document read failed");
+        self.store_down = true;
+        unavailable()
+    }
 }
 
 impl Host for Capabilities {
@@ -49,11 +68,12 @@ impl Host for Capabilities {
                 StagedWrite::Delete => None,
             });
         }
+        self.store_up()?;
         let stored = self
             .store
             .get_document(&self.tenant, &key.collection, &key.key)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.store_failed(e))?;
         let version = stored.as_ref().map_or(0, |d| d.version);
         self.staging.record_read(key.clone(), version);
         Ok(stored.and_then(|d| {
@@ -111,11 +131,12 @@ impl Host for Capabilities {
         // Fetch enough that staged deletes cannot leave the page short, and
         // one more to know whether another page follows.
         let fetch = limit.saturating_add(u32::try_from(staged_deletes).unwrap_or(u32::MAX)) + 1;
+        self.store_up()?;
         let rows = self
             .store
             .list_documents(&self.tenant, &collection, &prefix, after, fetch)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.store_failed(e))?;
         let db_has_more = rows.len() as u64 >= u64::from(fetch);
         // Staged keys past the last fetched row may sort after rows not yet
         // fetched, so they wait for a later page.
@@ -187,11 +208,12 @@ impl Capabilities {
             None => {
                 // Reading first makes the delete depend on what it saw: a
                 // concurrent write to the same document is a conflict.
+                self.store_up()?;
                 let stored = self
                     .store
                     .get_document(&self.tenant, &key.collection, &key.key)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(|e| self.store_failed(e))?;
                 self.staging
                     .record_read(key.clone(), stored.as_ref().map_or(0, |d| d.version));
                 stored.is_some_and(|d| d.value.is_some())

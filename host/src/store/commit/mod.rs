@@ -298,6 +298,7 @@ async fn run(mut db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Arc
     // paying a transaction and an fsync of their own.
     let mut held_since: Option<Instant> = None;
     let mut backoff = MIN_BACKOFF;
+    let mut broken = false;
     let mut open = true;
     while open {
         let due = held_since.map(|t| t + RECORD_DELAY);
@@ -332,6 +333,18 @@ async fn run(mut db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Arc
             continue;
         }
         let work = !pending.requests.is_empty() || !pending.ops.is_empty();
+        // The last reconnect failed: try again before the batch, so the
+        // first batch after the database returns commits.
+        if work
+            && broken
+            && let Db::Pg(conn) = &mut db
+            && let Ok(fresh) = super::connect_writer(&ctx.writer).await
+        {
+            tracing::info!("committer reconnected to the database");
+            *conn = fresh;
+            broken = false;
+            backoff = MIN_BACKOFF;
+        }
         if work
             && !commit_batch(&mut db, &mut pending, &ctx).await
             && let Db::Pg(conn) = &mut db
@@ -344,9 +357,11 @@ async fn run(mut db: Db, mut rx: mpsc::Receiver<Job>, max_batch: usize, ctx: Arc
                 Ok(fresh) => {
                     tracing::info!("committer reconnected to the database");
                     *conn = fresh;
+                    broken = false;
                     backoff = MIN_BACKOFF;
                 }
                 Err(e) => {
+                    broken = true;
                     tracing::error!(error = %e, retry_in = ?backoff, "committer cannot reach the database");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);

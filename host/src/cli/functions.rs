@@ -154,7 +154,7 @@ async fn locate(path: &Path, args: &DeployArgs) -> Result<(PathBuf, PathBuf)> {
 /// The schema files the manifest's routes name, read from `base`: (path
 /// as the manifest names it, contents).
 pub(super) fn read_schemas(manifest: &toml::Table, base: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    schema_paths(manifest)
+    sluice_host::config::manifest::route_files(manifest)
         .into_iter()
         .map(|schema| {
             let file = base.join(&schema);
@@ -163,26 +163,6 @@ pub(super) fn read_schemas(manifest: &toml::Table, base: &Path) -> Result<Vec<(S
             Ok((schema, bytes))
         })
         .collect()
-}
-
-/// The JSON files the manifest's routes name: bodies' and responses'
-/// schemas and examples.
-fn schema_paths(manifest: &toml::Table) -> Vec<String> {
-    let mut paths: Vec<String> = manifest
-        .get("routes")
-        .and_then(|r| r.as_array())
-        .into_iter()
-        .flatten()
-        .flat_map(|route| {
-            ["schema", "response_schema", "example", "response_example"]
-                .into_iter()
-                .filter_map(|field| route.get(field).and_then(|s| s.as_str()))
-        })
-        .map(|s| s.strip_prefix("./").unwrap_or(s).to_owned())
-        .collect();
-    paths.sort();
-    paths.dedup();
-    paths
 }
 
 /// A `multipart/form-data` body.

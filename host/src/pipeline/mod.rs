@@ -189,26 +189,7 @@ where
     let micros = |from: Instant, to: Instant| Some(StageTimes::micros(to - from));
     let routed = info_span!("receive").in_scope(|| receive::admit(&p.admission, matched))?;
     let received = p.metrics.stage_done("receive", started);
-    let (caller, body) = match &routed.target.auth {
-        // The signature covers the body as sent: it is read first.
-        AuthRule::Webhook { webhook } => {
-            let target = &routed.target;
-            let bytes = validate::read(target, &parts.headers, body, p.body_timeout)
-                .instrument(info_span!("validate"))
-                .await?;
-            let configs = p.store.configs();
-            let caller = info_span!("authenticate").in_scope(|| {
-                authenticate::webhook(webhook, target, configs, &parts.headers, &bytes)
-            })?;
-            (Some(caller), Either::Left(Full::new(bytes)))
-        }
-        _ => {
-            let caller = authenticate::caller(&p.keys, &routed, &parts.headers)
-                .instrument(info_span!("authenticate"))
-                .await?;
-            (caller, Either::Right(body))
-        }
-    };
+    let (caller, body) = authenticate(p, &routed, &parts, body).await?;
     let authenticated = p.metrics.stage_done("authenticate", received);
     let body = validate::body(&routed, &p.store, &parts.headers, body, p.body_timeout)
         .instrument(info_span!("validate"))
@@ -234,6 +215,35 @@ where
     let answer = p.persist.run(call).await??;
     let tenant = &routed.target.function.tenant;
     Ok(respond::answer(&p.store, tenant, answer, &parts.headers).await?)
+}
+
+/// The caller, by the route's auth rule, and the body for validate: a
+/// webhook's signature covers the body as sent, so it is read first and
+/// handed on read; any other body is still the client's stream.
+async fn authenticate<B>(
+    p: &Pipeline,
+    routed: &receive::Routed<'_>,
+    parts: &http::request::Parts,
+    body: B,
+) -> Result<(Option<authenticate::Principal>, Either<Full<Bytes>, B>), PipelineError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let target = &routed.target;
+    let AuthRule::Webhook { webhook } = &target.auth else {
+        let caller = authenticate::caller(&p.keys, routed, &parts.headers)
+            .instrument(info_span!("authenticate"))
+            .await?;
+        return Ok((caller, Either::Right(body)));
+    };
+    let bytes = validate::read(target, &parts.headers, body, p.body_timeout)
+        .instrument(info_span!("validate"))
+        .await?;
+    let configs = p.store.configs();
+    let caller = info_span!("authenticate")
+        .in_scope(|| authenticate::webhook(webhook, target, configs, &parts.headers, &bytes))?;
+    Ok((Some(caller), Either::Left(Full::new(bytes))))
 }
 
 /// The tenant whose API description `path` asks for:

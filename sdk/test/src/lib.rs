@@ -583,7 +583,8 @@ fn build(dir: &Path) -> Result<PathBuf, KitError> {
 }
 
 /// Writes the crate's `sluice.toml`, its component set to `wasm`, into a
-/// functions directory under `data` (with its `schemas/`); returns its tenant.
+/// functions directory under `data`, with the schemas and examples its
+/// routes name; returns its tenant.
 fn stage_manifest(dir: &Path, wasm: &Path, data: &Path) -> Result<String, KitError> {
     let failed = |e: &dyn std::fmt::Display| KitError::Start(e.to_string());
     let text = std::fs::read_to_string(dir.join("sluice.toml")).map_err(|e| failed(&e))?;
@@ -596,15 +597,12 @@ fn stage_manifest(dir: &Path, wasm: &Path, data: &Path) -> Result<String, KitErr
     std::fs::create_dir_all(&staged).map_err(|e| failed(&e))?;
     let text = toml::to_string(&manifest).map_err(|e| failed(&e))?;
     std::fs::write(staged.join("sluice.toml"), text).map_err(|e| failed(&e))?;
-    let schemas = dir.join("schemas");
-    if schemas.is_dir() {
-        std::fs::create_dir_all(staged.join("schemas")).map_err(|e| failed(&e))?;
-        for entry in std::fs::read_dir(&schemas).map_err(|e| failed(&e))? {
-            let path = entry.map_err(|e| failed(&e))?.path();
-            if let Some(name) = path.file_name() {
-                std::fs::copy(&path, staged.join("schemas").join(name)).map_err(|e| failed(&e))?;
-            }
+    for file in sluice_host::config::manifest::route_files(&manifest) {
+        let to = staged.join(&file);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| failed(&e))?;
         }
+        std::fs::copy(dir.join(&file), to).map_err(|e| failed(&e))?;
     }
     Ok(tenant)
 }

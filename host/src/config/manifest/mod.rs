@@ -93,6 +93,27 @@ pub struct FunctionManifest {
     pub cors: Option<CorsManifest>,
 }
 
+/// The JSON files a manifest's routes name (bodies' and responses'
+/// schemas and examples), relative to it, each once: what a deploy
+/// uploads beside it.
+pub fn route_files(manifest: &toml::Table) -> Vec<String> {
+    let mut paths: Vec<String> = manifest
+        .get("routes")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .flat_map(|route| {
+            ["schema", "response_schema", "example", "response_example"]
+                .into_iter()
+                .filter_map(|field| route.get(field).and_then(|s| s.as_str()))
+        })
+        .map(|s| s.strip_prefix("./").unwrap_or(s).to_owned())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
 /// A route's schema: read next to the manifest, or taken from the upload.
 fn read_schema(
     source: &Source<'_>,

@@ -88,10 +88,12 @@ impl App {
             Files::open(&config.blobs, &config.blobs_dir())?,
             &config.database,
             &config.queue,
-            secret_keys(config, Backend::of(&url)).map_err(|e| match e {
-                KeyFileError::Io(e) => io_err(e),
-                KeyFileError::Seal(e) => StartError::Secrets(e),
-            })?,
+            SecretKeys::new(
+                secrets_key(config, Backend::of(&url))
+                    .map_err(io_err)?
+                    .as_deref(),
+                &config.secrets.previous_keys,
+            )?,
         )
         .await?;
         recover(&store).await?;
@@ -176,33 +178,16 @@ impl App {
     }
 }
 
-/// Why the secrets keys could not be had.
-enum KeyFileError {
-    Io(std::io::Error),
-    Seal(SealError),
-}
-
-/// The keys tenants' secrets are sealed with: the configured ones; else, on
-/// SQLite (one host), a key kept in the data directory and made on first
+/// The key tenants' secrets are sealed with: the configured one; else, on
+/// SQLite (one host), one kept in the data directory and made on first
 /// use; else none, and secrets cannot be set.
-fn secret_keys(config: &Config, backend: Option<Backend>) -> Result<SecretKeys, KeyFileError> {
-    let secrets = &config.secrets;
-    if secrets.key.is_some() || backend != Some(Backend::Sqlite) {
-        return SecretKeys::new(secrets.key.as_deref(), &secrets.previous_keys)
-            .map_err(KeyFileError::Seal);
+fn secrets_key(config: &Config, backend: Option<Backend>) -> std::io::Result<Option<String>> {
+    if config.secrets.key.is_some() || backend != Some(Backend::Sqlite) {
+        return Ok(config.secrets.key.clone());
     }
     let path = config.data_dir.join("secrets-key");
-    let key = match std::fs::read_to_string(&path) {
-        Ok(key) => key,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key =
-                SecretKeys::generate().map_err(|e| KeyFileError::Io(std::io::Error::other(e)))?;
-            crate::config::write_private(&path, key.as_bytes()).map_err(KeyFileError::Io)?;
-            key
-        }
-        Err(e) => return Err(KeyFileError::Io(e)),
-    };
-    SecretKeys::new(Some(&key), &secrets.previous_keys).map_err(KeyFileError::Seal)
+    let make = || SecretKeys::generate().map_err(std::io::Error::other);
+    crate::config::key_file(&path, |_| true, make).map(Some)
 }
 
 /// Puts right what a host that stopped abruptly left behind.

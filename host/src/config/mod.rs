@@ -24,10 +24,22 @@ pub const GUEST_PROFILE_CONFIG: [&str; 4] = [
     "profile.guest.strip=true",
 ];
 
-/// Writes `bytes` to a new file at `path` that only its owner can read:
-/// the keys the host makes for itself.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// A key the host keeps for itself in `path`: what the file holds, if
+/// `usable` takes it; else one `make` makes, written to a file only its
+/// owner can read.
+pub fn key_file(
+    path: &Path,
+    usable: impl Fn(&str) -> bool,
+    make: impl FnOnce() -> std::io::Result<String>,
+) -> std::io::Result<String> {
     use std::io::Write;
+    match std::fs::read_to_string(path) {
+        Ok(key) if usable(key.trim()) => return Ok(key.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let key = make()?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -35,7 +47,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
+    options.open(path)?.write_all(key.as_bytes())?;
+    Ok(key)
 }
 
 /// Why the configuration could not be loaded.

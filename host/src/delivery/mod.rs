@@ -299,6 +299,9 @@ async fn claim(
 /// How often delivered messages and expired idempotency keys are dropped.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 
+/// Drops delivered messages older than the idempotency window, and stored
+/// answers to `Idempotency-Key` requests older than `answers_window`,
+/// every minute, until `stop` turns true.
 pub async fn collect_garbage(
     store: Store,
     answers_window: Duration,

@@ -201,13 +201,12 @@ where
         validate_us: micros(authenticated, validated),
         process_us: 0,
     };
-    let window_ms = i64::try_from(p.idempotency_window.as_millis()).unwrap_or(i64::MAX);
     let idempotent = process::idempotency::Idempotent::of(
         &routed.target,
         &parts,
         caller.as_ref(),
         &body,
-        window_ms,
+        p.idempotency_window,
     )
     .map_err(process::Error::from)?;
     let invoked = persist::Invoked::request(&routed.target, request_id, started, stages);

@@ -237,7 +237,6 @@ impl Runtime {
             staging,
             cache: self.caches.tenant(&function.tenant),
             function: function.name.clone(),
-            config: store.configs().tenant(&function.tenant),
             revealed: Vec::new(),
             store_down: false,
         };

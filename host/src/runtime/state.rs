@@ -8,7 +8,7 @@ use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::{Limiter, LogPipe};
 use crate::store::cache::TenantCache;
-use crate::store::{Staging, Store, TenantConfig};
+use crate::store::{Staging, Store};
 
 /// The sandbox of one invocation: the `Store<T>` data, built fresh for every
 /// request and delivery.
@@ -98,8 +98,6 @@ pub struct Capabilities {
     pub cache: TenantCache,
     /// The function's name, for values set for it alone.
     pub function: Arc<str>,
-    /// The tenant's configuration as the invocation started.
-    pub config: Arc<TenantConfig>,
     /// The secrets the guest read, to blank out of its output.
     pub revealed: Vec<Arc<str>>,
     /// A read found the database down: later reads fail at once, and a

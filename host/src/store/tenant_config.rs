@@ -28,15 +28,15 @@ pub struct ConfigValue {
 /// Every value one tenant's functions can read.
 #[derive(Debug, Default)]
 pub struct TenantConfig {
-    /// By (function, name); function `""` for the whole tenant.
-    values: HashMap<(String, String), ConfigValue>,
+    /// By name, then function; function `""` for the whole tenant.
+    values: HashMap<String, HashMap<String, ConfigValue>>,
 }
 
 impl TenantConfig {
     /// The value `function` reads as `name`: its own, else the tenant's.
     pub fn get(&self, function: &str, name: &str) -> Option<&ConfigValue> {
-        let key = |f: &str| (f.to_owned(), name.to_owned());
-        (self.values.get(&key(function))).or_else(|| self.values.get(&key("")))
+        let by_function = self.values.get(name)?;
+        (by_function.get(function)).or_else(|| by_function.get(""))
     }
 }
 
@@ -61,11 +61,6 @@ impl Configs {
     pub fn tenant(&self, tenant: &str) -> Arc<TenantConfig> {
         let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
         tenants.get(tenant).unwrap_or(&self.none).clone()
-    }
-
-    /// The host's secrets keys.
-    pub fn keys(&self) -> &SecretKeys {
-        &self.keys
     }
 }
 
@@ -253,7 +248,8 @@ impl Store {
                 value: value.into(),
                 secret,
             };
-            (tenants.entry(tenant).or_default().values).insert((function, name), entry);
+            let values = &mut tenants.entry(tenant).or_default().values;
+            values.entry(name).or_default().insert(function, entry);
         }
         let tenants = tenants.into_iter().map(|(t, c)| (t, Arc::new(c))).collect();
         *self

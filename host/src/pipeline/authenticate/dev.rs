@@ -18,18 +18,15 @@ pub fn dev_key_path(data_dir: &Path) -> PathBuf {
 
 /// Reads the development HS256 secret, creating a random one on first use.
 pub fn dev_secret(data_dir: &Path) -> std::io::Result<String> {
-    let path = dev_key_path(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    crate::config::write_private(&path, secret.as_bytes())?;
-    Ok(secret)
+    crate::config::key_file(
+        &dev_key_path(data_dir),
+        |secret| secret.len() >= 32,
+        || {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        },
+    )
 }
 
 /// What goes into a development token.

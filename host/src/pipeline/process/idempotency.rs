@@ -16,7 +16,6 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use http::request::Parts;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::catalog::RouteTarget;
 use crate::config::names::IDEMPOTENCY_COLLECTION;
@@ -24,6 +23,7 @@ use crate::pipeline::authenticate::Principal;
 use crate::pipeline::validate::Validated;
 use crate::problem::Problem;
 use crate::runtime::bindings::Response;
+use crate::runtime::sha256_hex;
 use crate::store::staging::{DocKey, StagedWrite};
 use crate::store::{Staging, Store, now_ms};
 
@@ -115,13 +115,13 @@ pub enum Found {
 
 impl Idempotent {
     /// The key of a request `target` serves, if the route honours keys and
-    /// the request sends one; `window_ms` is how long answers count.
+    /// the request sends one; `window` is how long answers count.
     pub fn of(
         target: &RouteTarget,
         parts: &Parts,
         caller: Option<&Principal>,
         body: &Validated,
-        window_ms: i64,
+        window: std::time::Duration,
     ) -> Result<Option<Self>, Error> {
         if !target.idempotent {
             return Ok(None);
@@ -135,29 +135,25 @@ impl Idempotent {
         }
         // Routes with keys are never public: there is always a subject.
         let subject = caller.map_or("", |c| c.subject.as_str());
-        let mut fingerprint = Sha256::new();
-        for part in [
+        let content = match &body.upload {
+            Some(upload) => upload.etag.as_bytes(),
+            None => &body.body,
+        };
+        let fingerprint = [
             parts.method.as_str().as_bytes(),
             parts.uri.path().as_bytes(),
             parts.uri.query().unwrap_or("").as_bytes(),
             content_type(&parts.headers),
-        ] {
-            fingerprint.update(part);
-            fingerprint.update([0]);
-        }
-        match &body.upload {
-            Some(upload) => fingerprint.update(upload.etag.as_bytes()),
-            None => fingerprint.update(&body.body),
-        }
+            content,
+        ]
+        .join(&0);
         Ok(Some(Self {
             key: DocKey {
                 collection: IDEMPOTENCY_COLLECTION.to_owned(),
-                key: hex(&Sha256::digest(
-                    [subject.as_bytes(), b"\0", key.as_bytes()].concat(),
-                )),
+                key: sha256_hex(&[subject.as_bytes(), key.as_bytes()].join(&0)),
             },
-            fingerprint: hex(&fingerprint.finalize()),
-            window_ms,
+            fingerprint: sha256_hex(&fingerprint),
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
         }))
     }
 
@@ -214,8 +210,4 @@ fn content_type(headers: &HeaderMap) -> &[u8] {
     headers
         .get(http::header::CONTENT_TYPE)
         .map_or(&[], |v| v.as_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
